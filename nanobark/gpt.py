@@ -1,0 +1,143 @@
+"""The causal GPT of Bark's semantic (text) and coarse stages, with a static KV cache.
+
+Same math as nanoGPT: pre-LayerNorm blocks, exact (erf) GELU, learned absolute positions,
+no bias in the released checkpoints. Attention runs through SDPA.
+
+The KV cache is preallocated once, (B, n_head, block_size, head_dim) per layer, and written
+at explicit positions: a prefill writes positions [start, start+T), then each decode step
+writes one. Attention then reads the cache up to the last written position, with an explicit
+causal mask during a multi-token prefill (never `is_causal`, which would align the mask to
+the wrong corner once earlier positions sit in the cache).
+
+Shapes: B batch, T new tokens, C n_embd, nh heads, hd head size (C // nh).
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import GPTConfig
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm with an optional bias (torch's own cannot drop just the bias in older versions)."""
+
+    def __init__(self, ndim, bias):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(ndim))
+        self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
+
+    def forward(self, x):
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
+
+
+class KVCache(nn.Module):
+    def __init__(self, batch_size, n_head, block_size, head_dim, device=None, dtype=None):
+        super().__init__()
+        shape = (batch_size, n_head, block_size, head_dim)
+        self.register_buffer("k", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
+        self.register_buffer("v", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
+
+    def update(self, start, k, v):
+        """Write k, v (B, nh, T, hd) at positions [start, start+T); return the cache up to start+T."""
+        end = start + k.shape[2]
+        self.k[:, :, start:end] = k
+        self.v[:, :, start:end] = v
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig, causal=True):
+        super().__init__()
+        assert config.n_embd % config.n_head == 0
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v in that order
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.n_head = config.n_head
+        self.causal = causal
+        self.cache = None  # a KVCache when decoding
+
+    def forward(self, x, start=0, mask=None):
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hd)
+        if self.cache is not None:
+            k, v = self.cache.update(start, k, v)  # (B, nh, start+T, hd)
+        if mask is None and self.causal and T > 1:
+            # explicit causal mask of query rows [start, start+T) against key columns [0, start+T)
+            rows = torch.arange(start, start + T, device=x.device)[:, None]
+            mask = torch.arange(start + T, device=x.device)[None, :] <= rows  # (T, start+T) bool
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.c_proj(y)
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+
+    def forward(self, x):
+        return self.c_proj(F.gelu(self.c_fc(x)))  # exact erf GELU, as in the original
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig, causal=True):
+        super().__init__()
+        # the fine model's LayerNorms always have a bias, whatever config.bias says (a quirk of the original)
+        ln_bias = config.bias or not causal
+        self.ln_1 = LayerNorm(config.n_embd, ln_bias)
+        self.attn = SelfAttention(config, causal)
+        self.ln_2 = LayerNorm(config.n_embd, ln_bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x, start=0, mask=None):
+        x = x + self.attn(self.ln_1(x), start, mask)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.input_vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(config.block_size, config.n_embd)
+        self.h = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
+        self.ln_f = LayerNorm(config.n_embd, config.bias)
+        self.lm_head = nn.Linear(config.n_embd, config.output_vocab_size, bias=False)  # not tied to wte
+
+    def setup_cache(self, batch_size, device=None, dtype=None):
+        """Preallocate the static KV cache; every forward after this reads and writes it."""
+        c = self.config
+        device = device or self.wte.weight.device
+        dtype = dtype or self.wte.weight.dtype
+        for block in self.h:
+            block.attn.cache = KVCache(batch_size, c.n_head, c.block_size, c.n_embd // c.n_head, device, dtype)
+
+    def clear_cache(self):
+        for block in self.h:
+            block.attn.cache = None
+
+    def merged_embedding(self, text, history, tail):
+        """The semantic stage's context: position i < 256 holds wte(text[i]) + wte(history[i]).
+
+        text, history: (B, 256) ids; tail: (B, n) ids (the infer token, then generated tokens).
+        Returns (B, 256 + n, C) embeddings for `forward(embeds=...)`.
+        """
+        return torch.cat([self.wte(text) + self.wte(history), self.wte(tail)], dim=1)
+
+    def forward(self, idx=None, start=0, embeds=None, mask=None, last_only=False):
+        """idx (B, T) token ids, or embeds (B, T, C); positions [start, start+T).
+
+        Returns logits (B, T, V), or (B, 1, V) for the last position only with last_only=True.
+        """
+        x = self.wte(idx) if embeds is None else embeds
+        T = x.shape[1]
+        if start + T > self.config.block_size:
+            raise ValueError(f"sequence of {start + T} positions exceeds block_size {self.config.block_size}")
+        x = x + self.wpe(torch.arange(start, start + T, device=x.device))
+        for block in self.h:
+            x = block(x, start, mask)
+        x = self.ln_f(x)
+        if last_only:
+            x = x[:, -1:]
+        return self.lm_head(x)

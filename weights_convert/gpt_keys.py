@@ -1,0 +1,68 @@
+"""Key tables for the three GPTs: nanobark names <- transformers names, and <- Suno's original names.
+
+nanobark's names are the original's (nanoGPT's) without the `transformer.` prefix, so the
+tables are generated from a nanobark model built on the meta device: whatever the model
+expects is exactly what gets looked up, with the shape it must have.
+"""
+import re
+
+import torch
+
+from nanobark.config import GPTConfig
+from nanobark.fine import FineGPT
+from nanobark.gpt import GPT
+
+# nanobark name pattern -> transformers name (applied in order, first match only per rule)
+_TO_TRANSFORMERS = [
+    (r"^wtes\.", "input_embeds_layers."),
+    (r"^wte\.", "input_embeds_layer."),
+    (r"^wpe\.", "position_embeds_layer."),
+    (r"^h\.(\d+)\.", r"layers.\1."),
+    (r"\.ln_1\.", ".layernorm_1."),
+    (r"\.ln_2\.", ".layernorm_2."),
+    (r"\.attn\.c_attn\.", ".attn.att_proj."),
+    (r"\.attn\.c_proj\.", ".attn.out_proj."),
+    (r"\.mlp\.c_fc\.", ".mlp.in_proj."),
+    (r"\.mlp\.c_proj\.", ".mlp.out_proj."),
+    (r"^ln_f\.", "layernorm_final."),
+]
+
+
+def transformers_name(name):
+    for pattern, repl in _TO_TRANSFORMERS:
+        name = re.sub(pattern, repl, name)
+    return name
+
+
+def suno_name(name):
+    return name if name.startswith("lm_head") else "transformer." + name
+
+
+def expected_shapes(cfg: GPTConfig, fine: bool):
+    """{nanobark name: shape} of a GPT (or FineGPT) with this config, without allocating weights."""
+    with torch.device("meta"):
+        model = FineGPT(cfg) if fine else GPT(cfg)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def take_gpt(src, cfg: GPTConfig, fine: bool, rename, prefix=""):
+    """Take one GPT's tensors out of `src`; returns the nanobark state dict.
+
+    The fine model's heads are tied to embeddings 1..7 in nanobark. A source that also stores
+    them (`lm_heads.{i}`, heads for codebooks i+1) must hold the same values.
+    """
+    out = {}
+    for name, shape in expected_shapes(cfg, fine).items():
+        t = src.take(prefix + rename(name), shape)
+        if t is not None:
+            out[name] = t
+    if fine:
+        for i in range(cfg.n_codes_total - cfg.n_codes_given):
+            key = f"{prefix}lm_heads.{i}.weight"
+            emb = out.get(f"wtes.{i + cfg.n_codes_given}.weight")
+            if src.has(key):
+                head = src.take(key, (cfg.output_vocab_size, cfg.n_embd))
+                if head is not None and emb is not None and not torch.equal(head, emb):
+                    src.misshaped.append(f"{key}: differs from the embedding it is tied to "
+                                         f"(nanobark ties fine head {i} to wtes.{i + cfg.n_codes_given})")
+    return out

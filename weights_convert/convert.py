@@ -90,23 +90,28 @@ def _suno_config(args, fine):
     return cfg
 
 
-def convert_transformers(src_dir):
-    """A transformers-layout snapshot -> (BarkConfig, {stage: state dict})."""
-    with open(os.path.join(src_dir, "config.json")) as f:
-        hf = json.load(f)
-    cfg = BarkConfig(*(_gpt_config(hf.get(HF_CONFIG_KEYS[s], {}), s == "fine") for s in ("semantic", "coarse", "fine")),
-                     CodecConfig())
-    weights = [p for p in ("model.safetensors", "pytorch_model.bin") if os.path.exists(os.path.join(src_dir, p))]
-    if not weights:
-        raise ConversionError(f"{src_dir} has config.json but neither model.safetensors nor pytorch_model.bin")
-    path = os.path.join(src_dir, weights[0])
-    src = Source(load_file(path), path)
+def from_transformers(state_dict, hf_config, origin):
+    """A transformers BarkModel state dict and its config.json dict -> (BarkConfig, {stage: state dict})."""
+    cfg = BarkConfig(*(_gpt_config(hf_config.get(HF_CONFIG_KEYS[s], {}), s == "fine")
+                       for s in ("semantic", "coarse", "fine")), CodecConfig())
+    src = Source(state_dict, origin)
     src.discard(lambda k: k.endswith(".attn.bias") and not k.startswith("codec_model."))  # causal-mask buffers
     states = {s: take_gpt(src, getattr(cfg, s), s == "fine", transformers_name, HF_PREFIXES[s])
               for s in ("semantic", "coarse", "fine")}
     states["codec"] = codec_from_transformers(src, cfg.codec, prefix="codec_model.")
     src.finish()
     return cfg, states
+
+
+def convert_transformers(src_dir):
+    """A transformers-layout snapshot directory -> (BarkConfig, {stage: state dict})."""
+    with open(os.path.join(src_dir, "config.json")) as f:
+        hf_config = json.load(f)
+    weights = [p for p in ("model.safetensors", "pytorch_model.bin") if os.path.exists(os.path.join(src_dir, p))]
+    if not weights:
+        raise ConversionError(f"{src_dir} has config.json but neither model.safetensors nor pytorch_model.bin")
+    path = os.path.join(src_dir, weights[0])
+    return from_transformers(load_file(path), hf_config, path)
 
 
 def _find_codec(src_dir):

@@ -62,7 +62,7 @@ def take_gpt(src, cfg: GPTConfig, fine: bool, rename, prefix=""):
             emb = out.get(f"wtes.{i + cfg.n_codes_given}.weight")
             if src.has(key):
                 head = src.take(key, (cfg.output_vocab_size, cfg.n_embd))
-                if head is not None and emb is not None and not torch.equal(head, emb):
+                if head is not None and emb is not None and not head.is_meta and not torch.equal(head, emb):
                     src.misshaped.append(f"{key}: differs from the embedding it is tied to "
                                          f"(nanobark ties fine head {i} to wtes.{i + cfg.n_codes_given})")
     return out

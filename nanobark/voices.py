@@ -1,0 +1,205 @@
+"""Voice prompts: a semantic history plus the coarse and fine codes of the same audio.
+
+A voice is three integer arrays: `semantic_prompt` (S,), `coarse_prompt` (2, T) and `fine_prompt` (8, T).
+They come as a dict, as one Suno `.npz`, or by preset name from a `PresetIndex` (the Hub's
+`speaker_embeddings/*.npy` files or a folder of Suno `.npz` files). Everything is checked on the way in,
+so a bad voice fails here with its name instead of deep inside generation. Pickles are never loaded.
+"""
+import difflib
+import json
+import os
+import secrets
+from collections.abc import Mapping
+
+import numpy as np
+
+KEYS = ("semantic_prompt", "coarse_prompt", "fine_prompt")
+SEMANTIC_VOCAB_SIZE = 10_000
+CODEBOOK_SIZE = 1024
+
+
+class VoiceError(ValueError):
+    """A voice prompt that cannot be used."""
+
+
+class VoiceFileNotFoundError(FileNotFoundError):
+    """A voice file that is not where it was looked for."""
+
+
+def _check_array(name, key, a, rows, hi):
+    try:
+        a = np.asarray(a)
+    except ValueError as e:  # ragged nested lists
+        raise VoiceError(f"{name}: {key} is not a rectangular array ({e})")
+    shape = "(S,)" if rows is None else f"({rows}, T)"
+    if a.dtype.kind not in "iu":
+        nan = " and NaN" if a.dtype.kind == "f" and np.isnan(a).any() else ""
+        raise VoiceError(f"{name}: {key} has dtype {a.dtype}{nan}; voice prompts hold integer token ids")
+    if a.ndim != (1 if rows is None else 2) or (rows is not None and a.shape[0] != rows):
+        raise VoiceError(f"{name}: {key} has shape {a.shape}, expected {shape}")
+    if a.size == 0:
+        raise VoiceError(f"{name}: {key} is empty, expected {shape} with at least one step")
+    lo, top = int(a.min()), int(a.max())
+    if lo < 0 or top >= hi:
+        raise VoiceError(f"{name}: {key} values must lie in 0..{hi - 1}, found {lo}..{top}")
+    return np.array(a, dtype=np.int64)
+
+
+def validate_voice(prompt, name="voice") -> dict:
+    """Check a voice and return fresh int64 copies of its three arrays."""
+    if not hasattr(prompt, "keys"):
+        raise VoiceError(f"{name}: a voice is a dict with keys {', '.join(KEYS)}, got {type(prompt).__name__}")
+    missing = [k for k in KEYS if k not in prompt.keys()]
+    extra = [k for k in prompt.keys() if k not in KEYS]
+    if missing or extra:
+        what = "; ".join(filter(None, [missing and f"missing {missing}", extra and f"unexpected {extra}"]))
+        raise VoiceError(f"{name}: {what}; a voice has exactly the keys {', '.join(KEYS)}")
+    semantic = _check_array(name, "semantic_prompt", prompt["semantic_prompt"], None, SEMANTIC_VOCAB_SIZE)
+    coarse = _check_array(name, "coarse_prompt", prompt["coarse_prompt"], 2, CODEBOOK_SIZE)
+    fine = _check_array(name, "fine_prompt", prompt["fine_prompt"], 8, CODEBOOK_SIZE)
+    if coarse.shape[1] != fine.shape[1]:
+        raise VoiceError(f"{name}: coarse_prompt has {coarse.shape[1]} frames but fine_prompt {fine.shape[1]}; "
+                         "they must be the same audio")
+    # the coarse stage asserts this (75 Hz codec frames vs 49.9 Hz semantic tokens); all 271 Suno presets pass
+    if round(coarse.shape[1] / len(semantic), 1) != 1.5:
+        raise VoiceError(f"{name}: {coarse.shape[1]} coarse frames for {len(semantic)} semantic tokens, ratio "
+                         f"{coarse.shape[1] / len(semantic):.3f}; Bark needs about 1.5 (75 Hz codes / 49.9 Hz tokens)")
+    return {"semantic_prompt": semantic, "coarse_prompt": coarse, "fine_prompt": fine}
+
+
+def _load_array_file(path, what):
+    """np.load without pickles; `what` is "npz" or "npy", the kind of file expected."""
+    if not os.path.isfile(path):
+        raise VoiceFileNotFoundError(f"voice file {path} not found; check the path or the preset name")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except ValueError as e:  # numpy refuses object arrays and pickles when allow_pickle=False
+        raise VoiceError(f"{path}: {e}. Voice files must hold plain integer arrays; pickled data is never loaded")
+    except OSError as e:
+        raise VoiceError(f"{path} is not a numpy .{what} file ({e})")
+    if what == "npy" and isinstance(data, np.ndarray):
+        return data
+    if isinstance(data, np.lib.npyio.NpzFile):
+        with data:
+            if what == "npz":
+                try:
+                    return {k: data[k] for k in data.files}
+                except ValueError as e:
+                    raise VoiceError(f"{path}: {e}. Voice files must hold plain integer arrays; "
+                                     "pickled data is never loaded")
+    raise VoiceError(f"{path} is not a .{what} file; expected {'an npz archive' if what == 'npz' else 'one array'}")
+
+
+def load_voice(voice, presets=None):
+    """None, a dict, a path to a Suno `.npz`, or a preset name looked up in `presets` -> validated dict (or None)."""
+    if voice is None:
+        return None
+    if isinstance(voice, Mapping):
+        return validate_voice(voice, "voice dict")
+    if isinstance(voice, os.PathLike) or (isinstance(voice, str) and voice.endswith(".npz")):
+        return validate_voice(_load_array_file(os.fspath(voice), "npz"), os.fspath(voice))
+    if isinstance(voice, str):
+        if presets is None:
+            raise VoiceError(f"voice {voice!r} looks like a preset name but no presets were given; pass "
+                             "presets=PresetIndex.from_dir(model_dir), or a path ending in .npz")
+        return presets.load(voice)
+    raise VoiceError(f"voice must be None, a dict of {', '.join(KEYS)}, a .npz path or a preset name; "
+                     f"got {type(voice).__name__}")
+
+
+def save_voice(path, semantic, coarse, fine) -> str:
+    """Write a voice as a Suno-style `.npz` (".npz" is appended if missing); returns the path written."""
+    path = os.fspath(path)
+    path = path if path.endswith(".npz") else path + ".npz"
+    arrays = validate_voice({"semantic_prompt": semantic, "coarse_prompt": coarse, "fine_prompt": fine}, path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise VoiceFileNotFoundError(f"cannot save {path}: folder {folder} does not exist; create it first")
+    # write beside the target, then rename: a crash never leaves a half-written voice under the real name
+    tmp = f"{path}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+    try:
+        with open(tmp, "xb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def _safe_relpath(rel, source):
+    """A path listed in the JSON must stay inside the model folder: relative, no "..", no drive, a .npy."""
+    clean = rel.replace("\\", "/") if isinstance(rel, str) else ""
+    if not clean.endswith(".npy") or clean.startswith("/") or ":" in clean or ".." in clean.split("/"):
+        raise VoiceError(f"{source}: refusing file path {rel!r}; preset files must be relative .npy paths in the model")
+    return clean
+
+
+class PresetIndex:
+    """Preset name -> the file(s) holding it, read (or fetched) only when that preset is loaded."""
+
+    def __init__(self, files, resolve):
+        self._files = files      # name -> relative .npz path, or {key: relative .npy path}
+        self._resolve = resolve  # relative path -> local path
+
+    @classmethod
+    def from_dir(cls, model_dir, fetch=None):
+        """The Hub layout: `speaker_embeddings_path.json` naming `speaker_embeddings/<name>_<key>.npy` files.
+
+        A file is read from `model_dir` when it is there, else `fetch(relative_path) -> local_path` is asked for it
+        (so only the presets used are downloaded)."""
+        def resolve(rel):
+            local = os.path.join(model_dir, *rel.split("/"))
+            if os.path.isfile(local) or fetch is None:
+                return local
+            return fetch(rel)
+
+        index_file = resolve("speaker_embeddings_path.json")
+        if not os.path.isfile(index_file):
+            raise VoiceFileNotFoundError(
+                f"no speaker_embeddings_path.json in {model_dir}, so no voice presets; download it with the model, "
+                "pass a .npz path as the voice, or use PresetIndex.from_npz_dir(folder_of_npz)")
+        with open(index_file, encoding="utf-8") as f:
+            table = json.load(f)
+        files = {}
+        for name, entry in table.items():
+            if not isinstance(entry, dict):  # "repo_or_path" is not a preset
+                continue
+            if set(entry) != set(KEYS):
+                raise VoiceError(f"{index_file}: preset {name!r} must list exactly {', '.join(KEYS)}")
+            files[name] = {k: _safe_relpath(entry[k], index_file) for k in KEYS}
+        return cls(files, resolve)
+
+    @classmethod
+    def from_npz_dir(cls, folder):
+        """A folder tree of Suno `.npz` presets, e.g. bark/assets/prompts: `v2/en_speaker_6.npz` -> "v2/en_speaker_6"."""
+        if not os.path.isdir(folder):
+            raise VoiceFileNotFoundError(f"preset folder {folder} not found; pass a folder of .npz voice files")
+        files = {}
+        for root, _, names in os.walk(folder):
+            for n in names:
+                if n.endswith(".npz"):
+                    rel = os.path.relpath(os.path.join(root, n), folder).replace(os.sep, "/")
+                    files[rel[:-len(".npz")]] = rel
+        if not files:
+            raise VoiceFileNotFoundError(f"no .npz files under {folder}; pass a folder of Suno-style voice presets")
+        return cls(files, lambda rel: os.path.join(folder, *rel.split("/")))
+
+    def names(self) -> list:
+        return sorted(self._files)
+
+    def load(self, name) -> dict:
+        """Validated arrays of preset `name` ("v2/en_speaker_6", "v2\\en_speaker_6", "en_speaker_6", "announcer")."""
+        if not isinstance(name, str):
+            raise VoiceError(f"a preset name is a str, got {type(name).__name__}")
+        key = name.replace("\\", "/")
+        if key not in self._files:
+            close = difflib.get_close_matches(key, self._files, n=5, cutoff=0.6)
+            hint = f"close names: {', '.join(close)}" if close else f"e.g. {', '.join(self.names()[:5])}"
+            raise VoiceError(f"unknown voice preset {name!r}; {hint} (PresetIndex.names() lists all {len(self._files)})")
+        entry = self._files[key]
+        if isinstance(entry, str):
+            return validate_voice(_load_array_file(self._resolve(entry), "npz"), key)
+        return validate_voice({k: _load_array_file(self._resolve(rel), "npy") for k, rel in entry.items()}, key)

@@ -55,12 +55,12 @@ class Tokenizer:
     def __init__(self, vocab: dict):
         if "[UNK]" not in vocab:
             raise TextError("the vocabulary has no [UNK] token; is this a BERT vocab.txt / tokenizer.json?")
-        self.vocab_size = len(vocab)
         tok = _Backend(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
         # slow BasicTokenizer order: drop control chars and map whitespace to " ", space out CJK ideographs,
         # then NFC; no lowercasing and, since it is cased, no accent stripping
         tok.normalizer = normalizers.Sequence([
-            normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=False),
+            normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=False,
+                                       lowercase=False),
             normalizers.NFC(),
         ])
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()  # split on whitespace and on each punctuation char
@@ -71,7 +71,8 @@ class Tokenizer:
     @classmethod
     def from_vocab(cls, vocab_file) -> "Tokenizer":
         if not os.path.isfile(vocab_file):
-            raise TokenizerFileNotFoundError(f"vocabulary file {vocab_file} not found; pass the path of a BERT vocab.txt")
+            raise TokenizerFileNotFoundError(f"vocabulary file {vocab_file} not found; "
+                                             "pass the path of a BERT vocab.txt")
         return cls(_read_vocab_txt(vocab_file))
 
     @classmethod
@@ -95,12 +96,14 @@ class Tokenizer:
 
 def text_prompt(ids, offset=10_048, length=256, pad=129_595) -> np.ndarray:
     """The semantic model's text block: ids shifted past the semantic vocab, first `length` kept, right-padded."""
-    ids = np.asarray(ids, dtype=np.int64).reshape(-1) + offset
+    ids = np.asarray(ids, dtype=np.int64) + offset
+    if ids.ndim != 1:
+        raise TextError(f"expected a flat list of token ids, got shape {ids.shape}; prompt one text at a time")
     if len(ids) == 0:
         raise TextError("text produced no tokens (only control or zero-width characters?); pass some words")
     if len(ids) > length:
         dropped = len(ids) - length
-        warnings.warn(f"text is too long: {len(ids)} tokens, only the first {length} are used "
-                      f"({dropped} tokens = {100 * dropped / len(ids):.1f}% dropped); split it or use generate_long", stacklevel=2)
+        warnings.warn(f"text is too long: {len(ids)} tokens, only the first {length} are used ({dropped} tokens "
+                      f"= {100 * dropped / len(ids):.1f}% dropped); split it or use generate_long", stacklevel=2)
         ids = ids[:length]
     return np.pad(ids, (0, length - len(ids)), constant_values=pad)

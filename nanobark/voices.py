@@ -9,6 +9,7 @@ import difflib
 import json
 import os
 import secrets
+import zipfile
 from collections.abc import Mapping
 
 import numpy as np
@@ -27,15 +28,18 @@ class VoiceFileNotFoundError(FileNotFoundError):
 
 
 def _check_array(name, key, a, rows, hi):
+    """`rows` is () for a (S,) array, (n,) for an (n, T) one; values must lie in 0..hi-1."""
     try:
         a = np.asarray(a)
     except ValueError as e:  # ragged nested lists
         raise VoiceError(f"{name}: {key} is not a rectangular array ({e})")
-    shape = "(S,)" if rows is None else f"({rows}, T)"
+    shape = f"({rows[0]}, T)" if rows else "(S,)"
     if a.dtype.kind not in "iu":
-        nan = " and NaN" if a.dtype.kind == "f" and np.isnan(a).any() else ""
-        raise VoiceError(f"{name}: {key} has dtype {a.dtype}{nan}; voice prompts hold integer token ids")
-    if a.ndim != (1 if rows is None else 2) or (rows is not None and a.shape[0] != rows):
+        if a.dtype.kind == "f" and np.isnan(a).any():
+            raise VoiceError(f"{name}: {key} holds NaN; voice prompts hold integer token ids")
+        raise VoiceError(f"{name}: {key} has dtype {a.dtype}; voice prompts hold integer token ids "
+                         "(use .astype(np.int64) if they are whole numbers)")
+    if a.ndim != len(rows) + 1 or a.shape[:-1] != rows:
         raise VoiceError(f"{name}: {key} has shape {a.shape}, expected {shape}")
     if a.size == 0:
         raise VoiceError(f"{name}: {key} is empty, expected {shape} with at least one step")
@@ -54,9 +58,9 @@ def validate_voice(prompt, name="voice") -> dict:
     if missing or extra:
         what = "; ".join(filter(None, [missing and f"missing {missing}", extra and f"unexpected {extra}"]))
         raise VoiceError(f"{name}: {what}; a voice has exactly the keys {', '.join(KEYS)}")
-    semantic = _check_array(name, "semantic_prompt", prompt["semantic_prompt"], None, SEMANTIC_VOCAB_SIZE)
-    coarse = _check_array(name, "coarse_prompt", prompt["coarse_prompt"], 2, CODEBOOK_SIZE)
-    fine = _check_array(name, "fine_prompt", prompt["fine_prompt"], 8, CODEBOOK_SIZE)
+    semantic = _check_array(name, "semantic_prompt", prompt["semantic_prompt"], (), SEMANTIC_VOCAB_SIZE)
+    coarse = _check_array(name, "coarse_prompt", prompt["coarse_prompt"], (2,), CODEBOOK_SIZE)
+    fine = _check_array(name, "fine_prompt", prompt["fine_prompt"], (8,), CODEBOOK_SIZE)
     if coarse.shape[1] != fine.shape[1]:
         raise VoiceError(f"{name}: coarse_prompt has {coarse.shape[1]} frames but fine_prompt {fine.shape[1]}; "
                          "they must be the same audio")
@@ -67,27 +71,21 @@ def validate_voice(prompt, name="voice") -> dict:
     return {"semantic_prompt": semantic, "coarse_prompt": coarse, "fine_prompt": fine}
 
 
-def _load_array_file(path, what):
-    """np.load without pickles; `what` is "npz" or "npy", the kind of file expected."""
+def _np_load(path):
+    """np.load with pickles refused: a .npz gives a dict of arrays, a .npy one array."""
     if not os.path.isfile(path):
         raise VoiceFileNotFoundError(f"voice file {path} not found; check the path or the preset name")
     try:
         data = np.load(path, allow_pickle=False)
-    except ValueError as e:  # numpy refuses object arrays and pickles when allow_pickle=False
-        raise VoiceError(f"{path}: {e}. Voice files must hold plain integer arrays; pickled data is never loaded")
-    except OSError as e:
-        raise VoiceError(f"{path} is not a numpy .{what} file ({e})")
-    if what == "npy" and isinstance(data, np.ndarray):
+        if isinstance(data, np.lib.npyio.NpzFile):
+            with data:
+                return {k: data[k] for k in data.files}
         return data
-    if isinstance(data, np.lib.npyio.NpzFile):
-        with data:
-            if what == "npz":
-                try:
-                    return {k: data[k] for k in data.files}
-                except ValueError as e:
-                    raise VoiceError(f"{path}: {e}. Voice files must hold plain integer arrays; "
-                                     "pickled data is never loaded")
-    raise VoiceError(f"{path} is not a .{what} file; expected {'an npz archive' if what == 'npz' else 'one array'}")
+    except ValueError:  # numpy's refusal of a pickle or an object array: never retry with pickles on
+        raise VoiceError(f"{path} holds pickled data or is not a numpy file; a voice file holds plain integer "
+                         "arrays, and pickles are never loaded (they can run code)") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        raise VoiceError(f"{path} is not a readable numpy .npz/.npy file ({e})") from None
 
 
 def load_voice(voice, presets=None):
@@ -97,7 +95,7 @@ def load_voice(voice, presets=None):
     if isinstance(voice, Mapping):
         return validate_voice(voice, "voice dict")
     if isinstance(voice, os.PathLike) or (isinstance(voice, str) and voice.endswith(".npz")):
-        return validate_voice(_load_array_file(os.fspath(voice), "npz"), os.fspath(voice))
+        return validate_voice(_np_load(os.fspath(voice)), os.fspath(voice))
     if isinstance(voice, str):
         if presets is None:
             raise VoiceError(f"voice {voice!r} looks like a preset name but no presets were given; pass "
@@ -174,7 +172,7 @@ class PresetIndex:
 
     @classmethod
     def from_npz_dir(cls, folder):
-        """A folder tree of Suno `.npz` presets, e.g. bark/assets/prompts: `v2/en_speaker_6.npz` -> "v2/en_speaker_6"."""
+        """A folder tree of Suno `.npz` presets (like bark/assets/prompts); `v2/x.npz` is named "v2/x"."""
         if not os.path.isdir(folder):
             raise VoiceFileNotFoundError(f"preset folder {folder} not found; pass a folder of .npz voice files")
         files = {}
@@ -198,8 +196,9 @@ class PresetIndex:
         if key not in self._files:
             close = difflib.get_close_matches(key, self._files, n=5, cutoff=0.6)
             hint = f"close names: {', '.join(close)}" if close else f"e.g. {', '.join(self.names()[:5])}"
-            raise VoiceError(f"unknown voice preset {name!r}; {hint} (PresetIndex.names() lists all {len(self._files)})")
+            raise VoiceError(f"unknown voice preset {name!r}; {hint} "
+                             f"(PresetIndex.names() lists all {len(self._files)})")
         entry = self._files[key]
         if isinstance(entry, str):
-            return validate_voice(_load_array_file(self._resolve(entry), "npz"), key)
-        return validate_voice({k: _load_array_file(self._resolve(rel), "npy") for k, rel in entry.items()}, key)
+            return validate_voice(_np_load(self._resolve(entry)), key)
+        return validate_voice({k: _np_load(self._resolve(rel)) for k, rel in entry.items()}, key)

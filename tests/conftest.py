@@ -4,8 +4,12 @@ Suno's `bark` imports `encodec`, which imports `torchaudio` at import time; torc
 the CPU build of torch. transformers must be imported first (it probes torchaudio itself), then an empty
 module stands in for torchaudio so `import bark` succeeds. nanobark never needs torchaudio.
 """
+import json
+import os
 import sys
 import types
+
+import numpy as np
 
 import pytest
 import torch
@@ -69,11 +73,43 @@ def hf_bark():
     return randomize_(BarkModel(tiny_hf_config())).eval()
 
 
+VOCAB = (["[PAD]"] + [f"[unused{i}]" for i in range(99)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+         + list("!\"#$%&'()*+,-./0123456789:;<=>?@[\\]^_`{|}~") + list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+         + ["Hello", "hello", "my", "dog", "is", "cute", "the", "The", "a", "and", "to", "of", "laughter", "laughs",
+            "music", "He", "She", "said", "world", "World", "café", "Привет", "мир", "你", "好", "世", "界", "♪", "é",
+            "##s", "##ing", "##ed", "##er", "##ly", "##é", "##a", "##e", "##o", "##n", "##t", "##r", "##i", "##l"]
+         + [f"##{c}" for c in "bcdfghjkmpquvwxyz"])
+PRESETS_USED = ("v2/en_speaker_6", "en_speaker_1", "announcer", "v2/zh_speaker_9")
+
+
+def suno_prompts_dir():
+    import bark
+    return os.path.join(os.path.dirname(bark.__file__), "assets", "prompts")
+
+
+def write_hub_extras(path):
+    """The tokenizer files and a speaker_embeddings/ tree, as on the Hub, next to a saved BarkModel."""
+    with open(os.path.join(path, "vocab.txt"), "w", encoding="utf-8") as f:
+        f.write("\n".join(VOCAB) + "\n")
+    table = {"repo_or_path": str(path)}
+    for name in PRESETS_USED:
+        npz = np.load(os.path.join(suno_prompts_dir(), name + ".npz"))
+        table[name] = {}
+        for key in ("semantic_prompt", "coarse_prompt", "fine_prompt"):
+            rel = f"speaker_embeddings/{name}_{key}.npy"
+            os.makedirs(os.path.dirname(os.path.join(path, rel)), exist_ok=True)
+            np.save(os.path.join(path, rel), npz[key])
+            table[name][key] = rel
+    with open(os.path.join(path, "speaker_embeddings_path.json"), "w") as f:
+        json.dump(table, f)
+
+
 @pytest.fixture(scope="session")
 def hf_snapshot(hf_bark, tmp_path_factory):
-    """What BarkModel.save_pretrained writes (model.safetensors + config.json)."""
+    """What BarkModel.save_pretrained writes (model.safetensors + config.json), plus tokenizer and presets."""
     path = tmp_path_factory.mktemp("hf_snapshot")
     hf_bark.save_pretrained(path)
+    write_hub_extras(str(path))
     return str(path)
 
 
@@ -81,3 +117,20 @@ def hf_snapshot(hf_bark, tmp_path_factory):
 def converted(hf_snapshot, tmp_path_factory):
     from weights_convert.convert import convert
     return convert(hf_snapshot, str(tmp_path_factory.mktemp("converted")))
+
+
+def suno_copy(model, fine=False):
+    """Suno's GPT / FineGPT holding the same weights as a nanobark model."""
+    from bark.model import GPT as SunoGPT, GPTConfig as SunoConfig
+    from bark.model_fine import FineGPT as SunoFine, FineGPTConfig
+    from weights_convert.gpt_keys import suno_name
+    c = model.config
+    args = dict(n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd, block_size=c.block_size,
+                input_vocab_size=c.input_vocab_size, output_vocab_size=c.output_vocab_size, bias=c.bias, dropout=0.0)
+    ref = SunoFine(FineGPTConfig(**args)) if fine else SunoGPT(SunoConfig(**args))
+    state = {suno_name(k): v for k, v in model.state_dict().items()}
+    if fine:  # Suno stores the tied heads as well
+        state.update({f"lm_heads.{i}.weight": model.wtes[i + 1].weight for i in range(7)})
+    missing, unexpected = ref.load_state_dict(state, strict=False)
+    assert not unexpected and all(k.endswith(".attn.bias") for k in missing)
+    return ref.eval()

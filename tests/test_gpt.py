@@ -6,25 +6,9 @@ from nanobark.checkpoint import load_stage
 from nanobark.config import GPTConfig
 from nanobark.fine import FineGPT
 from nanobark.gpt import GPT
-from weights_convert.gpt_keys import suno_name
+from conftest import suno_copy
 
 TOL = 1e-5
-
-
-def suno_copy(model, fine=False):
-    """Suno's GPT / FineGPT holding the same weights as a nanobark model."""
-    from bark.model import GPT as SunoGPT, GPTConfig as SunoConfig
-    from bark.model_fine import FineGPT as SunoFine, FineGPTConfig
-    c = model.config
-    args = dict(n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd, block_size=c.block_size,
-                input_vocab_size=c.input_vocab_size, output_vocab_size=c.output_vocab_size, bias=c.bias, dropout=0.0)
-    ref = SunoFine(FineGPTConfig(**args)) if fine else SunoGPT(SunoConfig(**args))
-    state = {suno_name(k): v for k, v in model.state_dict().items()}
-    if fine:  # Suno stores the tied heads as well
-        state.update({f"lm_heads.{i}.weight": model.wtes[i + 1].weight for i in range(7)})
-    missing, unexpected = ref.load_state_dict(state, strict=False)
-    assert not unexpected and all(k.endswith(".attn.bias") for k in missing)
-    return ref.eval()
 
 
 @pytest.fixture(scope="module", params=["semantic", "coarse"])

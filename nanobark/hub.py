@@ -1,0 +1,118 @@
+"""Find a model: a Hub id is downloaded (huggingface_hub's cache) and converted once into nanobark's cache.
+
+    resolve("suno/bark-small") -> (converted directory, fetch for voice presets or None)
+
+A local directory is used as it is when weights_convert wrote it, and converted into the
+cache when it is a Hub-layout snapshot. The conversion is atomic: it is written into a
+temporary directory beside the target and renamed into place, so a crash or a concurrent
+run never leaves a half-converted model where a finished one is expected.
+"""
+import hashlib
+import os
+import shutil
+import tempfile
+
+from .checkpoint import is_converted
+
+HUB_MODELS = ("suno/bark-small", "suno/bark")
+# bark-small's safetensors file sits on an unmerged PR branch; the main branches only have pytorch_model.bin
+SAFETENSORS_REVISIONS = {"suno/bark-small": "refs/pr/5"}
+SNAPSHOT_FILES = ("config.json", "vocab.txt", "tokenizer.json", "tokenizer_config.json",
+                  "special_tokens_map.json", "speaker_embeddings_path.json")
+
+
+def cache_root():
+    default = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "nanobark")
+    return os.environ.get("NANOBARK_CACHE", default)
+
+
+def convert_once(src_dir, target):
+    """Convert src_dir into target unless a finished conversion is already there; returns target."""
+    if is_converted(target):
+        return target
+    from weights_convert.convert import convert
+    parent = os.path.dirname(os.path.abspath(target))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=".converting-")
+    try:
+        convert(src_dir, tmp)
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process finished first (or a stale unfinished dir is in the way)
+            if not is_converted(target):
+                shutil.rmtree(target, ignore_errors=True)
+                os.rename(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _local_target(src_dir):
+    """A cache folder keyed by the snapshot's path and its weights file's size and time."""
+    src_dir = os.path.abspath(src_dir)
+    stamp = [src_dir]
+    for f in ("model.safetensors", "pytorch_model.bin"):
+        p = os.path.join(src_dir, f)
+        if os.path.exists(p):
+            st = os.stat(p)
+            stamp += [f, str(st.st_size), str(st.st_mtime_ns)]
+    digest = hashlib.sha256("|".join(stamp).encode()).hexdigest()[:16]
+    return os.path.join(cache_root(), "local", f"{os.path.basename(src_dir)}-{digest}")
+
+
+def download(repo_id):
+    """Download the files of a Hub checkpoint (not the voice presets) and return the snapshot folder."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, RevisionNotFoundError
+    snapshot = None
+    for name in SNAPSHOT_FILES:
+        try:
+            snapshot = os.path.dirname(hf_hub_download(repo_id, name))
+        except EntryNotFoundError:  # e.g. an older snapshot without tokenizer.json
+            pass
+    weights = None
+    if repo_id in SAFETENSORS_REVISIONS:
+        try:
+            weights = hf_hub_download(repo_id, "model.safetensors", revision=SAFETENSORS_REVISIONS[repo_id])
+        except (EntryNotFoundError, RevisionNotFoundError):
+            pass
+    weights = weights or hf_hub_download(repo_id, "pytorch_model.bin")
+    # the weights may come from another revision: link them next to the config
+    target = os.path.join(snapshot, os.path.basename(weights))
+    if not os.path.exists(target):
+        os.symlink(os.path.realpath(weights), target)
+    return snapshot
+
+
+def hub_fetch(repo_id):
+    """fetch(relative_path) -> local path, downloading one file (a voice preset) on first use."""
+    def fetch(rel):
+        from huggingface_hub import hf_hub_download
+        return hf_hub_download(repo_id, rel)
+    return fetch
+
+
+def resolve(name_or_path):
+    """A Hub id, a Hub-layout snapshot folder or a converted folder -> (converted folder, preset fetch or None)."""
+    if os.path.isdir(name_or_path):
+        if is_converted(name_or_path):
+            return name_or_path, None
+        return convert_once(name_or_path, _local_target(name_or_path)), None
+    if name_or_path not in HUB_MODELS and "/" not in name_or_path:
+        raise FileNotFoundError(f"model {name_or_path!r} is neither a folder nor a Hub id; "
+                                f"use one of {', '.join(HUB_MODELS)} or a local folder")
+    target = os.path.join(cache_root(), name_or_path.replace("/", "--"))
+    if not is_converted(target):
+        try:
+            snapshot = download(name_or_path)
+        except Exception as e:
+            if type(e).__name__ in ("EntryNotFoundError", "RevisionNotFoundError", "RepositoryNotFoundError"):
+                raise
+            raise ConnectionError(
+                f"could not download {name_or_path} from the Hugging Face Hub ({type(e).__name__}), and no converted "
+                f"copy is cached at {target}. Either connect to the internet once, or download the snapshot "
+                f"yourself (config.json, pytorch_model.bin or model.safetensors, vocab.txt, "
+                f"speaker_embeddings_path.json and speaker_embeddings/) into a folder and pass that folder, "
+                f"or run: python weights_convert/convert.py SNAPSHOT {target}") from None
+        convert_once(snapshot, target)
+    return target, hub_fetch(name_or_path)

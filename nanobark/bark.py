@@ -72,10 +72,8 @@ class Bark:
         home = "cpu" if offload else device
         models = {s: load_stage(path, s, config, home, dtype if s != "codec" else torch.float32)
                   for s in ("semantic", "coarse", "fine", "codec")}
-        try:
-            presets = PresetIndex.from_dir(path, fetch)
-        except FileNotFoundError:
-            presets = None
+        has_presets = os.path.exists(os.path.join(path, "speaker_embeddings_path.json"))
+        presets = PresetIndex.from_dir(path, fetch) if has_presets else None
         return cls(models, Tokenizer.from_dir(path), presets, device, dtype, offload)
 
     # -------------------------------------------------------------- plumbing

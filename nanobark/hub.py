@@ -64,11 +64,11 @@ def download(repo_id):
     """Download the files of a Hub checkpoint (not the voice presets) and return the snapshot folder."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, RevisionNotFoundError
-    snapshot = None
-    for name in SNAPSHOT_FILES:
+    snapshot = os.path.dirname(hf_hub_download(repo_id, "config.json"))  # fails fast when offline
+    for name in SNAPSHOT_FILES[1:]:
         try:
-            snapshot = os.path.dirname(hf_hub_download(repo_id, name))
-        except EntryNotFoundError:  # e.g. an older snapshot without tokenizer.json
+            hf_hub_download(repo_id, name)
+        except EntryNotFoundError:  # e.g. a snapshot without tokenizer.json
             pass
     weights = None
     if repo_id in SAFETENSORS_REVISIONS:
@@ -98,9 +98,10 @@ def resolve(name_or_path):
         if is_converted(name_or_path):
             return name_or_path, None
         return convert_once(name_or_path, _local_target(name_or_path)), None
-    if name_or_path not in HUB_MODELS and "/" not in name_or_path:
+    looks_like_path = name_or_path.startswith((os.sep, ".", "~")) or name_or_path.count("/") != 1
+    if name_or_path not in HUB_MODELS and looks_like_path:
         raise FileNotFoundError(f"model {name_or_path!r} is neither a folder nor a Hub id; "
-                                f"use one of {', '.join(HUB_MODELS)} or a local folder")
+                                f"use one of {', '.join(HUB_MODELS)} or an existing local folder")
     target = os.path.join(cache_root(), name_or_path.replace("/", "--"))
     if not is_converted(target):
         try:

@@ -1,0 +1,144 @@
+"""Bark.from_pretrained on a Hub-layout snapshot, the public stage API, scripts/generate.py, and misuse."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from nanobark import Bark
+from nanobark.voices import VoiceError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("cache"))
+    old = os.environ.get("NANOBARK_CACHE")
+    os.environ["NANOBARK_CACHE"] = path
+    yield path
+    if old is None:
+        del os.environ["NANOBARK_CACHE"]
+    else:
+        os.environ["NANOBARK_CACHE"] = old
+
+
+@pytest.fixture(scope="module")
+def bark(converted):
+    return Bark.from_pretrained(converted, device="cpu")
+
+
+def test_from_pretrained_snapshot_converts_once(hf_snapshot, cache, monkeypatch):
+    first = Bark.from_pretrained(hf_snapshot, device="cpu")
+    done = [d for d in os.listdir(os.path.join(cache, "local")) if not d.startswith(".")]
+    assert len(done) == 1 and not [d for d in os.listdir(os.path.join(cache, "local")) if d.startswith(".")]
+    import weights_convert.convert as conv
+
+    def no_second_conversion(*a, **k):
+        raise AssertionError("converted twice")
+    monkeypatch.setattr(conv, "convert", no_second_conversion)
+    second = Bark.from_pretrained(hf_snapshot, device="cpu")
+    a = first.generate("Hello dog", voice="v2/en_speaker_6", seed=3, max_duration_s=0.3)
+    b = second.generate("Hello dog", voice="v2/en_speaker_6", seed=3, max_duration_s=0.3)
+    np.testing.assert_array_equal(a, b)
+    assert a.dtype == np.float32 and a.ndim == 1 and len(a) % 320 == 0 and np.isfinite(a).all()
+
+
+def test_stage_api_shapes_and_dtypes(bark):
+    sem = bark.text_to_semantic("Hello, my dog is cute", max_duration_s=0.4)
+    assert sem.dtype == np.int64 and sem.shape == (20,)
+    coarse = bark.semantic_to_coarse(sem, voice="announcer")
+    assert coarse.dtype == np.int64 and coarse.shape == (2, 30) and 0 <= coarse.min() and coarse.max() < 1024
+    fine = bark.coarse_to_fine(coarse, temp=None)
+    assert fine.shape == (8, 30) and (fine[:2] == coarse).all() and fine.max() < 1024
+    audio = bark.decode(fine)
+    assert audio.dtype == np.float32 and audio.shape == (9600,)
+    assert bark.sample_rate == 24_000
+
+
+def test_seed_is_reproducible_and_leaves_global_rng_alone(bark):
+    import torch
+    torch.manual_seed(5)
+    expected_next = torch.rand(1)
+    torch.manual_seed(5)
+    a = bark.generate("Hello", seed=1, max_duration_s=0.2)
+    assert torch.equal(torch.rand(1), expected_next)
+    np.testing.assert_array_equal(a, bark.generate("Hello", seed=1, max_duration_s=0.2))
+    assert not np.array_equal(a, bark.generate("Hello", seed=2, max_duration_s=0.2))
+
+
+def test_save_voice_round_trips_into_the_original(bark, tmp_path):
+    from bark.generation import _load_history_prompt
+    full, audio = bark.generate("Hello", seed=0, max_duration_s=0.3, output_full=True)
+    path = bark.save_voice(tmp_path / "me", full)
+    assert path.endswith("me.npz") and os.listdir(tmp_path) == ["me.npz"]
+    loaded = _load_history_prompt(path)
+    for k in full:
+        np.testing.assert_array_equal(loaded[k], full[k])
+    assert bark.text_to_semantic("Hello", voice=path, max_duration_s=0.1).shape == (5,)
+
+
+def test_misuse_gets_clear_errors(bark, tmp_path):
+    with pytest.raises(ValueError, match="empty"):
+        bark.generate("   \n\t ")
+    with pytest.raises(VoiceError, match="v2/en_speaker_6"):
+        bark.generate("Hello", voice="v2/en_speakr_6")
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, semantic_prompt=np.zeros(10, np.int64), coarse_prompt=np.zeros((3, 15), np.int64),
+             fine_prompt=np.zeros((8, 15), np.int64))
+    with pytest.raises(VoiceError, match="coarse_prompt has shape"):
+        bark.generate("Hello", voice=str(bad))
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        bark.generate("Hello", text_temp=0)
+    with pytest.raises(ValueError, match="top_p"):
+        bark.generate("Hello", top_p=1.5)
+    with pytest.raises(FileNotFoundError, match="neither a folder nor a Hub id"):
+        Bark.from_pretrained(str(tmp_path / "missing_model"))
+    (tmp_path / "empty_model").mkdir()
+    with pytest.raises(ValueError, match="not a Bark checkpoint"):
+        Bark.from_pretrained(str(tmp_path / "empty_model"))
+
+
+def test_offline_hub_id_without_cache_says_what_to_do(cache, monkeypatch):
+    import huggingface_hub.constants
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # as HF_HUB_OFFLINE=1 would
+    with pytest.raises(ConnectionError, match="download the snapshot"):
+        Bark.from_pretrained("suno/bark-small")
+
+
+def run_cli(*args, **kw):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "generate.py"), *args],
+                          capture_output=True, text=True, timeout=300, **kw)
+
+
+@pytest.mark.parametrize("ext", [".wav", ".flac"])
+def test_cli_writes_the_same_audio_as_the_api(bark, converted, tmp_path, ext):
+    out = tmp_path / f"hello{ext}"
+    r = run_cli("Hello, my dog is cute", "--model", converted, "--out", str(out), "--seed", "4",
+                "--max-duration", "0.3", "--voice", "v2/en_speaker_6", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert str(out) in r.stdout and "s of audio in" in r.stdout
+    audio, sr = sf.read(out, dtype="float32")
+    expected = bark.generate("Hello, my dog is cute", voice="v2/en_speaker_6", seed=4, max_duration_s=0.3)
+    assert sr == 24_000 and audio.shape == expected.shape
+    assert np.abs(audio - np.clip(expected, -1, 1)).max() <= 1 / 2**15 + 1e-6  # 16-bit quantization
+    assert sf.info(out).subtype == "PCM_16"
+    assert sorted(os.listdir(tmp_path)) == [out.name]
+
+
+def test_cli_reads_stdin_and_rejects_bad_output_before_generating(converted, tmp_path):
+    r = run_cli("--model", converted, "--out", str(tmp_path / "no_such_dir" / "x.wav"), input="Hello")
+    assert r.returncode == 2 and "does not exist" in r.stderr
+    r = run_cli("Hello", "--model", converted, "--out", str(tmp_path / "x.mp3"))
+    assert r.returncode == 2 and ".wav" in r.stderr
+    r = run_cli("--model", converted, "--out", str(tmp_path / "x.wav"), input="   ")
+    assert r.returncode == 2 and "empty" in r.stderr
+    r = run_cli("Hello", "--model", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.wav"))
+    assert r.returncode == 1 and "error:" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("--model", converted, "--out", str(tmp_path / "s.wav"), "--seed", "1", "--max-duration", "0.1",
+                "--quiet", input="Hello from stdin")
+    assert r.returncode == 0, r.stderr
+    assert sf.info(tmp_path / "s.wav").samplerate == 24_000
+    assert sorted(os.listdir(tmp_path)) == ["s.wav"]

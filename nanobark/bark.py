@@ -36,6 +36,18 @@ def _check_sampling(temp=None, top_k=None, top_p=None, min_eos_p=None, allow_non
         raise ValueError(f"min_eos_p must be in [0, 1] or None, got {min_eos_p}")
 
 
+def _check_codes(a, what, ndim, high):
+    """A non-empty integer array of `ndim` dims with values in 0..high-1, as int64."""
+    a = np.asarray(a)
+    if a.ndim != ndim or a.size == 0 or a.dtype.kind not in "iu":
+        raise ValueError(f"{what} must be a non-empty {ndim}-D integer array, got shape {a.shape} {a.dtype}")
+    if ndim == 2 and not 1 <= a.shape[0] <= 8:
+        raise ValueError(f"{what} must have 1 to 8 codebook rows, got {a.shape[0]}")
+    if a.min() < 0 or a.max() >= high:
+        raise ValueError(f"{what} must lie in 0..{high - 1}, found {a.min()}..{a.max()}")
+    return a.astype(np.int64)
+
+
 def _progress(enabled, total, desc):
     if not enabled:
         return None
@@ -103,93 +115,119 @@ class Bark:
         """Normalized, tokenized, offset and padded text block: (256,) int64 (a warning if truncated)."""
         return text_prompt(self.tokenizer.encode(normalize_text(text)))
 
+    def _batch(self, items, voice, what):
+        """One item or a list -> (list of items, list of loaded voices, was it a single item?).
+
+        `voice` is one voice for every item, or a list with one voice per item.
+        """
+        single = not isinstance(items, (list, tuple))
+        items = [items] if single else list(items)
+        if not items:
+            raise ValueError(f"got an empty list of {what}")
+        if isinstance(voice, (list, tuple)):
+            if len(voice) != len(items):
+                raise ValueError(f"got {len(voice)} voices for {len(items)} {what}: pass one voice for all, "
+                                 "or a list with one voice per item")
+            return items, [self.load_voice(v) for v in voice], single
+        return items, [self.load_voice(voice)] * len(items), single
+
+    def _generators(self, seed, n):
+        """None (torch's global RNG, as the original), an int (sample i gets seed + i), or n torch.Generators."""
+        if seed is None:
+            return None
+        if isinstance(seed, (list, tuple)):
+            if len(seed) != n or not all(isinstance(g, torch.Generator) for g in seed):
+                raise ValueError(f"seed must be an int, None, or a list of {n} torch.Generator")
+            return list(seed)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise ValueError(f"seed must be an int or None, got {seed!r}")
+        return [torch.Generator(device=self.device).manual_seed(int(seed) + i) for i in range(n)]
+
     # -------------------------------------------------------------- the stages
+    # Each takes one item or a list (a batch); `voice` is one voice or one per item; `seed` is None,
+    # an int (sample i of a batch gets seed + i, so a batch gives what each item gives alone) or
+    # one torch.Generator per item.
 
     def text_to_semantic(self, text, voice=None, temp=0.7, top_k=None, top_p=None, min_eos_p=0.2,
-                         allow_early_stop=True, max_duration_s=None, progress=False):
+                         allow_early_stop=True, max_duration_s=None, seed=None, progress=False):
         """Text -> 1-D int64 array of semantic tokens (about 50 per second of audio)."""
         _check_sampling(temp, top_k, top_p, min_eos_p)
-        text_ids = self.encode_text(text)[None]
-        voice = self.load_voice(voice)
+        texts, voices, single = self._batch(text, voice, "texts")
+        text_ids = np.stack([self.encode_text(t) for t in texts])
+        history = np.stack([gen.semantic_history(v) for v in voices])
+        gens = self._generators(seed, len(texts))
         bar = _progress(progress, gen.MAX_SEMANTIC_TOKENS, "semantic")
         with self._stage("semantic") as model:
-            out = gen.generate_semantic(model, text_ids, gen.semantic_history(voice)[None], temp, top_k, top_p,
-                                        min_eos_p, allow_early_stop, max_duration_s, bar)
+            out = gen.generate_semantic(model, text_ids, history, temp, top_k, top_p, min_eos_p,
+                                        allow_early_stop, max_duration_s, gens, bar)
         if bar is not None:
             bar.close()
-        return out[0]
+        return out[0] if single else out
 
-    def semantic_to_coarse(self, semantic, voice=None, temp=0.7, top_k=None, top_p=None, progress=False):
+    def semantic_to_coarse(self, semantic, voice=None, temp=0.7, top_k=None, top_p=None, seed=None, progress=False):
         """Semantic tokens -> (2, T) int64 codes of EnCodec codebooks 0 and 1 (75 frames per second)."""
         _check_sampling(temp, top_k, top_p)
-        semantic = np.asarray(semantic)
-        if semantic.ndim != 1 or semantic.size == 0 or semantic.dtype.kind not in "iu":
-            raise ValueError(f"semantic tokens must be a non-empty 1-D integer array, got shape {semantic.shape} "
-                             f"{semantic.dtype}")
-        if semantic.min() < 0 or semantic.max() >= gen.SEMANTIC_VOCAB_SIZE:
-            raise ValueError(f"semantic tokens must lie in 0..{gen.SEMANTIC_VOCAB_SIZE - 1}")
-        voice = self.load_voice(voice)
-        bar = _progress(progress, gen.coarse_steps(len(semantic)), "coarse")
+        semantics, voices, single = self._batch(semantic, voice, "semantic arrays")
+        semantics = [_check_codes(s, "semantic tokens", 1, gen.SEMANTIC_VOCAB_SIZE) for s in semantics]
+        bar = _progress(progress, max(gen.coarse_steps(len(s)) for s in semantics), "coarse")
         with self._stage("coarse") as model:
-            out = gen.generate_coarse(model, semantic, voice, temp, top_k, top_p, bar)
+            out = gen.generate_coarse(model, semantics, voices, temp, top_k, top_p,
+                                      self._generators(seed, len(semantics)), bar)
         if bar is not None:
             bar.close()
-        return out
+        return out[0] if single else out
 
-    def coarse_to_fine(self, coarse, voice=None, temp=0.5, progress=False):
+    def coarse_to_fine(self, coarse, voice=None, temp=0.5, seed=None, progress=False):
         """(2, T) codes -> (8, T) int64 codes; temp=None means argmax."""
         _check_sampling(temp, allow_none_temp=True)
-        coarse = np.asarray(coarse)
-        if coarse.ndim != 2 or not 1 <= coarse.shape[0] <= 7 or coarse.shape[1] == 0 or coarse.dtype.kind not in "iu":
-            raise ValueError(f"coarse codes must be a (n, T) integer array with 1 <= n <= 7 and T > 0, "
-                             f"got shape {coarse.shape} {coarse.dtype}")
-        if coarse.min() < 0 or coarse.max() >= gen.CODEBOOK_SIZE:
-            raise ValueError(f"coarse codes must lie in 0..{gen.CODEBOOK_SIZE - 1}")
-        voice = self.load_voice(voice)
-        bar = _progress(progress, len(gen.fine_windows(coarse.shape[1], 0)), "fine")
+        coarses, voices, single = self._batch(coarse, voice, "coarse arrays")
+        coarses = [_check_codes(c, "coarse codes", 2, gen.CODEBOOK_SIZE) for c in coarses]
+        if len({c.shape[0] for c in coarses}) > 1:
+            raise ValueError("all coarse arrays of a batch must have the same number of codebooks")
+        bar = _progress(progress, max(len(gen.fine_windows(c.shape[1], 512)) for c in coarses), "fine")
         with self._stage("fine") as model:
-            out = gen.generate_fine(model, coarse, voice, temp, bar)
+            out = gen.generate_fine(model, coarses, voices, temp, self._generators(seed, len(coarses)), bar)
         if bar is not None:
             bar.close()
-        return out
+        return out[0] if single else out
 
     @torch.no_grad()
     def decode(self, fine):
-        """(8, T) codes -> float32 audio of 320 * T samples at 24 kHz."""
-        fine = np.asarray(fine)
-        if fine.ndim != 2 or fine.shape[0] > 8 or fine.shape[1] == 0 or fine.dtype.kind not in "iu":
-            raise ValueError(f"codes must be a (n <= 8, T > 0) integer array, got shape {fine.shape} {fine.dtype}")
+        """(8, T) codes -> float32 audio of 320 * T samples at 24 kHz (a list of them for a list)."""
+        fines, _, single = self._batch(fine, None, "code arrays")
+        fines = [_check_codes(f, "codes", 2, gen.CODEBOOK_SIZE) for f in fines]
         with self._stage("codec") as codec:
-            codes = torch.as_tensor(fine.astype(np.int64), device=self.device)[None]
-            return codec.decode(codes)[0].float().cpu().numpy()
+            # one at a time: the LSTM would carry padding of a batch into the shorter samples
+            out = [codec.decode(torch.as_tensor(f, device=self.device)[None])[0].float().cpu().numpy() for f in fines]
+        return out[0] if single else out
 
     def generate(self, text, voice=None, seed=None, text_temp=0.7, waveform_temp=0.7, fine_temp=0.5,
                  top_k=None, top_p=None, min_eos_p=0.2, max_duration_s=None, output_full=False, progress=False):
-        """Text -> float32 audio at 24 kHz, through all four networks with one voice.
+        """Text (or a list of texts) -> float32 audio at 24 kHz (or a list), through all four networks.
 
-        With a seed, sampling is reproducible and torch's global RNG state is left as it was;
-        without one, draws come from torch's global generator, exactly as in the original.
-        With output_full=True, returns (dict of the three token arrays, audio): the dict is a voice.
+        With a seed, sampling is reproducible and torch's global RNG is left alone; without one,
+        draws come from torch's global generator, exactly as in the original. With output_full=True,
+        returns (dict of the three token arrays, audio) per text: the dict is a reusable voice.
         """
         _check_sampling(text_temp, top_k, top_p, min_eos_p)
         _check_sampling(waveform_temp)
         _check_sampling(fine_temp, allow_none_temp=True)
-        voice = self.load_voice(voice)
-        rng = torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [])
-        with rng if seed is not None else contextlib.nullcontext():
-            if seed is not None:
-                torch.manual_seed(seed)
-            semantic = self.text_to_semantic(text, voice, text_temp, top_k, top_p, min_eos_p,
-                                             max_duration_s=max_duration_s, progress=progress)
-            if len(semantic) == 0:
-                raise RuntimeError("the semantic model stopped before producing any token; try another seed, "
-                                   "a lower min_eos_p, or a longer text")
-            coarse = self.semantic_to_coarse(semantic, voice, waveform_temp, top_k, top_p, progress=progress)
-            fine = self.coarse_to_fine(coarse, voice, fine_temp, progress=progress)
+        texts, voices, single = self._batch(text, voice, "texts")
+        gens = self._generators(seed, len(texts))  # one stream per sample, through all three stages
+        semantic = self.text_to_semantic(texts, voices, text_temp, top_k, top_p, min_eos_p,
+                                         max_duration_s=max_duration_s, seed=gens, progress=progress)
+        if any(len(s) == 0 for s in semantic):
+            raise RuntimeError("the semantic model stopped before producing any token; try another seed, "
+                               "a lower min_eos_p, or a longer text")
+        coarse = self.semantic_to_coarse(semantic, voices, waveform_temp, top_k, top_p, seed=gens, progress=progress)
+        fine = self.coarse_to_fine(coarse, voices, fine_temp, seed=gens, progress=progress)
         audio = self.decode(fine)
         if output_full:
-            return {"semantic_prompt": semantic, "coarse_prompt": coarse, "fine_prompt": fine}, audio
-        return audio
+            out = [({"semantic_prompt": s, "coarse_prompt": c, "fine_prompt": f}, a)
+                   for s, c, f, a in zip(semantic, coarse, fine, audio)]
+        else:
+            out = audio
+        return out[0] if single else out
 
     def save_voice(self, path, full):
         """Save the dict returned by generate(..., output_full=True) as a reusable .npz voice prompt."""

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .sampling import sample
+from .sampling import multinomial_with, sample
 
 # token layout constants (Suno's generation.py)
 SEMANTIC_VOCAB_SIZE = 10_000
@@ -52,11 +52,11 @@ def semantic_history(voice):
 
 @torch.no_grad()
 def generate_semantic(model, text, history, temp=0.7, top_k=None, top_p=None, min_eos_p=0.2,
-                      allow_early_stop=True, max_gen_duration_s=None, progress=None):
+                      allow_early_stop=True, max_gen_duration_s=None, generators=None, progress=None):
     """text, history: (B, 256) int64 arrays -> list of B 1-D int64 arrays of semantic tokens.
 
     Each sample stops at its own end of speech: when EOS is drawn, or when its probability
-    reaches min_eos_p (EOS itself is never emitted).
+    reaches min_eos_p (EOS itself is never emitted). generators: see sampling.sample.
     """
     progress = progress or _Progress()
     device = model.wte.weight.device
@@ -76,7 +76,8 @@ def generate_semantic(model, text, history, temp=0.7, top_k=None, top_p=None, mi
             relevant = logits[:, 0, :SEMANTIC_VOCAB_SIZE]
             if allow_early_stop:  # EOS competes as a 10001st candidate
                 relevant = torch.cat([relevant, logits[:, 0, SEMANTIC_PAD:SEMANTIC_PAD + 1]], dim=-1)
-            token, probs = sample(relevant, temp, top_k, top_p)
+            active = None if generators is None else (~done).tolist()
+            token, probs = sample(relevant, temp, top_k, top_p, generators, active)
             if allow_early_stop:
                 stop = token == SEMANTIC_PAD
                 if min_eos_p is not None:
@@ -124,49 +125,63 @@ def coarse_steps(n_semantic):
 
 
 def coarse_context(sem, coarse, n_step, base):
-    """The window input: 256 semantic ids around the current time | COARSE_INFER | last 630 coarse ids."""
+    """The window input (1-D): 256 semantic ids around the current time | COARSE_INFER | last 630 coarse ids."""
     max_sem = int(np.floor(MAX_COARSE_HISTORY / COARSE_RATIO))
     idx = base + int(round(n_step / COARSE_RATIO))
-    window = sem[:, max(0, idx - max_sem):][:, :256]
-    window = F.pad(window, (0, 256 - window.shape[1]), value=COARSE_SEMANTIC_PAD)
-    infer = torch.full((sem.shape[0], 1), COARSE_INFER, device=sem.device, dtype=sem.dtype)
-    return torch.cat([window, infer, coarse[:, -MAX_COARSE_HISTORY:]], dim=1)
+    window = sem[max(0, idx - max_sem):][:256]
+    window = F.pad(window, (0, 256 - len(window)), value=COARSE_SEMANTIC_PAD)
+    infer = torch.tensor([COARSE_INFER], device=sem.device)
+    return torch.cat([window, infer, coarse[-MAX_COARSE_HISTORY:]])
+
+
+def left_pad(rows, value=0):
+    """List of 1-D tensors -> (B, L) tensor right-aligned, and pad (B,) = slots of padding per row."""
+    L = max(len(r) for r in rows)
+    pad = torch.tensor([L - len(r) for r in rows], device=rows[0].device)
+    return torch.stack([F.pad(r, (L - len(r), 0), value=value) for r in rows]), pad
 
 
 @torch.no_grad()
-def generate_coarse(model, semantic, voice=None, temp=0.7, top_k=None, top_p=None, progress=None):
-    """semantic: 1-D token array -> (2, T) int64 codes, T = n_steps / 2.
+def generate_coarse(model, semantics, voices, temp=0.7, top_k=None, top_p=None, generators=None, progress=None):
+    """B semantic token arrays (one voice each, or None) -> B (2, T_b) int64 code arrays, T_b = n_steps_b / 2.
 
-    Every 60 steps the KV cache is dropped and the context rebuilt from a sliding semantic
-    window and the last 630 coarse tokens (voice history included).
+    Every 60 steps the KV cache is dropped and each context rebuilt from a sliding semantic
+    window and the last 630 coarse tokens (voice history included). Samples run in lockstep;
+    contexts of different lengths are left-padded, and a sample past its own n_steps idles.
     """
     progress = progress or _Progress()
     device = model.wte.weight.device
-    sem_hist, coarse_hist = coarse_history(voice)
-    n_steps = coarse_steps(len(semantic))
-    sem = torch.as_tensor(np.hstack([sem_hist, np.asarray(semantic, np.int64)]), device=device)[None]
-    coarse = torch.as_tensor(coarse_hist, device=device)[None]
-    generated = []
-    model.setup_cache(1)
+    B = len(semantics)
+    hists = [coarse_history(v) for v in voices]
+    n_steps = [coarse_steps(len(s)) for s in semantics]
+    N = max(n_steps)
+    sems = [torch.as_tensor(np.hstack([h[0], np.asarray(s, np.int64)]), device=device) for h, s in zip(hists, semantics)]
+    coarse = [torch.cat([torch.as_tensor(h[1], device=device), torch.zeros(N, dtype=torch.long, device=device)])
+              for h in hists]  # history, then room for the generated tokens
+    n_hist = [len(h[1]) for h in hists]
+    model.setup_cache(B)
     try:
-        for _ in range(math.ceil(n_steps / COARSE_WINDOW)):
-            ctx = coarse_context(sem, coarse, len(generated), len(sem_hist))
-            logits = model(ctx, last_only=True)
-            pos = ctx.shape[1]
-            for i in range(min(COARSE_WINDOW, n_steps - len(generated))):
-                if i > 0:
-                    logits = model(coarse[:, -1:], start=pos, last_only=True)
-                    pos += 1
+        for start_step in range(0, N, COARSE_WINDOW):
+            ctx, pad = left_pad([coarse_context(sems[b], coarse[b][:n_hist[b] + start_step], start_step, len(hists[b][0]))
+                                 for b in range(B)])
+            pad = pad if bool(pad.any()) else None
+            logits = model(ctx, pad=pad, last_only=True)
+            for n_step in range(start_step, min(start_step + COARSE_WINDOW, N)):
+                if n_step > start_step:
+                    logits = model(token[:, None] + offset, start=ctx.shape[1] + n_step - start_step - 1, pad=pad,
+                                   last_only=True)
                 # even steps sample codebook 0 ids, odd steps codebook 1 ids
-                offset = SEMANTIC_VOCAB_SIZE + (len(generated) % 2) * CODEBOOK_SIZE
-                token, _ = sample(logits[:, 0, offset:offset + CODEBOOK_SIZE], temp, top_k, top_p)
-                coarse = torch.cat([coarse, (token + offset)[:, None]], dim=1)
-                generated.append(token)
+                offset = SEMANTIC_VOCAB_SIZE + (n_step % 2) * CODEBOOK_SIZE
+                active = None if generators is None else [n_step < n for n in n_steps]
+                token, _ = sample(logits[:, 0, offset:offset + CODEBOOK_SIZE], temp, top_k, top_p, generators, active)
+                for b in range(B):
+                    coarse[b][n_hist[b] + n_step] = token[b] + offset
                 progress.update(1)
     finally:
         model.clear_cache()
-    flat = torch.stack(generated, dim=1)[0].cpu().numpy() if generated else np.zeros(0, np.int64)
-    return flat.reshape(-1, 2).T.astype(np.int64)  # tokens were sampled within their codebook: 0..1023
+    # tokens were sampled within their codebook: subtract the offsets back to 0..1023 codes
+    return [((coarse[b][n_hist[b]:n_hist[b] + n_steps[b]] - SEMANTIC_VOCAB_SIZE).view(-1, 2).T
+             - torch.tensor([[0], [CODEBOOK_SIZE]], device=device)).cpu().numpy() for b in range(B)]
 
 
 # ---------------------------------------------------------------- fine
@@ -179,12 +194,8 @@ def fine_windows(n_frames, n_history):
             for n in range(n_loops)]
 
 
-@torch.no_grad()
-def generate_fine(model, coarse, voice=None, temp=0.5, progress=None):
-    """coarse: (n_coarse, T) codes -> (8, T) int64 codes; temp None means argmax."""
-    progress = progress or _Progress()
-    device = model.wtes[0].weight.device
-    coarse = np.asarray(coarse, np.int64)
+def fine_input(coarse, voice):
+    """(L, 8) buffer: fine history (<= 512 frames) | coarse codes with 1024 in rows 2..7 | 1024 padding to 1024."""
     n_coarse, T = coarse.shape
     codes = np.vstack([coarse, np.full((N_FINE - n_coarse, T), CODEBOOK_SIZE, np.int64)])
     n_history = 0
@@ -192,19 +203,38 @@ def generate_fine(model, coarse, voice=None, temp=0.5, progress=None):
         hist = voice["fine_prompt"].astype(np.int64)[:, -FINE_STEP:]
         codes, n_history = np.hstack([hist, codes]), hist.shape[1]
     n_pad = max(0, FINE_WINDOW - codes.shape[1])  # short inputs are padded with 1024 in all 8 rows
-    codes = np.pad(codes, ((0, 0), (0, n_pad)), constant_values=CODEBOOK_SIZE)
-    buf = torch.as_tensor(codes.T.copy(), device=device)  # (L, 8)
-    for start, fill in fine_windows(T, n_history):
-        window = buf[start:start + FINE_WINDOW][None]  # a view: predictions land in buf directly
-        rel = fill - start
+    return np.pad(codes, ((0, 0), (0, n_pad)), constant_values=CODEBOOK_SIZE).T.copy(), n_history
+
+
+@torch.no_grad()
+def generate_fine(model, coarses, voices, temp=0.5, generators=None, progress=None):
+    """B (n_coarse, T_b) code arrays -> B (8, T_b) int64 code arrays; temp None means argmax.
+
+    Windows are always 1024 frames, so the b-th sample's n-th window can share a forward
+    pass with the other samples' n-th windows without any padding.
+    """
+    progress = progress or _Progress()
+    device = model.wtes[0].weight.device
+    coarses = [np.asarray(c, np.int64) for c in coarses]
+    n_coarse = coarses[0].shape[0]
+    inputs = [fine_input(c, v) for c, v in zip(coarses, voices)]
+    bufs = [torch.as_tensor(buf, device=device) for buf, _ in inputs]  # (L_b, 8) each
+    plans = [fine_windows(c.shape[1], n_hist) for c, (_, n_hist) in zip(coarses, inputs)]
+    for n in range(max(len(p) for p in plans)):
+        rows = [b for b in range(len(bufs)) if n < len(plans[b])]
+        window = torch.stack([bufs[b][plans[b][n][0]:plans[b][n][0] + FINE_WINDOW] for b in rows])  # (B', 1024, 8)
         for k in range(n_coarse, N_FINE):  # each codebook sees the ones predicted just before it
-            logits = model(k, window)[0, :, :CODEBOOK_SIZE]
-            if temp is None:
-                preds = logits[rel:].argmax(-1)
-            else:
-                probs = F.softmax(logits.float() / temp, dim=-1)
-                preds = torch.multinomial(probs[rel:], num_samples=1)[:, 0]
-            window[0, rel:, k] = preds
+            logits = model(k, window)[:, :, :CODEBOOK_SIZE]
+            for i, b in enumerate(rows):
+                rel = plans[b][n][1] - plans[b][n][0]
+                if temp is None:
+                    preds = logits[i, rel:].argmax(-1)
+                else:
+                    probs = F.softmax(logits[i].float() / temp, dim=-1)[rel:]
+                    preds = (torch.multinomial(probs, num_samples=1)[:, 0] if generators is None
+                             else multinomial_with(probs, generators[b]))
+                window[i, rel:, k] = preds
+        for i, b in enumerate(rows):
+            bufs[b][plans[b][n][0]:plans[b][n][0] + FINE_WINDOW] = window[i]
         progress.update(1)
-    out = buf.T.cpu().numpy()[:, n_history:]
-    return out[:, :T]
+    return [buf.T.cpu().numpy()[:, n_hist:n_hist + c.shape[1]] for buf, c, (_, n_hist) in zip(bufs, coarses, inputs)]

@@ -5,9 +5,8 @@ no bias in the released checkpoints. Attention runs through SDPA.
 
 The KV cache is preallocated once, (B, n_head, block_size, head_dim) per layer, and written
 at explicit positions: a prefill writes positions [start, start+T), then each decode step
-writes one. Attention then reads the cache up to the last written position, with an explicit
-causal mask during a multi-token prefill (never `is_causal`, which would align the mask to
-the wrong corner once earlier positions sit in the cache).
+writes one. Attention then reads the cache up to the last written position, with an explicit mask
+(see attention_mask), which also lets a batch hold contexts of different lengths.
 
 Shapes: B batch, T new tokens, C n_embd, nh heads, hd head size (C // nh).
 """
@@ -46,25 +45,21 @@ class KVCache(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    def __init__(self, config: GPTConfig, causal=True):
+    def __init__(self, config: GPTConfig):
         super().__init__()
         assert config.n_embd % config.n_head == 0
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v in that order
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.n_head = config.n_head
-        self.causal = causal
         self.cache = None  # a KVCache when decoding
 
     def forward(self, x, start=0, mask=None):
+        """x (B, T, C) at cache positions [start, start+T); mask: bool, True = may attend, or None = all."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hd)
         if self.cache is not None:
             k, v = self.cache.update(start, k, v)  # (B, nh, start+T, hd)
-        if mask is None and self.causal and T > 1:
-            # explicit causal mask of query rows [start, start+T) against key columns [0, start+T)
-            rows = torch.arange(start, start + T, device=x.device)[:, None]
-            mask = torch.arange(start + T, device=x.device)[None, :] <= rows  # (T, start+T) bool
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.c_proj(y)
@@ -86,7 +81,7 @@ class Block(nn.Module):
         # the fine model's LayerNorms always have a bias, whatever config.bias says (a quirk of the original)
         ln_bias = config.bias or not causal
         self.ln_1 = LayerNorm(config.n_embd, ln_bias)
-        self.attn = SelfAttention(config, causal)
+        self.attn = SelfAttention(config)  # causal or not, the mask passed in decides
         self.ln_2 = LayerNorm(config.n_embd, ln_bias)
         self.mlp = MLP(config)
 
@@ -125,19 +120,42 @@ class GPT(nn.Module):
         """
         return torch.cat([self.wte(text) + self.wte(history), self.wte(tail)], dim=1)
 
-    def forward(self, idx=None, start=0, embeds=None, mask=None, last_only=False):
-        """idx (B, T) token ids, or embeds (B, T, C); positions [start, start+T).
+    def forward(self, idx=None, start=0, embeds=None, pad=None, last_only=False):
+        """idx (B, T) token ids, or embeds (B, T, C), at cache positions [start, start+T).
 
+        pad (B,) counts left-padding slots per sample (batches of contexts of different lengths):
+        those slots are never attended to, and positions are counted from the first real token.
         Returns logits (B, T, V), or (B, 1, V) for the last position only with last_only=True.
         """
         x = self.wte(idx) if embeds is None else embeds
         T = x.shape[1]
         if start + T > self.config.block_size:
             raise ValueError(f"sequence of {start + T} positions exceeds block_size {self.config.block_size}")
-        x = x + self.wpe(torch.arange(start, start + T, device=x.device))
+        pos = torch.arange(start, start + T, device=x.device)
+        if pad is not None:
+            pos = (pos[None] - pad[:, None]).clamp(min=0)  # (B, T)
+        x = x + self.wpe(pos)
+        mask = attention_mask(start, T, pad, x.device)
         for block in self.h:
             x = block(x, start, mask)
         x = self.ln_f(x)
         if last_only:
             x = x[:, -1:]
         return self.lm_head(x)
+
+
+def attention_mask(start, T, pad, device):
+    """Causal mask of query slots [start, start+T) over key slots [0, start+T): (T, S) or (B, 1, T, S) bool.
+
+    Explicit, never `is_causal`, which would align the mask to the wrong corner once earlier
+    positions sit in the cache. Left-padding slots are masked out; a padding query attends to
+    itself only, so its (unused) output stays finite instead of NaN.
+    """
+    if pad is None and T == 1:
+        return None  # one new token sees everything before it
+    q = torch.arange(start, start + T, device=device)[:, None]
+    k = torch.arange(start + T, device=device)[None, :]
+    mask = k <= q  # (T, S)
+    if pad is not None:
+        mask = (mask & (k >= pad[:, None, None, None])) | (k == q)  # (B, 1, T, S)
+    return mask

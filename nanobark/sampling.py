@@ -34,12 +34,33 @@ def top_k_filter(logits, top_k):
     return logits.masked_fill(logits < kth, -float("inf"))
 
 
-def sample(logits, temp, top_k=None, top_p=None):
-    """logits (B, V) -> (tokens (B,) int64, probs (B, V) float32)."""
+def sample(logits, temp, top_k=None, top_p=None, generators=None, active=None):
+    """logits (B, V) -> (tokens (B,) int64, probs (B, V) float32).
+
+    generators: None draws the whole batch from torch's global generator in one call, as the
+    original does. A list gives each row its own torch.Generator, so a sample's draws do not
+    depend on the rest of the batch; `active` (list of bools) skips rows that have finished.
+    """
     logits = logits.float()
     if top_p is not None:
         logits = top_p_filter(logits, top_p)
     if top_k is not None:
         logits = top_k_filter(logits, top_k)
     probs = F.softmax(logits / temp, dim=-1)
-    return torch.multinomial(probs, num_samples=1)[:, 0], probs
+    if generators is None:
+        return torch.multinomial(probs, num_samples=1)[:, 0], probs
+    tokens = torch.zeros(probs.shape[0], dtype=torch.long, device=probs.device)
+    for b, g in enumerate(generators):
+        if active is None or active[b]:
+            tokens[b] = multinomial_with(probs[b], g)
+    return tokens, probs
+
+
+def multinomial_with(probs, generator):
+    """One draw per row of probs (..., V) with `generator`: argmax(p / E), E ~ Exp(1).
+
+    This is the very computation torch.multinomial(probs, 1) does on the CPU, so for a
+    generator seeded like the global one it gives the same tokens.
+    """
+    q = torch.empty_like(probs).exponential_(1, generator=generator)
+    return (probs / q).argmax(dim=-1)

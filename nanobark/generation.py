@@ -68,32 +68,29 @@ def generate_semantic(model, text, history, temp=0.7, top_k=None, top_p=None, mi
     lengths = torch.full((B,), MAX_SEMANTIC_TOKENS, dtype=torch.long, device=device)
     done = torch.zeros(B, dtype=torch.bool, device=device)
     duration = 0.0
-    try:
-        logits = model(embeds=model.merged_embedding(text, history, infer), last_only=True)  # positions 0..256
-        for n in range(MAX_SEMANTIC_TOKENS):
-            if n > 0:
-                logits = model(out[:, n - 1:n], start=256 + n, last_only=True)
-            relevant = logits[:, 0, :SEMANTIC_VOCAB_SIZE]
-            if allow_early_stop:  # EOS competes as a 10001st candidate
-                relevant = torch.cat([relevant, logits[:, 0, SEMANTIC_PAD:SEMANTIC_PAD + 1]], dim=-1)
-            active = None if generators is None else (~done).tolist()
-            token, probs = sample(relevant, temp, top_k, top_p, generators, active)
-            if allow_early_stop:
-                stop = token == SEMANTIC_PAD
-                if min_eos_p is not None:
-                    stop |= probs[:, -1] >= min_eos_p
-                lengths = torch.where(stop & ~done, n, lengths)
-                done |= stop
-                if bool(done.all()):
-                    break
-            out[:, n] = token.masked_fill(done, 0)  # finished samples keep feeding a harmless token
-            progress.update(1)
-            duration += 1 / SEMANTIC_RATE_HZ  # accumulated like the original, so the cut-off step matches
-            if max_gen_duration_s is not None and duration > max_gen_duration_s:
-                lengths = torch.where(done, lengths, n + 1)
+    logits = model(embeds=model.merged_embedding(text, history, infer), last_only=True)  # positions 0..256
+    for n in range(MAX_SEMANTIC_TOKENS):
+        if n > 0:
+            logits = model.decode_step(out[:, n - 1:n], 256 + n)
+        relevant = logits[:, 0, :SEMANTIC_VOCAB_SIZE]
+        if allow_early_stop:  # EOS competes as a 10001st candidate
+            relevant = torch.cat([relevant, logits[:, 0, SEMANTIC_PAD:SEMANTIC_PAD + 1]], dim=-1)
+        active = None if generators is None else (~done).tolist()
+        token, probs = sample(relevant, temp, top_k, top_p, generators, active)
+        if allow_early_stop:
+            stop = token == SEMANTIC_PAD
+            if min_eos_p is not None:
+                stop |= probs[:, -1] >= min_eos_p
+            lengths = torch.where(stop & ~done, n, lengths)
+            done |= stop
+            if bool(done.all()):
                 break
-    finally:
-        model.clear_cache()
+        out[:, n] = token.masked_fill(done, 0)  # finished samples keep feeding a harmless token
+        progress.update(1)
+        duration += 1 / SEMANTIC_RATE_HZ  # accumulated like the original, so the cut-off step matches
+        if max_gen_duration_s is not None and duration > max_gen_duration_s:
+            lengths = torch.where(done, lengths, n + 1)
+            break
     return [out[b, :lengths[b]].cpu().numpy() for b in range(B)]
 
 
@@ -160,25 +157,21 @@ def generate_coarse(model, semantics, voices, temp=0.7, top_k=None, top_p=None, 
               for h in hists]  # history, then room for the generated tokens
     n_hist = [len(h[1]) for h in hists]
     model.setup_cache(B)
-    try:
-        for start_step in range(0, N, COARSE_WINDOW):
-            ctx, pad = left_pad([coarse_context(sems[b], coarse[b][:n_hist[b] + start_step], start_step, len(hists[b][0]))
-                                 for b in range(B)])
-            pad = pad if bool(pad.any()) else None
-            logits = model(ctx, pad=pad, last_only=True)
-            for n_step in range(start_step, min(start_step + COARSE_WINDOW, N)):
-                if n_step > start_step:
-                    logits = model(token[:, None] + offset, start=ctx.shape[1] + n_step - start_step - 1, pad=pad,
-                                   last_only=True)
-                # even steps sample codebook 0 ids, odd steps codebook 1 ids
-                offset = SEMANTIC_VOCAB_SIZE + (n_step % 2) * CODEBOOK_SIZE
-                active = None if generators is None else [n_step < n for n in n_steps]
-                token, _ = sample(logits[:, 0, offset:offset + CODEBOOK_SIZE], temp, top_k, top_p, generators, active)
-                for b in range(B):
-                    coarse[b][n_hist[b] + n_step] = token[b] + offset
-                progress.update(1)
-    finally:
-        model.clear_cache()
+    for start_step in range(0, N, COARSE_WINDOW):
+        ctx, pad = left_pad([coarse_context(sems[b], coarse[b][:n_hist[b] + start_step], start_step, len(hists[b][0]))
+                             for b in range(B)])
+        pad = pad if bool(pad.any()) else None
+        logits = model(ctx, pad=pad, last_only=True)
+        for n_step in range(start_step, min(start_step + COARSE_WINDOW, N)):
+            if n_step > start_step:
+                logits = model.decode_step(token[:, None] + offset, ctx.shape[1] + n_step - start_step - 1, pad)
+            # even steps sample codebook 0 ids, odd steps codebook 1 ids
+            offset = SEMANTIC_VOCAB_SIZE + (n_step % 2) * CODEBOOK_SIZE
+            active = None if generators is None else [n_step < n for n in n_steps]
+            token, _ = sample(logits[:, 0, offset:offset + CODEBOOK_SIZE], temp, top_k, top_p, generators, active)
+            for b in range(B):
+                coarse[b][n_hist[b] + n_step] = token[b] + offset
+            progress.update(1)
     # tokens were sampled within their codebook: subtract the offsets back to 0..1023 codes
     return [((coarse[b][n_hist[b]:n_hist[b] + n_steps[b]] - SEMANTIC_VOCAB_SIZE).view(-1, 2).T
              - torch.tensor([[0], [CODEBOOK_SIZE]], device=device)).cpu().numpy() for b in range(B)]

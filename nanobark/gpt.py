@@ -37,7 +37,15 @@ class KVCache(nn.Module):
         self.register_buffer("v", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
 
     def update(self, start, k, v):
-        """Write k, v (B, nh, T, hd) at positions [start, start+T); return the cache up to start+T."""
+        """Write k, v (B, nh, T, hd) at positions [start, start+T); return the cache up to start+T.
+
+        `start` may also be a 0-d tensor (the compiled one-token step): then the whole
+        fixed-size cache is returned, so every step has the same shapes.
+        """
+        if isinstance(start, torch.Tensor):
+            self.k.index_copy_(2, start.view(1), k)
+            self.v.index_copy_(2, start.view(1), v)
+            return self.k, self.v
         end = start + k.shape[2]
         self.k[:, :, start:end] = k
         self.v[:, :, start:end] = v
@@ -101,16 +109,43 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(config.n_embd, config.output_vocab_size, bias=False)  # not tied to wte
 
     def setup_cache(self, batch_size, device=None, dtype=None):
-        """Preallocate the static KV cache; every forward after this reads and writes it."""
+        """Preallocate the static KV cache (reused when it already fits); every forward after this uses it."""
         c = self.config
         device = device or self.wte.weight.device
         dtype = dtype or self.wte.weight.dtype
         for block in self.h:
-            block.attn.cache = KVCache(batch_size, c.n_head, c.block_size, c.n_embd // c.n_head, device, dtype)
+            cache = block.attn.cache
+            if cache is None or cache.k.shape[0] != batch_size or cache.k.dtype != dtype or cache.k.device != device:
+                block.attn.cache = KVCache(batch_size, c.n_head, c.block_size, c.n_embd // c.n_head, device, dtype)
 
     def clear_cache(self):
         for block in self.h:
             block.attn.cache = None
+
+    def compile_step(self, mode=None):
+        """Capture the one-token decode step with torch.compile (CUDA graphs with mode="reduce-overhead").
+
+        The compiled step always attends over the whole fixed-size cache with a mask, so its
+        shapes never change from step to step and it compiles once.
+        """
+        mode = mode or ("reduce-overhead" if self.wte.weight.is_cuda else "default")
+        self._compiled_step = torch.compile(self._step, mode=mode, fullgraph=True, dynamic=False)
+
+    def _step(self, idx, pos, pad):
+        """idx (B, 1) at cache slot pos (0-d tensor); pad (B,) left-padding slots -> logits (B, 1, V)."""
+        x = self.wte(idx) + self.wpe((pos - pad)[:, None])
+        k = torch.arange(self.config.block_size, device=idx.device)
+        mask = ((k <= pos) & (k >= pad[:, None]))[:, None, None, :]  # (B, 1, 1, block_size)
+        for block in self.h:
+            x = block(x, pos, mask)
+        return self.lm_head(self.ln_f(x))
+
+    def decode_step(self, idx, start, pad=None):
+        """One new token per sample at cache slot `start` (an int): logits (B, 1, V). Eager unless compiled."""
+        if getattr(self, "_compiled_step", None) is None:
+            return self(idx, start=start, pad=pad, last_only=True)
+        pad = pad if pad is not None else torch.zeros(idx.shape[0], dtype=torch.long, device=idx.device)
+        return self._compiled_step(idx, torch.tensor(start, device=idx.device), pad)
 
     def merged_embedding(self, text, history, tail):
         """The semantic stage's context: position i < 256 holds wte(text[i]) + wte(history[i]).

@@ -1,0 +1,87 @@
+"""The fast paths (compiled step, int8, half precision, offload) against the eager float32 reference."""
+import numpy as np
+import pytest
+import torch
+
+from nanobark import Bark
+from nanobark.config import GPTConfig
+from nanobark.gpt import GPT
+
+
+def tiny_gpt():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=32, input_vocab_size=300, output_vocab_size=300)).eval()
+    for p in model.parameters():
+        p.data.normal_(0, 0.2)
+    return model
+
+
+@torch.no_grad()
+def run_steps(model, ctx, pad, steps):
+    model.setup_cache(ctx.shape[0])
+    logits = model(ctx, pad=pad, last_only=True)
+    out = [logits]
+    for i in range(steps):
+        token = logits[:, -1].argmax(-1, keepdim=True)
+        logits = model.decode_step(token, ctx.shape[1] + i, pad)
+        out.append(logits)
+    return torch.cat(out, dim=1)
+
+
+@pytest.mark.parametrize("real_compile", [False, True])
+def test_fixed_shape_step_equals_eager(real_compile):
+    """The compiled step attends over the whole fixed-size cache with a mask: same logits as the eager step."""
+    model = tiny_gpt()
+    ctx = torch.randint(0, 300, (2, 40))
+    pad = torch.tensor([0, 7])  # the second context is 7 slots shorter
+    eager = run_steps(model, ctx, pad, 12)
+    if real_compile:
+        model.compile_step()
+    else:
+        model._compiled_step = model._step  # the same fixed-shape code path, without the compiler
+    fast = run_steps(model, ctx, pad, 12)
+    assert (fast - eager).abs().max() <= 1e-5
+
+
+def test_left_padding_equals_unpadded():
+    model = tiny_gpt()
+    ctx = torch.randint(0, 300, (1, 33))
+    alone = run_steps(model, ctx, None, 5)
+    padded = torch.cat([torch.zeros(1, 9, dtype=torch.long), ctx], dim=1)
+    batch = run_steps(model, torch.cat([padded, torch.randint(0, 300, (1, 42))]), torch.tensor([9, 0]), 5)
+    assert (batch[:1] - alone).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_runs_with_float32_sampling_and_codec(converted, dtype):
+    bark = Bark.from_pretrained(converted, device="cpu", dtype=dtype)
+    assert bark.models["semantic"].lm_head.weight.dtype == getattr(torch, dtype)
+    assert bark.models["codec"].conv_in.weight.dtype == torch.float32
+    full, audio = bark.generate("Hello dog", voice="announcer", seed=0, max_duration_s=0.3, output_full=True)
+    assert audio.dtype == np.float32 and np.isfinite(audio).all() and len(audio) == 320 * full["fine_prompt"].shape[1]
+    assert bark.models["semantic"].h[0].attn.cache.k.dtype == getattr(torch, dtype)
+
+
+@torch.no_grad()
+def test_int8_logits_track_float32(converted):
+    ref = Bark.from_pretrained(converted, device="cpu")
+    q = Bark.from_pretrained(converted, device="cpu", int8=True)
+    assert type(q.models["coarse"].h[0].attn.c_attn).__name__ == "Linear" and \
+        "quantized" in type(q.models["coarse"].h[0].attn.c_attn).__module__
+    idx = torch.randint(0, 12_096, (1, 200))
+    a, b = ref.models["coarse"](idx), q.models["coarse"](idx)
+    assert ((a - b).abs().mean() / a.std()) < 0.05  # int8 noise, far below the spread of the logits
+    audio = q.generate("Hello", seed=0, max_duration_s=0.2)
+    assert np.isfinite(audio).all() and audio.dtype == np.float32
+    with pytest.raises(ValueError, match="int8"):
+        Bark.from_pretrained(converted, device="cpu", dtype="float16", int8=True)
+
+
+def test_offload_moves_each_stage_only_while_it_runs(converted, monkeypatch):
+    bark = Bark.from_pretrained(converted, device="cpu", offload=True)
+    moves = []
+    for name, model in bark.models.items():
+        monkeypatch.setattr(model, "to", lambda *a, _n=name, _m=model, **k: (moves.append((_n, str(a[0]))), _m)[1])
+    bark.generate("Hello", seed=0, max_duration_s=0.2)
+    assert moves == [(s, d) for s in ("semantic", "coarse", "fine", "codec") for d in ("cpu", "cpu")]
+    assert bark.models["semantic"].h[0].attn.cache is None  # the KV cache left with its stage

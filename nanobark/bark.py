@@ -67,8 +67,15 @@ class Bark:
         self.offload = offload        # keep stages on the CPU, move each to the device only while it runs
 
     @classmethod
-    def from_pretrained(cls, name_or_path="suno/bark-small", device=None, dtype=None, offload=False):
-        """A Hub id ("suno/bark-small", "suno/bark"), a Hub-layout snapshot folder, or a weights_convert folder."""
+    def from_pretrained(cls, name_or_path="suno/bark-small", device=None, dtype=None, offload=False,
+                        compile=False, int8=False):
+        """A Hub id ("suno/bark-small", "suno/bark"), a Hub-layout snapshot folder, or a weights_convert folder.
+
+        dtype: float32 (default), float16 or bfloat16 for the three GPTs (the codec stays float32).
+        offload: keep every stage on the CPU and move only the running one to the device.
+        compile: capture the one-token decode step with torch.compile (CUDA graphs on a GPU).
+        int8: int8 Linear weights for the three GPTs, for faster CPU decoding (see quantize.py).
+        """
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError("device 'cuda' was asked for but torch sees no CUDA GPU; use device='cpu'")
@@ -86,6 +93,15 @@ class Bark:
                   for s in ("semantic", "coarse", "fine", "codec")}
         has_presets = os.path.exists(os.path.join(path, "speaker_embeddings_path.json"))
         presets = PresetIndex.from_dir(path, fetch) if has_presets else None
+        if int8:
+            if device.type != "cpu" or dtype != torch.float32:
+                raise ValueError("int8=True is for CPU decoding in float32: use device='cpu' and no dtype")
+            from .quantize import quantize_int8_
+            for s in ("semantic", "coarse", "fine"):
+                quantize_int8_(models[s])
+        if compile:
+            for s in ("semantic", "coarse"):
+                models[s].compile_step()
         return cls(models, Tokenizer.from_dir(path), presets, device, dtype, offload)
 
     # -------------------------------------------------------------- plumbing
@@ -100,6 +116,8 @@ class Bark:
             yield model
         finally:
             if self.offload:
+                if hasattr(model, "clear_cache"):  # the KV cache leaves the device with its stage
+                    model.clear_cache()
                 model.to("cpu")
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
@@ -232,3 +250,15 @@ class Bark:
     def save_voice(self, path, full):
         """Save the dict returned by generate(..., output_full=True) as a reusable .npz voice prompt."""
         return save_voice(path, full["semantic_prompt"], full["coarse_prompt"], full["fine_prompt"])
+
+    # -------------------------------------------------------------- long form (nanobark/longform.py)
+
+    def generate_long(self, text, voice=None, **kwargs):
+        """Text of any length -> float32 audio, spoken in segments that each fit one generation."""
+        from . import longform
+        return longform.generate_long(self, text, voice, **kwargs)
+
+    def stream(self, text, voice=None, **kwargs):
+        """Like generate_long, but yields each segment's audio (silence appended) as soon as it is decoded."""
+        from . import longform
+        return longform.stream(self, text, voice, **kwargs)

@@ -1,0 +1,244 @@
+"""Long-form speech: cut text into segments that each fit one generation, speak them, join the audio.
+
+One Bark generation reads at most 256 text tokens and speaks at most ~15 s (768 semantic tokens), and
+quality drops well before that. So long text is cut at sentence ends first, then at clause ends, then
+between words (between characters in CJK text, which has no spaces), into segments of at most
+`max_tokens` tokenizer tokens; consecutive pieces are packed greedily while they fit. Bracketed cues
+such as "[laughter]" and "♪ ... ♪" lyrics are never cut.
+
+    split_text("Hello. How are you?", bark.tokenizer)  # -> ["Hello. How are you?"] (it fits: one segment)
+    audio = generate_long(bark, story, voice="v2/en_speaker_6", seed=1)
+
+Segments are stripped substrings of the normalized text, in order; between two of them the text had one
+space or nothing, and `join_segments` puts that space back (see there), so nothing is lost or doubled.
+"""
+import math
+import numbers
+import re
+from typing import NamedTuple
+
+import numpy as np
+
+from .tokenizer import TextError, normalize_text
+from .voices import VoiceError, validate_voice
+
+MAX_TOKENS = 50     # default budget: ~35 English words, ~10-13 s of speech, safely under Bark's ~15 s
+TEXT_LIMIT = 256    # what one generation reads; a segment that cannot be cut below this is an error
+CONTINUITY = ("voice", "previous")
+
+SENTENCE_ENDS = ".!?…‼⁇⁈⁉。！？｡．؟۔।॥።"
+CLAUSE_ENDS = ",;:،؛，、；：､"
+CLOSERS = "\"'”’»›)]}」』）］｝〉》】〕"        # may follow an end mark: the cut goes after them
+OPENERS = "“‘«‹([{「『（［｛〈《【〔"          # a CJK cut never leaves one at the end of a segment
+ABBREVIATIONS = {"mr", "mrs", "ms", "mx", "dr", "prof", "rev", "sr", "jr", "st", "mt", "vs", "etc", "cf", "approx",
+                 "fig", "vol", "inc", "ltd", "co", "corp", "dept"}
+# scripts written without spaces between words: Han, kana, CJK punctuation, full-width forms (not Hangul)
+_NOSPACE = re.compile("[\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef\U00020000-\U0003ffff]")
+_PROTECTED = re.compile(r"\[[^\[\]]*\]|♪[^♪]*♪")      # "[laughter]", "♪ lyrics ♪"
+_WORD_BEFORE_DOT = re.compile(r"(\w+(?:\.\w+)*)\.$")  # "Dr." -> "Dr", "e.g." -> "e.g", "3.5." -> "3.5"
+_INITIALS = re.compile(r"[^\W\d_](?:\.[^\W\d_])*")   # "J", "U.S", "e.g", "a.m"
+SENTENCE, CLAUSE, WORD = range(3)
+
+
+def _nospace(char):
+    return bool(_NOSPACE.match(char))
+
+
+# ---------------------------------------------------------------- segmentation (pure)
+
+def _level(text, a, next_char):
+    """How strong a cut at text[a] is: SENTENCE after an end mark, CLAUSE after a comma-like mark, else WORD."""
+    j = a
+    while j > 0 and text[j - 1] in CLOSERS:
+        j -= 1
+    last = text[j - 1] if j else ""
+    if last in SENTENCE_ENDS:
+        word = _WORD_BEFORE_DOT.search(text[max(0, j - 32):j]) if last == "." else None
+        if word and (word[1].lower() in ABBREVIATIONS or _INITIALS.fullmatch(word[1])):
+            return WORD       # "Mr. Smith", "e.g. this", "J. R. R. Tolkien"
+        return CLAUSE if next_char.islower() else SENTENCE  # "Wait... what?" goes on
+    return CLAUSE if last in CLAUSE_ENDS else WORD
+
+
+def _cuts(text):
+    """Every place `text` may be cut, in order: (a, b, level), the left part ending at a, the right starting at b.
+
+    At a space (b = a + 1) the space is dropped; between two characters (b = a) nothing is. Each cut is one
+    `join_segments` undoes exactly: a space cut only between characters of spaced scripts, a gap cut only
+    next to a CJK character (and never before a closing mark or after an opening one). No cut falls inside
+    a protected cue, and since the text is normalized, 0 < a < len(text) and spaces come one at a time.
+    """
+    inside = set()
+    for m in _PROTECTED.finditer(text):
+        inside.update(range(m.start() + 1, m.end()))
+    cuts = []
+    for a in range(1, len(text)):
+        if a in inside or text[a - 1] == " ":
+            continue
+        if text[a] == " ":
+            if not (_nospace(text[a - 1]) or _nospace(text[a + 1])):
+                cuts.append((a, a + 1, _level(text, a, text[a + 1])))
+        elif ((_nospace(text[a - 1]) or _nospace(text[a])) and text[a - 1] not in OPENERS
+              and text[a] not in CLOSERS + SENTENCE_ENDS + CLAUSE_ENDS):
+            cuts.append((a, a, _level(text, a, text[a])))
+    return cuts
+
+
+def _pack(parts, fits):
+    """Greedily merge consecutive (start, end) spans while the merged span fits."""
+    out = []
+    for s, e in parts:
+        if out and fits((out[-1][0], e)):
+            out[-1] = (out[-1][0], e)
+        else:
+            out.append((s, e))
+    return out
+
+
+def _split(span, cuts, level, fits):
+    """`span` (with `cuts`, the cuts inside it) cut at every cut of `level` or stronger; runs of parts that fit
+    are packed, the others cut finer. A part that fits is never merged across one that does not, so segments
+    keep to sentence ends where they can."""
+    parts, start, first = [], span[0], 0
+    for i, (a, b, strength) in enumerate(cuts):
+        if strength <= level:
+            parts.append(((start, a), cuts[first:i]))
+            start, first = b, i + 1
+    parts.append(((start, span[1]), cuts[first:]))
+    out, run = [], []
+    for part, inner in parts:
+        if fits(part):
+            run.append(part)
+            continue
+        out += _pack(run, fits)
+        run = []
+        out += _split(part, inner, level + 1, fits) if level < WORD else [part]  # a word or cue over budget
+    return out + _pack(run, fits)
+
+
+def split_text(text, tokenizer, max_tokens=MAX_TOKENS):
+    """`text`, whitespace-normalized, -> segments of at most `max_tokens` tokens each (as `tokenizer.encode` counts).
+
+    A single word or cue longer than the budget (but within Bark's 256) becomes a segment of its own.
+    """
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= TEXT_LIMIT:
+        raise ValueError(f"max_tokens must be an integer in 1..{TEXT_LIMIT} (the tokens one generation reads), "
+                         f"got {max_tokens!r}")
+    text = normalize_text(text)
+
+    def n_tokens(span):
+        return len(tokenizer.encode(text[span[0]:span[1]]))
+
+    spans = _split((0, len(text)), _cuts(text), SENTENCE, lambda span: n_tokens(span) <= max_tokens)
+    for span in spans:
+        if n_tokens(span) > TEXT_LIMIT:
+            raise TextError(f"{text[span[0]:span[1]][:40]!r}... is {n_tokens(span)} tokens with nowhere to cut it, "
+                            f"more than the {TEXT_LIMIT} one generation reads; add spaces or punctuation")
+    return [text[s:e] for s, e in spans]
+
+
+def join_segments(segments):
+    """The inverse of split_text: one space between two segments, none where either side is CJK."""
+    out = [segments[0]]
+    for seg in segments[1:]:
+        out.append("" if _nospace(out[-1][-1]) or _nospace(seg[0]) else " ")
+        out.append(seg)
+    return "".join(out)
+
+
+# ---------------------------------------------------------------- generation
+
+class Segment(NamedTuple):
+    text: str
+    full: dict          # semantic_prompt, coarse_prompt, fine_prompt: usable as a voice
+    audio: np.ndarray   # float32, 24 kHz, without the silence
+
+
+def _seed(seed, i):
+    return None if seed is None else seed + i  # segment i gets seed + i, however the segments are batched
+
+
+def _generate_many(bark, texts, voice, seed, **kwargs):
+    """THE BATCHED CALL: (full, audio) per text, all on one voice, from a single bark.generate call.
+
+    Batched generation promises that text i with seed s gives what it gives alone with seed s + i.
+    """
+    return bark.generate(list(texts), voice=voice, seed=seed, output_full=True, **kwargs)
+
+
+def _carry(prompt, full):
+    """The next segment's voice: this segment's own tokens, unless too short to be a voice (< ~10 semantic
+    tokens break Bark's 1.5 coarse/semantic ratio); then the prompt this segment was given goes on."""
+    try:
+        return validate_voice(full, "previous segment")
+    except VoiceError:
+        return prompt
+
+
+def _one_by_one(bark, texts, voice, continuity, seed, kwargs):
+    """(full, audio) of each segment in order, each generated only when the one before is done."""
+    prompt = voice
+    for i, text in enumerate(texts):
+        full, audio = bark.generate(text, voice=prompt, seed=_seed(seed, i), output_full=True, **kwargs)
+        yield full, audio
+        if continuity == "previous":
+            prompt = _carry(prompt, full)
+
+
+def _chunk(audio, gap, last):
+    """A segment's audio followed by `gap` samples of silence, unless it is the last."""
+    audio = audio.astype(np.float32, copy=False)
+    return audio if last else np.concatenate([audio, np.zeros(gap, np.float32)])
+
+
+def _prepare(bark, text, voice, continuity, silence, seed, max_tokens):
+    """Check everything before any generation: -> (segments, loaded voice, silence in samples)."""
+    if continuity not in CONTINUITY:
+        raise ValueError(f"continuity must be 'voice' (every segment on the same voice) or 'previous' (each on "
+                         f"the segment before), got {continuity!r}")
+    if isinstance(silence, bool) or not isinstance(silence, numbers.Real) or not 0 <= silence < math.inf:
+        raise ValueError(f"silence must be a number of seconds >= 0, got {silence!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise ValueError(f"seed must be an int or None, got {seed!r} (segment i uses seed + i)")
+    texts = split_text(text, bark.tokenizer, max_tokens)
+    return texts, bark.load_voice(voice), round(silence * bark.sample_rate)
+
+
+def generate_long(bark, text, voice=None, continuity="voice", silence=0.25, min_eos_p=0.05, seed=None,
+                  max_tokens=MAX_TOKENS, batch_size=16, return_segments=False, **kwargs):
+    """Text of any length -> float32 audio at 24 kHz: the segments' audio joined by `silence` seconds of zeros.
+
+    continuity="voice": every segment is conditioned on `voice`; segments are independent, so they are
+    generated `batch_size` at a time. continuity="previous": each segment is conditioned on the full output
+    of the one before (the first on `voice`), so they run one after another. min_eos_p=0.05 (Suno's
+    long-form setting) cuts the made-up tails that short segments invite. With a seed, segment i uses
+    seed + i. Other keywords (text_temp, top_k, max_duration_s, ...) go to `bark.generate`.
+    With return_segments=True, returns (audio, list of Segment).
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    texts, voice, gap = _prepare(bark, text, voice, continuity, silence, seed, max_tokens)
+    kwargs["min_eos_p"] = min_eos_p
+    if continuity == "voice":
+        pieces = [piece for i in range(0, len(texts), batch_size)
+                  for piece in _generate_many(bark, texts[i:i + batch_size], voice, _seed(seed, i), **kwargs)]
+    else:
+        pieces = list(_one_by_one(bark, texts, voice, continuity, seed, kwargs))
+    audio = np.concatenate([_chunk(a, gap, i == len(pieces) - 1) for i, (_, a) in enumerate(pieces)])
+    if return_segments:
+        return audio, [Segment(t, full, a) for t, (full, a) in zip(texts, pieces)]
+    return audio
+
+
+def stream(bark, text, voice=None, continuity="voice", silence=0.25, min_eos_p=0.05, seed=None,
+           max_tokens=MAX_TOKENS, **kwargs):
+    """Like generate_long, but an iterator over the segments' audio, each yielded as soon as it is decoded.
+
+    Every chunk but the last ends with the silence, so the chunks concatenated are generate_long's audio
+    for the same arguments. Segments are generated one at a time, to get the first one out soonest.
+    Arguments are checked here, before the first chunk is asked for.
+    """
+    texts, voice, gap = _prepare(bark, text, voice, continuity, silence, seed, max_tokens)
+    kwargs["min_eos_p"] = min_eos_p
+    pieces = _one_by_one(bark, texts, voice, continuity, seed, kwargs)
+    return (_chunk(audio, gap, i == len(texts) - 1) for i, (_, audio) in enumerate(pieces))

@@ -1,0 +1,253 @@
+"""Long form: segmentation, generate_long in both continuity modes, stream, and the CLI's --long/--stream."""
+import contextlib
+import importlib.util
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import VOCAB
+from nanobark import Bark
+from nanobark.longform import MAX_TOKENS, _carry, join_segments, split_text
+from nanobark.tokenizer import TextError, Tokenizer, normalize_text
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOKENIZER = Tokenizer({t: i for i, t in enumerate(VOCAB)})  # the tiny model's vocab.txt
+VOICE, SEED, DURATION = "v2/en_speaker_6", 7, "0.3"  # 0.3 s: 15 semantic tokens, 22 frames, 7040 samples
+# two sentences of 25 and 29 tokens: too many together for the default budget of 50, so two segments
+TEXT = ("Hello, my dog is cute, and the dog said hello to the world, and the world said hello to the dog. "
+        "She said hello to my dog, and my dog said hello to her and to the cute world of the cute dog, he said.")
+
+
+# ---------------------------------------------------------------- segmentation
+
+PROSE = ("Mr. Smith met Dr. Jones at 3.14 p.m. today. He said hello to the dog, e.g. the cute one! "
+         "Pi is 3.14159 and e is 2.718, i.e. small, etc. and so on.   The End?")
+CJK = "你好世界。你好，世界！世界你好，你好世界，世界你好。" + "你好" * 11 + "。好的"
+NO_PUNCTUATION = "the dog is cute and the dog said hello to the world and my dog is the cute dog of the world"
+ONE_SENTENCE = " ".join(["the dog is cute and"] * 80) + " he said."  # 402 words
+CUES = ("Hello [laughter] my dog is cute. ♪ the dog is cute and the dog is cute ♪ He said [clears throat] "
+        "hello to the world.")
+CASES = {  # name: (text, budget, expected segments or None)
+    "prose": (PROSE, 40, ["Mr. Smith met Dr. Jones at 3.14 p.m. today.",  # no cut after an abbreviation
+                          "He said hello to the dog, e.g. the cute one!",
+                          "Pi is 3.14159 and e is 2.718, i.e. small, etc. and so on. The End?"]),  # packed
+    "cjk": (CJK, 6, ["你好世界。", "你好，世界！", "世界你好，", "你好世界，", "世界你好。",  # sentences, clauses
+                     "你好你好你好", "你好你好你好", "你好你好你好", "你好你好。", "好的"]),  # then characters
+    "no punctuation": (NO_PUNCTUATION, 8, ["the dog is cute and the dog said", "hello to the world and my dog is",
+                                           "the cute dog of the world"]),
+    "one long sentence": (ONE_SENTENCE, MAX_TOKENS, None),
+    "mixed scripts": ("你好，Hello world!世界你好。The dog", 5, ["你好，", "Hello world!", "世界你好。", "The dog"]),
+    "cues": (CUES, 16, ["Hello [laughter] my dog is cute.", "♪ the dog is cute and the dog is cute ♪ He said",
+                        "[clears throat] hello to", "the world."]),
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_split_fits_the_budget_and_joins_back(name):
+    text, budget, expected = CASES[name]
+    segments = split_text(text, TOKENIZER, budget)
+    assert join_segments(segments) == normalize_text(text)
+    assert all(0 < len(TOKENIZER.encode(s)) <= budget and s == s.strip() for s in segments)
+    if expected is not None:
+        assert segments == expected
+    for cue in ("[laughter]", "[clears throat]", "♪ the dog is cute and the dog is cute ♪"):
+        assert cue not in text or any(cue in s for s in segments)
+
+
+def test_split_one_long_sentence_packs_words_greedily():
+    segments = split_text(ONE_SENTENCE, TOKENIZER)
+    assert len(segments) == 9 and all(len(TOKENIZER.encode(s)) == MAX_TOKENS for s in segments[:-1])
+
+
+def test_split_keeps_an_overlong_cue_whole_and_refuses_an_uncuttable_text():
+    assert split_text(CUES, TOKENIZER, 6)[3:5] == ["He said", "[clears throat]"]  # 14 tokens, over 6, kept whole
+    with pytest.raises(TextError, match="nowhere to cut"):
+        split_text("hello " + "a." * 150, TOKENIZER, 10)  # 300 tokens: "a", "." ...
+    with pytest.raises(ValueError, match="max_tokens must be an integer in 1..256"):
+        split_text("Hello", TOKENIZER, 0)
+    with pytest.raises(TextError, match="empty"):
+        split_text("  ", TOKENIZER)
+
+
+# ---------------------------------------------------------------- generation
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The tiny models run faster on one thread than on two shared cores; restored after this file."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def bark(converted):
+    return Bark.from_pretrained(converted, device="cpu")
+
+
+@contextlib.contextmanager
+def spy(bark):
+    """Log ("generate", text, voice) for each bark.generate call, on this instance only."""
+    log, real = [], bark.generate
+
+    def generate(text, voice=None, **kwargs):
+        log.append(("generate", text, voice))
+        return real(text, voice=voice, **kwargs)
+    bark.generate = generate
+    try:
+        yield log
+    finally:
+        del bark.generate
+
+
+@pytest.fixture(scope="module")
+def by_voice(bark):
+    """generate_long with continuity="voice": (audio, segments, generate calls)."""
+    with spy(bark) as log:
+        audio, segments = bark.generate_long(TEXT, VOICE, seed=SEED, max_duration_s=float(DURATION),
+                                             return_segments=True)
+    return audio, segments, log
+
+
+@pytest.fixture(scope="module")
+def by_previous(bark):
+    with spy(bark) as log:
+        audio, segments = bark.generate_long(TEXT, VOICE, continuity="previous", silence=0.1, seed=SEED,
+                                             max_duration_s=float(DURATION), return_segments=True)
+    return audio, segments, log
+
+
+def joined(segments, silence):
+    gap = np.zeros(round(silence * 24_000), np.float32)
+    return np.concatenate([x for s in segments for x in (s.audio, gap)][:-1])
+
+
+def test_voice_continuity_is_one_batched_call(by_voice):
+    audio, segments, log = by_voice
+    assert [s.text for s in segments] == split_text(TEXT, TOKENIZER) and len(segments) == 2
+    assert len(log) == 1 and log[0][1] == [s.text for s in segments]  # one generate call for all segments
+    assert audio.dtype == np.float32 and len(audio) == 2 * 7040 + 6000
+    np.testing.assert_array_equal(audio, joined(segments, 0.25))
+
+
+def test_previous_continuity_conditions_each_segment_on_the_one_before(bark, by_previous):
+    audio, segments, log = by_previous
+    assert [text for _, text, _ in log] == [s.text for s in segments] and len(segments) == 2
+    preset = bark.load_voice(VOICE)
+    for key in preset:
+        np.testing.assert_array_equal(log[0][2][key], preset[key])
+        for before, (_, _, voice) in zip(segments, log[1:]):  # segment n+1's voice is segment n's full output
+            np.testing.assert_array_equal(voice[key], before.full[key])
+    assert len(audio) == sum(len(s.audio) for s in segments) + 2400
+    np.testing.assert_array_equal(audio, joined(segments, 0.1))
+
+
+def test_an_output_too_short_to_be_a_voice_keeps_the_prompt():
+    short = {"semantic_prompt": np.zeros(5, np.int64), "coarse_prompt": np.zeros((2, 7), np.int64),
+             "fine_prompt": np.zeros((8, 7), np.int64)}  # 7/5 frames per token: not Bark's 1.5
+    prompt = {"semantic_prompt": np.zeros(10, np.int64)}
+    assert _carry(prompt, short) is prompt
+    ok = dict(short, semantic_prompt=np.zeros(10, np.int64), coarse_prompt=np.zeros((2, 15), np.int64),
+              fine_prompt=np.zeros((8, 15), np.int64))
+    np.testing.assert_array_equal(_carry(prompt, ok)["coarse_prompt"], ok["coarse_prompt"])
+
+
+def test_batched_greedy_equals_segment_by_segment(bark):
+    text = "Hello, my dog is cute. The world is cute, and my dog is cute."
+    greedy = dict(top_k=1, fine_temp=None, max_duration_s=float(DURATION))
+    audio, segments = bark.generate_long(text, VOICE, max_tokens=12, return_segments=True, **greedy)
+    assert len(segments) == 2
+    alone = [bark.generate(s.text, voice=VOICE, output_full=True, min_eos_p=0.05, **greedy) for s in segments]
+    for s, (full, a) in zip(segments, alone):
+        np.testing.assert_array_equal(s.audio, a)
+        for key in full:
+            np.testing.assert_array_equal(s.full[key], full[key])
+
+
+def test_stream_yields_generate_long_audio_before_the_last_segment_is_made(bark, by_voice):
+    with spy(bark) as log:
+        chunks = []
+        for chunk in bark.stream(TEXT, VOICE, seed=SEED, max_duration_s=float(DURATION)):
+            log.append(("chunk",))
+            chunks.append(chunk)
+    assert [e[0] for e in log] == ["generate", "chunk"] * 2  # each segment is out before the next is made
+    assert [len(c) for c in chunks] == [7040 + 6000, 7040]
+    np.testing.assert_array_equal(np.concatenate(chunks), by_voice[0])  # batched == one by one, seed + i
+
+
+def test_misuse_fails_before_generating(bark):
+    with pytest.raises(ValueError, match="continuity must be 'voice'"):
+        bark.generate_long("Hello", continuity="sideways")
+    with pytest.raises(ValueError, match="silence must be a number of seconds >= 0"):
+        bark.stream("Hello", silence=-1)  # at the call, not at the first chunk
+    with pytest.raises(ValueError, match="seed must be an int"):
+        bark.generate_long("Hello", seed="1")
+    with pytest.raises(ValueError, match="batch_size"):
+        bark.generate_long("Hello", batch_size=0)
+
+
+# ---------------------------------------------------------------- CLI
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "generate.py"), TEXT, "--seed", str(SEED),
+                           "--max-duration", DURATION, "--voice", VOICE, "--quiet", *args],
+                          capture_output=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_cli_long_writes_what_generate_long_gives(converted, by_voice, tmp_path):
+    out = tmp_path / "story.wav"
+    r = run_cli("--model", converted, "--long", "--out", str(out))
+    assert r.returncode == 0, r.stderr.decode()
+    audio, sr = sf.read(out, dtype="float32")
+    assert sr == 24_000 and audio.shape == by_voice[0].shape
+    assert np.abs(audio - np.clip(by_voice[0], -1, 1)).max() <= 1 / 2**15 + 1e-6  # 16-bit quantization
+
+
+def test_cli_stream_writes_raw_pcm_to_stdout(converted, by_previous):
+    r = run_cli("--model", converted, "--stream", "--continuity", "previous", "--silence", "0.1", "--out", "-")
+    assert r.returncode == 0, r.stderr.decode()
+    assert b"standard output: " in r.stderr and b"s of audio" in r.stderr  # the status line stays off the audio
+    pcm = np.frombuffer(r.stdout, "<i2").astype(np.float32) / 32767
+    assert pcm.shape == by_previous[0].shape
+    assert np.abs(pcm - np.clip(by_previous[0], -1, 1)).max() <= 1 / 2**15 + 1e-6
+
+
+class StubBark:
+    """Just enough of Bark to see which path the CLI takes."""
+    tokenizer = TOKENIZER
+
+    def __init__(self):
+        self.calls = []
+
+    def generate(self, text, voice=None, **kwargs):
+        self.calls.append(("generate", kwargs))
+        return np.zeros(10, np.float32)
+
+    def generate_long(self, text, voice=None, **kwargs):
+        self.calls.append(("generate_long", kwargs))
+        return np.zeros(10, np.float32)
+
+
+def test_cli_switches_to_long_form_for_text_over_256_tokens(capsys):
+    spec = importlib.util.spec_from_file_location("generate_cli", os.path.join(ROOT, "scripts", "generate.py"))
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    long_text = " ".join(["The dog said hello to the world, and the world said hello to the dog."] * 16)
+    for text, expected in ((TEXT, "generate"), (long_text, "generate_long")):
+        bark = StubBark()
+        cli.audio_chunks(bark, cli.parse_args([text, "--out", "-"]))
+        assert [name for name, _ in bark.calls] == [expected]
+        assert "min_eos_p" not in bark.calls[0][1]  # each API's own default: 0.2, or 0.05 in long form
+    assert "the text is 272 tokens" in capsys.readouterr().err
+
+
+def test_cli_rejects_long_form_options_without_long(converted, tmp_path):
+    r = run_cli("--model", converted, "--continuity", "previous", "--out", str(tmp_path / "x.wav"))
+    assert r.returncode == 2 and b"add --long" in r.stderr
+    r = run_cli("--model", converted, "--long", "--silence", "-1", "--out", str(tmp_path / "x.wav"))
+    assert r.returncode == 2 and b"--silence must be >= 0" in r.stderr

@@ -7,6 +7,7 @@ Each stage is also callable on its own (text_to_semantic, semantic_to_coarse, co
 decode), with Suno's defaults. Device and dtype are chosen once, here.
 """
 import contextlib
+import math
 import os
 
 import numpy as np
@@ -22,7 +23,14 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.floa
           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 
 
+def _is_number(x):
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and math.isfinite(x)
+
+
 def _check_sampling(temp=None, top_k=None, top_p=None, min_eos_p=None, allow_none_temp=False):
+    for name, value in (("temperature", temp), ("top_k", top_k), ("top_p", top_p), ("min_eos_p", min_eos_p)):
+        if value is not None and not _is_number(value):
+            raise ValueError(f"{name} must be a finite number or None, got {value!r}")
     if temp is None and not allow_none_temp:
         raise ValueError("temperature must be a number > 0")
     if temp is not None and not temp > 0:
@@ -84,6 +92,8 @@ class Bark:
                 raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
             dtype = DTYPES[dtype]
         dtype = dtype or torch.float32
+        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
         if not isinstance(name_or_path, (str, os.PathLike)):
             raise TypeError(f"name_or_path must be a Hub id or a folder, got {type(name_or_path).__name__}")
         path, fetch = resolve(os.fspath(name_or_path))

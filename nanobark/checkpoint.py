@@ -1,5 +1,11 @@
-"""Read a directory written by weights_convert: config.json plus one safetensors file per stage."""
+"""Read a directory written by weights_convert: config.json plus one safetensors file per stage.
+
+The files are not trusted: every safetensors header is checked against the file's size before any
+tensor is read, and every tensor against the shape and kind the model expects, so a damaged or
+tampered file fails with the name of the file and the tensor rather than deep inside torch.
+"""
 import json
+import math
 import os
 
 import torch
@@ -11,6 +17,13 @@ from .fine import FineGPT
 from .gpt import GPT
 
 STAGE_CLASSES = {"semantic": GPT, "coarse": GPT, "fine": FineGPT, "codec": Codec}
+DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+               "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
+
+
+class CheckpointError(ValueError):
+    """A weights file that is damaged, tampered with, or does not fit the model."""
 
 
 def is_converted(path):
@@ -25,12 +38,84 @@ def is_converted(path):
         return False
 
 
+def _reconvert_hint(path):
+    return (f"delete {path} and convert again (python weights_convert/convert.py SRC {path}); "
+            "a model in nanobark's cache is re-converted by the next from_pretrained")
+
+
 def load_config(path) -> BarkConfig:
     if not is_converted(path):
         raise FileNotFoundError(f"{path} is not a nanobark checkpoint (no config.json written by weights_convert); "
                                 f"convert one with: python weights_convert/convert.py SRC {path}")
     with open(os.path.join(path, "config.json")) as f:
-        return BarkConfig.from_dict(json.load(f))
+        d = json.load(f)
+    try:
+        return BarkConfig.from_dict(d)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}/config.json does not describe a Bark model ({type(e).__name__}: {e}); "
+                              + _reconvert_hint(path)) from None
+
+
+def tensor_entry_problem(entry, data_bytes):
+    """What is wrong with one safetensors header entry {dtype, shape, data_offsets}, or None."""
+    try:
+        dtype, shape, (begin, end) = entry["dtype"], list(entry["shape"]), entry["data_offsets"]
+    except (TypeError, KeyError, ValueError):
+        return "has a malformed header entry (needs dtype, shape and two data_offsets)"
+    if not isinstance(dtype, str) or dtype not in DTYPE_BYTES:
+        return f"has unknown dtype {dtype!r}"
+    if not all(type(x) is int and x >= 0 for x in shape + [begin, end]) or begin > end:
+        return f"has an invalid shape {shape} or byte range {begin}..{end}"
+    if end > data_bytes:
+        return f"needs bytes {begin}..{end} but the file holds only {data_bytes} bytes of data"
+    if end - begin != math.prod(shape) * DTYPE_BYTES[dtype]:
+        return (f"is declared {dtype} {shape} ({math.prod(shape) * DTYPE_BYTES[dtype]} bytes) "
+                f"but spans {end - begin} bytes")
+    return None
+
+
+def check_safetensors(path):
+    """Check a safetensors header against the file: raise CheckpointError naming the first bad tensor."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        if size < 8 or n > min(size - 8, MAX_HEADER_BYTES):
+            raise CheckpointError(f"{path} is not a safetensors file (its header length {n} does not fit the "
+                                  f"{size}-byte file): truncated, or another format such as a pickle")
+        try:
+            header = json.loads(f.read(n))
+        except ValueError:
+            header = None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path} is not a safetensors file (its header is not a JSON object)")
+    for name, entry in header.items():
+        problem = None if name == "__metadata__" else tensor_entry_problem(entry, size - 8 - n)
+        if problem:
+            raise CheckpointError(f"{path}: tensor {name!r} {problem}")
+
+
+def read_safetensors(path, device="cpu"):
+    """{name: tensor} of a safetensors file, its header checked first; any failure is a CheckpointError."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path} is missing")
+    check_safetensors(path)
+    try:
+        return load_file(path, device=str(device))
+    except Exception as e:  # what the header check does not look for, e.g. overlapping byte ranges
+        raise CheckpointError(f"{path} cannot be read ({type(e).__name__}: {e})") from None
+
+
+def state_problems(expected, state):
+    """Differences between two {name: tensor} dicts in names, shapes and kind (float or not), as strings."""
+    problems = [f"missing tensor {k!r}" for k in expected if k not in state]
+    problems += [f"unexpected tensor {k!r}" for k in state if k not in expected]
+    for k in expected.keys() & state.keys():
+        want, got = expected[k], state[k]
+        if got.shape != want.shape:
+            problems.append(f"tensor {k!r} has shape {tuple(got.shape)}, expected {tuple(want.shape)}")
+        elif got.is_floating_point() != want.is_floating_point():
+            problems.append(f"tensor {k!r} has dtype {got.dtype}, expected {want.dtype}")
+    return sorted(problems)
 
 
 def load_stage(path, stage, config=None, device="cpu", dtype=torch.float32):
@@ -38,6 +123,14 @@ def load_stage(path, stage, config=None, device="cpu", dtype=torch.float32):
     config = config or load_config(path)
     with torch.device("meta"):
         model = STAGE_CLASSES[stage](getattr(config, stage))
-    state = load_file(os.path.join(path, f"{stage}.safetensors"), device=str(device))
+    file = os.path.join(path, f"{stage}.safetensors")
+    try:
+        state = read_safetensors(file, device)
+    except CheckpointError as e:
+        raise CheckpointError(f"{e}; {_reconvert_hint(path)}") from None
+    problems = state_problems(model.state_dict(), state)
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; ... ({len(problems) - 5} more)" if len(problems) > 5 else "")
+        raise CheckpointError(f"{file} does not fit the model in config.json: {shown}; {_reconvert_hint(path)}")
     model.load_state_dict(state, strict=True, assign=True)
     return model.to(device=device, dtype=dtype).eval().requires_grad_(False)

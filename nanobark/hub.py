@@ -5,7 +5,9 @@
 A local directory is used as it is when weights_convert wrote it, and converted into the
 cache when it is a Hub-layout snapshot. The conversion is atomic: it is written into a
 temporary directory beside the target and renamed into place, so a crash or a concurrent
-run never leaves a half-converted model where a finished one is expected.
+run never leaves a half-converted model where a finished one is expected. A live conversion
+holds an OS lock on a file in its temporary directory; the next conversion deletes the
+temporary directories whose lock nobody holds (left by a killed run).
 """
 import hashlib
 import os
@@ -14,16 +16,58 @@ import tempfile
 
 from .checkpoint import is_converted
 
+try:
+    import fcntl
+except ImportError:  # Windows: no locks, so leftovers of killed conversions are not cleaned up
+    fcntl = None
+
 HUB_MODELS = ("suno/bark-small", "suno/bark")
 # bark-small's safetensors file sits on an unmerged PR branch; the main branches only have pytorch_model.bin
 SAFETENSORS_REVISIONS = {"suno/bark-small": "refs/pr/5"}
 SNAPSHOT_FILES = ("config.json", "vocab.txt", "tokenizer.json", "tokenizer_config.json",
                   "special_tokens_map.json", "speaker_embeddings_path.json")
+TEMP_PREFIX = ".converting-"  # a conversion in progress (or killed): never mistaken for a finished one
+LOCK_FILE = ".lock"           # inside it, locked by the live converting process
 
 
 def cache_root():
     default = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "nanobark")
     return os.environ.get("NANOBARK_CACHE", default)
+
+
+def _hold_lock(tmp):
+    """Put a locked tmp/.lock in place, held while the returned file stays open (the OS drops it if we are killed).
+
+    It is locked under another name and then renamed, so no other process ever sees it unlocked."""
+    if fcntl is None:
+        return None
+    f = open(os.path.join(tmp, LOCK_FILE + ".new"), "w")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX)
+    except OSError:  # a filesystem without locks: convert anyway, the folder just cannot be told from a leftover
+        pass
+    os.rename(os.path.join(tmp, LOCK_FILE + ".new"), os.path.join(tmp, LOCK_FILE))
+    return f
+
+
+def remove_killed_conversions(parent):
+    """Delete the temporary folders in `parent` whose lock nobody holds: their conversion was killed."""
+    if fcntl is None or not os.path.isdir(parent):
+        return
+    for name in os.listdir(parent):
+        if not name.startswith(TEMP_PREFIX):
+            continue
+        try:  # never created here: a folder without a lock is just starting, or finishing
+            fd = os.open(os.path.join(parent, name, LOCK_FILE), os.O_WRONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+        except OSError:  # held: a live conversion
+            pass
+        finally:
+            os.close(fd)
 
 
 def convert_once(src_dir, target):
@@ -33,9 +77,13 @@ def convert_once(src_dir, target):
     from weights_convert.convert import convert
     parent = os.path.dirname(os.path.abspath(target))
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix=".converting-")
+    remove_killed_conversions(parent)
+    tmp, lock = tempfile.mkdtemp(dir=parent, prefix=TEMP_PREFIX), None
     try:
+        lock = _hold_lock(tmp)
         convert(src_dir, tmp)
+        if lock is not None:
+            os.remove(os.path.join(tmp, LOCK_FILE))  # still held through the open file until the rename is done
         try:
             os.rename(tmp, target)
         except OSError:  # another process finished first (or a stale unfinished dir is in the way)
@@ -44,6 +92,8 @@ def convert_once(src_dir, target):
                 os.rename(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if lock is not None:
+            lock.close()
     return target
 
 

@@ -6,6 +6,7 @@ pipeline is rebuilt here on the `tokenizers` library, step for step, so the ids 
 import json
 import os
 import re
+import unicodedata
 import warnings
 
 import numpy as np
@@ -13,6 +14,7 @@ from tokenizers import Tokenizer as _Backend
 from tokenizers import models, normalizers, pre_tokenizers
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+_MISSED_CJK = re.compile("([\U0002B820-\U0002B91F])")
 
 
 class TextError(ValueError):
@@ -31,6 +33,18 @@ def normalize_text(text: str) -> str:
     if not text:
         raise TextError("text is empty (or only whitespace); pass something to say")
     return text
+
+
+def match_slow_cleanup(text: str) -> str:
+    """The steps of the slow tokenizer's cleanup that the Rust normalizer gets wrong, done first, in Python.
+
+    Control characters are Unicode category C* except tab and newlines, as Python's unicodedata has them:
+    the Rust normalizer keeps unassigned (Cn) and private-use (Co) code points, and cannot take lone
+    surrogates (Cs) at all, such as undecodable bytes in a command line. And CJK ideographs of Extension E
+    from U+2B820 are spaced out (the Rust table starts that block at U+2B920).
+    """
+    text = "".join(c for c in text if c in "\t\n\r" or not unicodedata.category(c).startswith("C"))
+    return _MISSED_CJK.sub(r" \1 ", text)
 
 
 def _read_vocab_txt(path):
@@ -91,7 +105,7 @@ class Tokenizer:
         """WordPiece ids of `text`, without [CLS]/[SEP]."""
         if not isinstance(text, str):
             raise TextError(f"text must be a str, got {type(text).__name__}")
-        return self._tok.encode(text, add_special_tokens=False).ids
+        return self._tok.encode(match_slow_cleanup(text), add_special_tokens=False).ids
 
 
 def text_prompt(ids, offset=10_048, length=256, pad=129_595) -> np.ndarray:

@@ -16,6 +16,8 @@ import torch
 
 import transformers  # noqa: F401  (must come before the torchaudio stand-in)
 
+from weights_convert.random_init import randomize_  # noqa: F401  (re-exported for the tests)
+
 sys.modules.setdefault("torchaudio", types.ModuleType("torchaudio"))
 
 torch.set_num_threads(2)
@@ -45,26 +47,6 @@ def tiny_hf_config(**overrides):
         codec_config=EncodecConfig().to_dict())
 
 
-@torch.no_grad()
-def randomize_(model, std=0.05):
-    """Random values everywhere a fresh model has structure that would hide bugs.
-
-    LayerNorm weights/biases (ones/zeros), EnCodec codebooks (all zero) and weight-norm
-    magnitudes (g = |v| at init) are all replaced. Tied tensors stay tied (same Parameter).
-    """
-    for name, p in model.named_parameters():
-        if "parametrizations.weight.original0" in name or name.endswith("weight_g"):
-            p.mul_(torch.empty_like(p).uniform_(0.5, 2.0))
-        elif "norm" in name or ".ln_" in name:
-            p.copy_(torch.randn_like(p) * 0.1 + (1.0 if name.endswith("weight") else 0.0))
-        elif "parametrizations" not in name and "weight_v" not in name and "lstm" not in name:
-            p.normal_(0.0, std)
-    for name, b in model.named_buffers():
-        if name.endswith("codebook.embed") or name.endswith("_codebook.embed"):
-            b.normal_(0.0, 1.0)
-    return model
-
-
 @pytest.fixture(scope="session")
 def hf_bark():
     """A tiny random transformers BarkModel (real vocab sizes and real EnCodec 24 kHz shapes)."""
@@ -79,6 +61,7 @@ VOCAB = (["[PAD]"] + [f"[unused{i}]" for i in range(99)] + ["[UNK]", "[CLS]", "[
             "music", "He", "She", "said", "world", "World", "café", "Привет", "мир", "你", "好", "世", "界", "♪", "é",
             "##s", "##ing", "##ed", "##er", "##ly", "##é", "##a", "##e", "##o", "##n", "##t", "##r", "##i", "##l"]
          + [f"##{c}" for c in "bcdfghjkmpquvwxyz"])
+VOCAB = list(dict.fromkeys(VOCAB))  # one id per token
 PRESETS_USED = ("v2/en_speaker_6", "en_speaker_1", "announcer", "v2/zh_speaker_9")
 
 

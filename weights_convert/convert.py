@@ -19,6 +19,7 @@ import glob
 import json
 import os
 import pickle
+import re
 import shutil
 import sys
 import tempfile
@@ -30,6 +31,7 @@ import torch
 if __package__ in (None, ""):  # run as a script: make `nanobark` and `weights_convert` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from nanobark.checkpoint import CheckpointError, read_safetensors  # noqa: E402
 from nanobark.config import BarkConfig, CodecConfig, GPTConfig  # noqa: E402
 from weights_convert.codec_keys import codec_from_encodec, codec_from_transformers  # noqa: E402
 from weights_convert.gpt_keys import suno_name, take_gpt, transformers_name  # noqa: E402
@@ -50,18 +52,25 @@ _NUMPY_GLOBALS = [(_scalar, "numpy.core.multiarray.scalar"), (_scalar, "numpy._c
                   np.dtype, *{type(np.dtype(t)) for t in (np.float64, np.float32, np.int64)}]
 
 
+def _unpickler_reason(message):
+    """What torch's weights_only unpickler refused, e.g. "GLOBAL posix.system" (not its advice to turn it off)."""
+    found = re.search(r"GLOBAL [\w.]+", message) or re.search(r"Unsupported [^\n.]*", message)
+    return found.group(0) if found else "something that is not a plain tensor"
+
+
 def load_file(path):
-    """Read a tensor file safely: safetensors, or a torch pickle restricted to tensors and plain data."""
+    """Read a tensor file safely: safetensors (header checked first), or a torch pickle of tensors and plain data."""
     try:
         if path.endswith(".safetensors"):
-            from safetensors.torch import load_file as load_safetensors
-            return load_safetensors(path)
+            return read_safetensors(path)
         with torch.serialization.safe_globals(_NUMPY_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except CheckpointError as e:
+        raise ConversionError(f"{e}; the file is corrupt or truncated: delete it and download it again") from None
     except pickle.UnpicklingError as e:
         raise ConversionError(
             f"refusing to load {path}: it is a pickle that needs more than plain tensors to load, "
-            f"and loading it could run code ({str(e).splitlines()[0]}). Use the official checkpoint files, "
+            f"and loading it could run code (refused: {_unpickler_reason(str(e))}). Use the official checkpoint files, "
             f"or re-save the tensors with safetensors.") from None
     except Exception as e:  # truncated or corrupt files surface as many different errors
         raise ConversionError(f"cannot read {path}: the file is corrupt or truncated ({type(e).__name__}: "

@@ -131,6 +131,15 @@ def coarse_context(sem, coarse, n_step, base):
     return torch.cat([window, infer, coarse[-MAX_COARSE_HISTORY:]])
 
 
+def shared_prefix(cached, ctx):
+    """How many leading ids of ctx (B, L) equal those in the cache, keeping at least one id to run."""
+    if cached is None:
+        return 0
+    n = min(cached.shape[1], ctx.shape[1] - 1)
+    differs = (cached[:, :n] != ctx[:, :n]).any(dim=0).nonzero()
+    return int(differs[0]) if len(differs) else n
+
+
 def left_pad(rows, value=0):
     """List of 1-D tensors -> (B, L) tensor right-aligned, and pad (B,) = slots of padding per row."""
     L = max(len(r) for r in rows)
@@ -157,21 +166,32 @@ def generate_coarse(model, semantics, voices, temp=0.7, top_k=None, top_p=None, 
               for h in hists]  # history, then room for the generated tokens
     n_hist = [len(h[1]) for h in hists]
     model.setup_cache(B)
+    cached = None  # the token ids whose keys and values are in the cache, (B, L)
     for start_step in range(0, N, COARSE_WINDOW):
         ctx, pad = left_pad([coarse_context(sems[b], coarse[b][:n_hist[b] + start_step], start_step, len(hists[b][0]))
                              for b in range(B)])
         pad = pad if bool(pad.any()) else None
-        logits = model(ctx, pad=pad, last_only=True)
+        # Causal attention: slots before the first changed id keep their keys and values. Until the
+        # coarse history fills its 630 ids and the semantic window starts to slide, each new window
+        # is the last one plus the tokens generated since, so its "prefill" is a single token.
+        reused = shared_prefix(cached, ctx) if pad is None else 0
+        fed = []
         for n_step in range(start_step, min(start_step + COARSE_WINDOW, N)):
-            if n_step > start_step:
-                logits = model.decode_step(token[:, None] + offset, ctx.shape[1] + n_step - start_step - 1, pad)
-            # even steps sample codebook 0 ids, odd steps codebook 1 ids
+            # even steps sample codebook 0 ids, odd steps codebook 1 ids: only that slice of logits is computed
             offset = SEMANTIC_VOCAB_SIZE + (n_step % 2) * CODEBOOK_SIZE
+            rows = slice(offset, offset + CODEBOOK_SIZE)
+            if n_step == start_step:
+                logits = model(ctx[:, reused:], start=reused, pad=pad, last_only=True, vocab=rows)
+            else:
+                logits = model.decode_step(last, ctx.shape[1] + len(fed), pad, vocab=rows)
+                fed.append(last)
             active = None if generators is None else [n_step < n for n in n_steps]
-            token, _ = sample(logits[:, 0, offset:offset + CODEBOOK_SIZE], temp, top_k, top_p, generators, active)
+            token, _ = sample(logits[:, 0], temp, top_k, top_p, generators, active)
+            last = (token + offset)[:, None]
             for b in range(B):
-                coarse[b][n_hist[b] + n_step] = token[b] + offset
+                coarse[b][n_hist[b] + n_step] = last[b, 0]
             progress.update(1)
+        cached = torch.cat([ctx, *fed], dim=1)
     # tokens were sampled within their codebook: subtract the offsets back to 0..1023 codes
     return [((coarse[b][n_hist[b]:n_hist[b] + n_steps[b]] - SEMANTIC_VOCAB_SIZE).view(-1, 2).T
              - torch.tensor([[0], [CODEBOOK_SIZE]], device=device)).cpu().numpy() for b in range(B)]

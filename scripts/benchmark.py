@@ -564,6 +564,8 @@ def main(argv=None):
         print(f"warning: the machine is busy (load {info['load_avg_1min']:.1f}); timings will be noisy")
     print(f"workload W (per sample): {N_SEMANTIC} semantic -> {N_COARSE} coarse -> {N_FRAMES} fine frames -> "
           f"{workload['audio_s']:.1f} s of audio; weights: {workload['weights']}")
+    if args.workdir:
+        os.makedirs(args.workdir, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         if not args.checkpoint:
             t0 = time.perf_counter()

@@ -573,10 +573,11 @@ def main(argv=None):
             print(f"built random weights in {time.perf_counter() - t0:.1f} s")
         if args.agreement:
             table = agreement(args.checkpoint or os.path.join(tmp, "nanobark"), args.device, args.options)
+            variants = [k for k in next(iter(table.values())) if k != "positions"]
             print("\nteacher-forced top-1 agreement with float32 (nanobark):\n\n"
-                  "| stage | positions | float16 | bfloat16 |\n|---|---|---|---|")
+                  f"| stage | positions | {' | '.join(variants)} |\n|---|---|" + "---|" * len(variants))
             for stage, r in table.items():
-                print(f"| {stage} | {r['positions']} | {r['float16']:.1%} | {r['bfloat16']:.1%} |")
+                print(f"| {stage} | {r['positions']} | " + " | ".join(f"{r[v]:.1%}" for v in variants) + " |")
             result = dict(device=info, workload=workload, agreement=table)
         else:
             rows = []

@@ -156,3 +156,19 @@ def test_text_prompt_rejects_no_tokens_or_a_batch():
         text_prompt([])
     with pytest.raises(TextError, match="flat list"):
         text_prompt([[1, 2], [3, 4]])
+
+
+def test_encode_matches_transformers_bert_tokenizer(vocab_file):
+    """transformers 5's own `BertTokenizer` (now backed by `tokenizers`) agrees on every listed category.
+
+    It differs from the slow tokenizer Suno ran only where the slow one applies NFC (decomposed
+    accents) or drops unassigned / private-use characters; nanobark follows the slow one there.
+    """
+    from transformers import BertTokenizer
+    fast = BertTokenizer(str(vocab_file), do_lower_case=False)
+    tok = Tokenizer.from_vocab(vocab_file)
+    cases = ["Hello world!", "café naïve über Straße", "中文字 日本語你好!", "こんにちは 안녕 привет नमस्ते",
+             "[laughter] hello [music] ♪ sing ♪", "hello 😀 world 👍🏽", "ʬ ⱥ \U0001F9EA xyz",
+             "¿Qué? ¡Sí! «hola» 。，、…", "hello " + "a" * 101 + " world", "unaffable unaffables"]
+    for text in cases:
+        assert tok.encode(text) == fast.encode(text, add_special_tokens=False), repr(text)

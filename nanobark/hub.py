@@ -111,27 +111,39 @@ def _local_target(src_dir):
 
 
 def download(repo_id):
-    """Download the files of a Hub checkpoint (not the voice presets) and return the snapshot folder."""
+    """Download a Hub checkpoint's files (not the voice presets) -> a folder linking to them.
+
+    The files stay in huggingface_hub's cache; the folder (in nanobark's cache) gathers them in
+    one place, since the weights may come from another revision than the rest.
+    """
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, RevisionNotFoundError
-    snapshot = os.path.dirname(hf_hub_download(repo_id, "config.json"))  # fails fast when offline
+    from huggingface_hub.errors import RevisionNotFoundError
+    try:  # "the Hub has no such file" (not "we are offline", which must not be skipped over)
+        from huggingface_hub.errors import RemoteEntryNotFoundError as NotOnHub
+    except ImportError:  # huggingface_hub < 1.0
+        from huggingface_hub.errors import EntryNotFoundError as NotOnHub
+    files = {"config.json": hf_hub_download(repo_id, "config.json")}  # first: fails fast when offline
     for name in SNAPSHOT_FILES[1:]:
         try:
-            hf_hub_download(repo_id, name)
-        except EntryNotFoundError:  # e.g. a snapshot without tokenizer.json
+            files[name] = hf_hub_download(repo_id, name)
+        except NotOnHub:  # e.g. a snapshot without tokenizer.json
             pass
-    weights = None
-    if repo_id in SAFETENSORS_REVISIONS:
+    try:
+        revision = SAFETENSORS_REVISIONS.get(repo_id)
+        files["model.safetensors"] = hf_hub_download(repo_id, "model.safetensors", revision=revision)
+    except (NotOnHub, RevisionNotFoundError):
+        files["pytorch_model.bin"] = hf_hub_download(repo_id, "pytorch_model.bin")
+    folder = os.path.join(cache_root(), "downloads", repo_id.replace("/", "--"))
+    os.makedirs(folder, exist_ok=True)
+    for name, path in files.items():
+        link = os.path.join(folder, name)
+        if os.path.lexists(link):
+            os.remove(link)
         try:
-            weights = hf_hub_download(repo_id, "model.safetensors", revision=SAFETENSORS_REVISIONS[repo_id])
-        except (EntryNotFoundError, RevisionNotFoundError):
-            pass
-    weights = weights or hf_hub_download(repo_id, "pytorch_model.bin")
-    # the weights may come from another revision: link them next to the config
-    target = os.path.join(snapshot, os.path.basename(weights))
-    if not os.path.exists(target):
-        os.symlink(os.path.realpath(weights), target)
-    return snapshot
+            os.symlink(os.path.realpath(path), link)
+        except OSError:  # no symlinks (e.g. Windows without developer mode)
+            shutil.copyfile(path, link)
+    return folder
 
 
 def hub_fetch(repo_id):
@@ -157,8 +169,9 @@ def resolve(name_or_path):
         try:
             snapshot = download(name_or_path)
         except Exception as e:
-            if type(e).__name__ in ("EntryNotFoundError", "RevisionNotFoundError", "RepositoryNotFoundError"):
-                raise
+            if type(e).__name__ in ("RepositoryNotFoundError", "GatedRepoError", "RemoteEntryNotFoundError"):
+                raise FileNotFoundError(f"{name_or_path} is not a Bark checkpoint on the Hugging Face Hub "
+                                        f"({type(e).__name__}); use {' or '.join(HUB_MODELS)}") from None
             raise ConnectionError(
                 f"could not download {name_or_path} from the Hugging Face Hub ({type(e).__name__}), and no converted "
                 f"copy is cached at {target}. Either connect to the internet once, or download the snapshot "
@@ -166,4 +179,5 @@ def resolve(name_or_path):
                 f"speaker_embeddings_path.json and speaker_embeddings/) into a folder and pass that folder, "
                 f"or run: python weights_convert/convert.py SNAPSHOT {target}") from None
         convert_once(snapshot, target)
+        shutil.rmtree(snapshot, ignore_errors=True)  # only links: the files stay in huggingface_hub's cache
     return target, hub_fetch(name_or_path)

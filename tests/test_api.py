@@ -142,3 +142,35 @@ def test_cli_reads_stdin_and_rejects_bad_output_before_generating(converted, tmp
     assert r.returncode == 0, r.stderr
     assert sf.info(tmp_path / "s.wav").samplerate == 24_000
     assert sorted(os.listdir(tmp_path)) == ["s.wav"]
+
+
+def test_hub_id_downloads_safetensors_converts_once_and_fetches_only_the_asked_preset(hf_snapshot, cache, monkeypatch):
+    """A stand-in for the Hub serving the snapshot: bark-small's weights come from refs/pr/5."""
+    import shutil
+
+    import huggingface_hub
+    from huggingface_hub.errors import RemoteEntryNotFoundError
+    shutil.rmtree(os.path.join(cache, "suno--bark-small"), ignore_errors=True)
+    calls = []
+
+    def fake_hub(repo_id, filename, revision=None, **kw):
+        calls.append((repo_id, filename, revision))
+        path = os.path.join(hf_snapshot, filename)
+        if filename == "pytorch_model.bin" or not os.path.exists(path) or \
+                (filename == "model.safetensors" and revision != "refs/pr/5"):
+            err = RemoteEntryNotFoundError.__new__(RemoteEntryNotFoundError)  # a 404, without an HTTP response
+            Exception.__init__(err, f"{filename} is not in {repo_id}@{revision}")
+            raise err
+        return path
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_hub)
+    bark = Bark.from_pretrained("suno/bark-small", device="cpu")
+    assert ("suno/bark-small", "model.safetensors", "refs/pr/5") in calls
+    assert not any(f.startswith("speaker_embeddings/") for _, f, _ in calls)
+    assert not os.path.exists(os.path.join(cache, "downloads", "suno--bark-small"))  # the links are gone
+    calls.clear()
+    bark.generate("Hello", voice="v2/en_speaker_6", seed=0, max_duration_s=0.1)
+    assert sorted(f for _, f, _ in calls) == [f"speaker_embeddings/v2/en_speaker_6_{k}_prompt.npy"
+                                             for k in ("coarse", "fine", "semantic")]
+    calls.clear()
+    Bark.from_pretrained("suno/bark-small", device="cpu")
+    assert calls == []  # the converted copy in nanobark's cache is used as it is

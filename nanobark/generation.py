@@ -63,6 +63,7 @@ def generate_semantic(model, text, history, temp=0.7, top_k=None, top_p=None, mi
     text, history = (torch.as_tensor(np.asarray(a), device=device) for a in (text, history))
     B = text.shape[0]
     infer = torch.full((B, 1), SEMANTIC_INFER, device=device)
+    model.set_weight_layout(B)
     model.setup_cache(B)
     out = torch.zeros(B, MAX_SEMANTIC_TOKENS, dtype=torch.long, device=device)
     lengths = torch.full((B,), MAX_SEMANTIC_TOKENS, dtype=torch.long, device=device)
@@ -165,6 +166,7 @@ def generate_coarse(model, semantics, voices, temp=0.7, top_k=None, top_p=None, 
     coarse = [torch.cat([torch.as_tensor(h[1], device=device), torch.zeros(N, dtype=torch.long, device=device)])
               for h in hists]  # history, then room for the generated tokens
     n_hist = [len(h[1]) for h in hists]
+    model.set_weight_layout(B)
     model.setup_cache(B)
     cached = None  # the token ids whose keys and values are in the cache, (B, L)
     for start_step in range(0, N, COARSE_WINDOW):

@@ -159,6 +159,22 @@ class GPT(nn.Module):
             return F.linear(x, self.lm_head.weight[vocab])
         return self.lm_head(x)[..., vocab]  # e.g. an int8 Linear, which cannot be sliced
 
+    @torch.no_grad()
+    def set_weight_layout(self, batch_size):
+        """Lay the Linear weights out in memory for the batch size about to decode.
+
+        At batch 1-2 a decode step is a matrix-vector product per layer, and CPU BLAS streams a
+        weight stored transposed ((in, out) rows, still seen as the usual (out, in) Parameter)
+        about 1.6x faster than torch's own layout (measured 16.9 vs 10.8 GB/s on a 2-core EPYC);
+        from batch ~4 on the usual layout is faster again. Re-laying costs one copy of the weights
+        per stage call. Same values; only the summation order inside the products changes.
+        """
+        transposed = self.wte.weight.device.type == "cpu" and batch_size <= 2
+        for m in self.modules():
+            if isinstance(m, nn.Linear) and m.weight.is_contiguous() == transposed:
+                # swap the storage under the same Parameter, so references to it stay valid
+                m.weight.data = m.weight.t().contiguous().t() if transposed else m.weight.contiguous()
+
     def merged_embedding(self, text, history, tail):
         """The semantic stage's context: position i < 256 holds wte(text[i]) + wte(history[i]).
 

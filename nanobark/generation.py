@@ -29,6 +29,7 @@ COARSE_INFER = 12_050
 COARSE_RATIO = COARSE_RATE_HZ / SEMANTIC_RATE_HZ * N_COARSE  # 3.006...: flattened coarse tokens per semantic token
 MAX_COARSE_HISTORY = 630
 COARSE_WINDOW = 60
+MAX_SEMANTIC_HISTORY = int(np.floor(MAX_COARSE_HISTORY / COARSE_RATIO))  # 209 semantic ids behind the current one
 FINE_WINDOW, FINE_STEP = 1024, 512
 SAMPLES_PER_FRAME = 320
 
@@ -110,8 +111,7 @@ def coarse_history(voice):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     sem = voice["semantic_prompt"].astype(np.int64)
     flat = flatten_codebooks(voice["coarse_prompt"])
-    max_sem = int(np.floor(MAX_COARSE_HISTORY / COARSE_RATIO))  # 209
-    n_sem = int(min(max_sem, len(sem) - len(sem) % 2, int(np.floor(len(flat) / COARSE_RATIO))))
+    n_sem = int(min(MAX_SEMANTIC_HISTORY, len(sem) - len(sem) % 2, int(np.floor(len(flat) / COARSE_RATIO))))
     n_coarse = int(round(n_sem * COARSE_RATIO))
     # [:-2] is the original's "bit of a hack for time alignment (sounds better)"
     return sem[-n_sem:], flat[-n_coarse:][:-2]
@@ -124,9 +124,8 @@ def coarse_steps(n_semantic):
 
 def coarse_context(sem, coarse, n_step, base):
     """The window input (1-D): 256 semantic ids around the current time | COARSE_INFER | last 630 coarse ids."""
-    max_sem = int(np.floor(MAX_COARSE_HISTORY / COARSE_RATIO))
     idx = base + int(round(n_step / COARSE_RATIO))
-    window = sem[max(0, idx - max_sem):][:256]
+    window = sem[max(0, idx - MAX_SEMANTIC_HISTORY):][:256]
     window = F.pad(window, (0, 256 - len(window)), value=COARSE_SEMANTIC_PAD)
     infer = torch.tensor([COARSE_INFER], device=sem.device)
     return torch.cat([window, infer, coarse[-MAX_COARSE_HISTORY:]])
@@ -152,8 +151,9 @@ def left_pad(rows, value=0):
 def generate_coarse(model, semantics, voices, temp=0.7, top_k=None, top_p=None, generators=None, progress=None):
     """B semantic token arrays (one voice each, or None) -> B (2, T_b) int64 code arrays, T_b = n_steps_b / 2.
 
-    Every 60 steps the KV cache is dropped and each context rebuilt from a sliding semantic
-    window and the last 630 coarse tokens (voice history included). Samples run in lockstep;
+    Every 60 steps each context is rebuilt from a sliding semantic window and the last 630
+    coarse tokens (voice history included), as in the original; the cache keeps only the
+    keys and values of the context's unchanged prefix. Samples run in lockstep;
     contexts of different lengths are left-padded, and a sample past its own n_steps idles.
     """
     progress = progress or _Progress()

@@ -14,9 +14,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .generation import CODEBOOK_SIZE, SEMANTIC_VOCAB_SIZE
+
 KEYS = ("semantic_prompt", "coarse_prompt", "fine_prompt")
-SEMANTIC_VOCAB_SIZE = 10_000
-CODEBOOK_SIZE = 1024
 
 
 class VoiceError(ValueError):

@@ -25,8 +25,22 @@ def test_seeded_batch_equals_items_alone(bark):
         np.testing.assert_allclose(batch[i][1], audio, atol=1e-5)
 
 
-def test_greedy_batch_equals_items_alone_with_global_rng(bark):
-    torch.manual_seed(0)
+def test_global_rng_batch_draws_every_row_and_repeats_under_the_same_seed(bark):
+    """seed=None: the batch draws from torch's global generator (rows differ), reproducibly per manual_seed."""
+    def run(seed):
+        torch.manual_seed(seed)
+        sems = bark.text_to_semantic([TEXTS[0]] * 2, "announcer", max_duration_s=0.3)
+        coarse = bark.semantic_to_coarse(sems, "announcer")
+        return sems, coarse, bark.coarse_to_fine(coarse, "announcer")
+    first, again, other = run(0), run(0), run(1)
+    for a, b, c in zip(first, again, other):
+        assert not np.array_equal(a[0], a[1])  # same input, different draws
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+        assert not np.array_equal(a[0], c[0])
+
+
+def test_greedy_batch_equals_items_alone(bark):
     sems = bark.text_to_semantic(TEXTS, VOICES, top_k=1, max_duration_s=0.3)
     coarse = bark.semantic_to_coarse(sems, VOICES, top_k=1)
     fine = bark.coarse_to_fine(coarse, VOICES, temp=None)

@@ -36,21 +36,39 @@ def pair(converted):
 
 
 @contextlib.contextmanager
-def eos_prone(nb, bg, scale):
-    """Make the EOS logit large and variable in both models, so min_eos_p can stop generation early."""
-    ours, ref = nb.models["semantic"].lm_head.weight, bg.models["text"]["model"].lm_head.weight
-    old = ours[10_000].clone()
-    g = torch.Generator().manual_seed(3)
-    new = torch.randn(ours.shape[1], generator=g) * scale
+def edited_head(nb, bg, stage, edit):
+    """Apply `edit(weight)` in place to the lm_head of `stage` ("semantic" or "coarse") in both models, then undo it."""
+    ours = nb.models[stage].lm_head.weight
+    ref = (bg.models["text"]["model"] if stage == "semantic" else bg.models["coarse"]).lm_head.weight
+    old = ours.clone()
     with torch.no_grad():
-        ours[10_000] = new
-        ref[10_000] = new
+        edit(ours)
+        ref.copy_(ours)
     try:
         yield
     finally:
         with torch.no_grad():
-            ours[10_000] = old
-            ref[10_000] = old
+            ours.copy_(old)
+            ref.copy_(old)
+
+
+def eos_prone(nb, bg, scale, seed=3):
+    """Make the EOS logit large and variable in both models, so min_eos_p can stop generation early."""
+    new = torch.randn(nb.models["semantic"].lm_head.weight.shape[1], generator=torch.Generator().manual_seed(seed))
+
+    def edit(w):
+        w[10_000] = new * scale
+    return edited_head(nb, bg, "semantic", edit)
+
+
+def peaked(nb, bg, factor):
+    """Scale the semantic logits by `factor`, so a few tokens hold most of the mass and top-p has work to do."""
+    return edited_head(nb, bg, "semantic", lambda w: w.mul_(factor))
+
+
+def ref_semantic(bg, seed, text=TEXT, voice=None, **kwargs):
+    torch.manual_seed(seed)
+    return bg.generate_text_semantic(text, history_prompt=voice, silent=True, use_kv_caching=True, **kwargs)
 
 
 def run_both(nb, bg, voice, seed, temp=0.7, top_k=None, top_p=None, min_eos_p=0.2, max_dur=1.0):
@@ -98,7 +116,7 @@ def test_top_k_and_top_p_equal_original(pair):
 
 
 def test_full_length_without_voice_equals_original(pair):
-    """No duration cap: all 768 semantic tokens, 39 coarse windows, 3 overlapping fine windows."""
+    """No duration cap: all 768 semantic tokens, 39 coarse windows, 2 overlapping fine windows (1154 frames)."""
     nb, bg = pair
     assert len(run_both(nb, bg, None, 21, max_dur=None)) == 768
 
@@ -108,3 +126,83 @@ def test_early_stop_through_min_eos_p_equals_original(pair):
     with eos_prone(nb, bg, scale=0.45):
         sem = run_both(nb, bg, "v2/en_speaker_6", 5, max_dur=None)
     assert 0 < len(sem) < 768
+
+
+# ---------------------------------------------------------------- each setting where it changes the outcome
+
+def test_seeded_generate_equals_torch_manual_seed_then_generate_audio(pair):
+    """The README's promise: generate(text, seed=s) == torch.manual_seed(s); Suno's generate_audio(text)."""
+    nb, bg = pair
+    with eos_prone(nb, bg, scale=0.6, seed=4):  # so the default min_eos_p=0.2 ends it well before 768 tokens
+        for voice, seed in ((None, 2), ("v2/en_speaker_6", 0)):
+            from bark.api import generate_audio  # uses the models the pair fixture put into bark.generation
+            torch.manual_seed(seed)
+            full_ref, audio_ref = generate_audio(TEXT, history_prompt=voice, silent=True, output_full=True)
+            torch.manual_seed(seed + 100)  # the global RNG must not matter with a seed
+            full, audio = nb.generate(TEXT, voice, seed=seed, output_full=True)
+            assert 0 < len(full["semantic_prompt"]) < 768
+            for key in full_ref:
+                np.testing.assert_array_equal(full[key], full_ref[key])
+            assert np.abs(audio - audio_ref).max() <= 1e-4
+
+
+def test_min_eos_p_threshold_equals_original_where_it_ends_generation(pair):
+    """P(EOS) reaches the threshold before EOS is drawn: with the threshold the run is shorter, in both."""
+    nb, bg = pair
+    voice = "v2/en_speaker_6"
+    with eos_prone(nb, bg, scale=0.6, seed=4):
+        for seed in (0, 2):
+            by_threshold = ref_semantic(bg, seed, voice=voice, min_eos_p=0.2)
+            by_draw_only = ref_semantic(bg, seed, voice=voice, min_eos_p=None)
+            assert len(by_threshold) < len(by_draw_only)  # the threshold, not a drawn EOS, ended the first
+            for min_eos_p, ref in ((0.2, by_threshold), (None, by_draw_only)):
+                torch.manual_seed(seed)
+                np.testing.assert_array_equal(nb.text_to_semantic(TEXT, voice, min_eos_p=min_eos_p), ref)
+
+
+def test_top_k_and_top_p_each_change_the_tokens_and_equal_original(pair):
+    """On peaked logits top-p removes tokens that top-k keeps and the other way round; both filters apply."""
+    nb, bg = pair
+    voice, settings = "v2/en_speaker_6", dict(temp=0.9, max_gen_duration_s=0.5)
+    with peaked(nb, bg, 10.0):
+        refs = {(k, p): ref_semantic(bg, 11, voice=voice, top_k=k, top_p=p, **settings)
+                for k, p in ((40, None), (None, 0.5), (40, 0.5))}
+        both = refs[40, 0.5]
+        assert not np.array_equal(both, refs[40, None]) and not np.array_equal(both, refs[None, 0.5])
+        for (k, p), ref in refs.items():
+            torch.manual_seed(11)
+            sem = nb.text_to_semantic(TEXT, voice, temp=0.9, top_k=k, top_p=p, max_duration_s=0.5)
+            np.testing.assert_array_equal(sem, ref)
+
+
+def test_seeded_batch_stopping_through_the_threshold_equals_original_items(pair):
+    """Samples of one batch stop at different steps through min_eos_p; sample i == the original seeded seed + i."""
+    nb, bg = pair
+    texts = [TEXT, "Hello, my dog is cute", "The world said hello [laughter]"]
+    voices = ["v2/en_speaker_6", "v2/en_speaker_6", "announcer"]
+    # an EOS so likely that a finished sample's P(EOS) keeps crossing the threshold while the others go on
+    with eos_prone(nb, bg, scale=1.0, seed=5):
+        batch = nb.text_to_semantic(texts, voices, seed=0)
+        refs = [ref_semantic(bg, i, text=t, voice=v) for i, (t, v) in enumerate(zip(texts, voices))]
+        undrawn = [ref_semantic(bg, i, text=t, voice=v, min_eos_p=None) for i, (t, v) in enumerate(zip(texts, voices))]
+    assert len({len(r) for r in refs}) == 3  # three different stop steps
+    assert any(len(r) < len(u) for r, u in zip(refs, undrawn))  # at least one stopped through the threshold
+    for sem, ref in zip(batch, refs):
+        np.testing.assert_array_equal(sem, ref)
+
+
+@pytest.mark.parametrize("voice, n_frames", [("announcer", 600), ("v2/en_speaker_6", 1100), (None, 1600)])
+def test_fine_windows_clamped_to_the_end_equal_original(pair, voice, n_frames):
+    """Inputs long enough for 2-3 windows, whose last fill start is clamped to the end (with a history)."""
+    nb, bg = pair
+    coarse = np.random.default_rng(n_frames).integers(0, 1024, (2, n_frames))
+    n_history = 0 if voice is None else min(512, nb.load_voice(voice)["fine_prompt"].shape[1])
+    total = max(n_history + n_frames, 1024)
+    n_loops = max(0, int(np.ceil((n_frames - (1024 - n_history)) / 512))) + 1
+    clamped = n_history + (n_loops - 1) * 512 > total - 512
+    assert n_loops >= 2 and clamped == (voice is not None)
+    for temp in (0.5, None):
+        torch.manual_seed(n_frames)
+        ref = bg.generate_fine(coarse, history_prompt=voice, temp=temp)
+        torch.manual_seed(n_frames)
+        np.testing.assert_array_equal(nb.coarse_to_fine(coarse, voice, temp=temp), ref)

@@ -169,6 +169,19 @@ def test_batched_greedy_equals_segment_by_segment(bark):
             np.testing.assert_array_equal(s.full[key], full[key])
 
 
+def test_more_segments_than_the_batch_size_keep_seed_plus_i(bark):
+    """Segments go batch_size at a time; segment i still uses seed + i, whichever batch it falls in."""
+    text = "Hello, my dog is cute. The world is cute. She said hello to the dog. He said hello to the world."
+    kwargs = dict(seed=SEED, max_duration_s=float(DURATION))
+    audio, segments = bark.generate_long(text, VOICE, max_tokens=8, batch_size=2, return_segments=True, **kwargs)
+    assert len(segments) == 4  # two batches of two
+    for i, s in enumerate(segments):
+        full, a = bark.generate(s.text, voice=VOICE, output_full=True, min_eos_p=0.05, **dict(kwargs, seed=SEED + i))
+        np.testing.assert_array_equal(s.audio, a)
+        for key in full:
+            np.testing.assert_array_equal(s.full[key], full[key])
+
+
 def test_stream_yields_generate_long_audio_before_the_last_segment_is_made(bark, by_voice):
     with spy(bark) as log:
         chunks = []

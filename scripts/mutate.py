@@ -1,0 +1,281 @@
+"""Mutation testing for nanobark: plant one plausible bug at a time and see whether the tests notice.
+
+    python scripts/mutate.py --check                 # every snippet still found exactly once? (no tests run)
+    python scripts/mutate.py --list                  # the mutants, one a line
+    python scripts/mutate.py --only codec_no_lstm_skip,sem_min_eos_off --json out.json
+    python scripts/mutate.py --markdown              # all of them (1-2 h on 2 cores), a table for docs/testing.md
+
+Each mutant in MUTANTS replaces one snippet of one file; the snippet must occur there exactly once, so a
+refactor that moves or rewords the code makes --check (and every run) fail loudly instead of silently
+testing nothing. The tree (nanobark/, weights_convert/, scripts/, tests/, setup.cfg, pyproject.toml) is
+copied once to a temporary folder; for each mutant the file is changed there, `pytest -x` runs the mutant's
+test selection in the copy, and the file is put back. Fates: killed (pytest exit 1: a test failed or errored),
+survived (exit 0), error (any other exit, e.g. 2 for a collection error: caught, but listed apart), timeout.
+Exit status: 0, or 2 when the mutant list is broken (or the copy would not be the code under test).
+
+Import path: the venv installs nanobark in editable mode through a finder that setuptools *appends* to
+sys.meta_path, after the normal path finder, so PYTHONPATH=<copy> wins (and reaches the subprocesses the
+tests start); pytest also runs from the copy's root. `probe` checks this before any mutant runs.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COPIED = ("nanobark", "weights_convert", "scripts", "tests", "setup.cfg", "pyproject.toml")
+
+
+class Mutant(NamedTuple):
+    id: str
+    file: str
+    old: str     # must occur exactly once in `file`
+    new: str
+    bug: str     # the plausible bug, in one line
+    tests: tuple  # the smallest pytest selection that should kill it
+
+
+GEN, BATCH, LONG, API = "tests/test_generation.py", "tests/test_batch.py", "tests/test_longform.py", "tests/test_api.py"
+CODEC, TOK = "tests/test_codec.py", "tests/test_tokenizer.py"
+G, S, C = "nanobark/generation.py", "nanobark/sampling.py", "nanobark/codec.py"
+T, L, B = "nanobark/tokenizer.py", "nanobark/longform.py", "nanobark/bark.py"
+M = Mutant
+
+MUTANTS = [
+    # ---- semantic stage
+    M("sem_min_eos_off", G, "if min_eos_p is not None:", "if False:",
+      "min_eos_p threshold switched off: only a drawn EOS stops the semantic stage", (GEN, BATCH)),
+    M("sem_stop_overwritten", G, "torch.where(stop & ~done, n, lengths)", "torch.where(stop, n, lengths)",
+      "a batch sample's stop step is overwritten after it has already stopped", (GEN, BATCH)),
+    M("sem_decode_pos", G, "out[:, n - 1:n], 256 + n)", "out[:, n - 1:n], 257 + n)",
+      "semantic decode steps run one position too far", (GEN,)),
+    M("sem_cutoff_len", G, "torch.where(done, lengths, n + 1)", "torch.where(done, lengths, n)",
+      "the max-duration cut drops the last token generated", (GEN,)),
+    M("sem_history_head", G, 'voice["semantic_prompt"].astype(np.int64)[-256:]',
+      'voice["semantic_prompt"].astype(np.int64)[:256]', "semantic history is the voice's first 256 tokens", (GEN,)),
+    # ---- coarse stage
+    M("coarse_no_hack", G, "flat[-n_coarse:][:-2]", "flat[-n_coarse:]",
+      "the original's [:-2] time-alignment trim of the coarse history is dropped", (GEN,)),
+    M("coarse_steps_ceil", G, "np.floor(n_semantic * COARSE_RATIO / 2)", "np.ceil(n_semantic * COARSE_RATIO / 2)",
+      "one coarse frame too many when rounding the step count", (GEN,)),
+    M("coarse_window_start", G, "max(0, idx - MAX_SEMANTIC_HISTORY)", "max(0, idx - MAX_SEMANTIC_HISTORY + 1)",
+      "the sliding semantic window starts one id late", (GEN,)),
+    M("coarse_idx_trunc", G, "int(round(n_step / COARSE_RATIO))", "int(n_step / COARSE_RATIO)",
+      "the semantic position of a coarse step is truncated, not rounded", (GEN,)),
+    M("coarse_codebook_parity", G, "(n_step % 2) * CODEBOOK_SIZE", "((n_step + 1) % 2) * CODEBOOK_SIZE",
+      "even steps sample codebook 1 and odd steps codebook 0", (GEN,)),
+    M("coarse_reuse_padded", G, "shared_prefix(cached, ctx) if pad is None else 0", "shared_prefix(cached, ctx)",
+      "the KV cache is reused although left padding shifted the contexts", (BATCH,)),
+    M("coarse_decode_pos", G, "ctx.shape[1] + len(fed), pad", "ctx.shape[1] + len(fed) + 1, pad",
+      "coarse decode steps run one position too far", (GEN,)),
+    M("coarse_idle_draw", G, "[n_step < n for n in n_steps]", "[n_step <= n for n in n_steps]",
+      "a sample past its own n_steps draws once more, shifting its seeded stream", (BATCH,)),
+    M("coarse_cb1_offset", G, "torch.tensor([[0], [CODEBOOK_SIZE]]", "torch.tensor([[0], [0]]",
+      "codebook 1's offset of 1024 is not subtracted back", (GEN,)),
+    # ---- fine stage
+    M("fine_fill_unclamped", G, "min(n_history + n * FINE_STEP, total - FINE_STEP)", "n_history + n * FINE_STEP",
+      "the fine stage's fill clamp removed: the last window fills too little", (GEN, BATCH)),
+    M("fine_start_unclamped", G, "min(n * FINE_STEP, total - FINE_WINDOW)", "n * FINE_STEP",
+      "fine windows are not clamped to the end of the buffer", (GEN, BATCH)),
+    M("fine_loops_short", G, "/ FINE_STEP)) + 1", "/ FINE_STEP))",
+      "one fine window too few (the first window is not counted)", (GEN,)),
+    M("fine_mask_zero", G, "np.full((N_FINE - n_coarse, T), CODEBOOK_SIZE", "np.full((N_FINE - n_coarse, T), 0",
+      "codebooks to predict start as code 0, not the 1024 mask id", (GEN,)),
+    M("fine_codebook_from", G, "range(n_coarse, N_FINE)", "range(n_coarse + 1, N_FINE)",
+      "the first codebook after the given ones is never predicted", (GEN,)),
+    M("fine_no_temp", G, "F.softmax(logits[i].float() / temp, dim=-1)", "F.softmax(logits[i].float(), dim=-1)",
+      "the fine temperature is ignored", (GEN,)),
+    M("fine_keeps_history", G, "[:, n_hist:n_hist + c.shape[1]]", "[:, :c.shape[1]]",
+      "the voice's fine history is returned in place of the output's start", (GEN,)),
+    # ---- sampling
+    M("topp_ignored_with_topk", S, "if top_p is not None:", "if top_p is not None and top_k is None:",
+      "top-p is ignored whenever top-k is set", (GEN,)),
+    M("multinomial_wrong_dist", S, "(probs / q)", "(probs * q)",
+      "the seeded multinomial draws from a wrong distribution", (GEN, BATCH)),
+    M("topp_shift_wrong_way", S, "remove[1:] = remove[:-1].copy()", "remove[:-1] = remove[1:].copy()",
+      "the nucleus mask is shifted the wrong way", (GEN,)),
+    M("topk_drops_kth", S, "logits < kth", "logits <= kth",
+      "top-k also masks the k-th token itself", (GEN,)),
+    # ---- codec
+    M("codec_pad_swapped", C, "reflect_pad(x, pad, extra)", "reflect_pad(x, extra, pad)",
+      "causal convs pad on the right instead of the left", (CODEC,)),
+    M("codec_trim_left", C, "x[..., : x.shape[-1] - trim]", "x[..., trim:]",
+      "the transposed conv's overhang is trimmed from the left", (CODEC,)),
+    M("codec_no_shortcut", C, "return self.shortcut(x) + self.conv2", "return x + self.conv2",
+      "the residual block's shortcut conv is skipped", (CODEC,)),
+    M("codec_no_lstm_skip", C, "(self.lstm(h)[0] + h)", "self.lstm(h)[0]",
+      "the skip connection around the LSTM is dropped", (CODEC,)),
+    M("codec_one_codebook", C, "self.codebooks[i]) for i in range(n_q)", "self.codebooks[0]) for i in range(n_q)",
+      "every code is looked up in codebook 0", (CODEC,)),
+    # ---- text prompt
+    M("prompt_offset_10000", T, "offset=10_048", "offset=10_000",
+      "text ids offset by the semantic vocab size, not 10048", (TOK,)),
+    M("prompt_pad_infer", T, "pad=129_595", "pad=129_599",
+      "the text block is padded with the infer token id", (TOK,)),
+    M("prompt_keeps_tail", T, "ids = ids[:length]", "ids = ids[-length:]",
+      "truncation keeps the last 256 tokens instead of the first", (TOK,)),
+    M("prompt_left_pad", T, "np.pad(ids, (0, length - len(ids))", "np.pad(ids, (length - len(ids), 0)",
+      "the text block is padded on the left", (TOK,)),
+    M("prompt_warn_at_256", T, "if len(ids) > length:", "if len(ids) >= length:",
+      "a text of exactly 256 tokens warns that it was truncated", (TOK,)),
+    # ---- long form
+    M("long_same_seed_per_batch", L, "texts[i:i + batch_size], voice, _seed(seed, i)",
+      "texts[i:i + batch_size], voice, _seed(seed, 0)",
+      "every batch of segments gets the same seed when there are more segments than batch_size", (LONG,)),
+    M("long_seed_plus_one", L, "else seed + i", "else seed + i + 1",
+      "segment i gets seed + i + 1, so segment 0 differs from generate(seed)", (LONG,)),
+    M("long_one_by_one_same_seed", L, "seed=_seed(seed, i)", "seed=seed",
+      "segments made one by one all reuse the base seed", (LONG,)),
+    M("long_silence_after_last", L, "i == len(pieces) - 1", "i == len(pieces)",
+      "silence is appended after the last segment too", (LONG,)),
+    M("long_carry_from_voice", L, "prompt = _carry(prompt, full)", "prompt = _carry(voice, full)",
+      "a too-short segment falls back to the first voice, not the prompt it was given", (LONG,)),
+    # ---- seeds in bark.py
+    M("bark_same_seed_per_sample", B, "manual_seed(int(seed) + i)", "manual_seed(int(seed))",
+      "every sample of a batch gets the same seed", (BATCH,)),
+    M("bark_seed_zero_is_none", B, "if seed is None:", "if not seed:",
+      "seed=0 is taken as no seed: draws come from the global RNG", (API, BATCH)),
+    M("bark_stage_reseed", B, "waveform_temp, top_k, top_p, seed=gens", "waveform_temp, top_k, top_p, seed=seed",
+      "the coarse stage restarts each sample's stream instead of continuing it", (API, BATCH)),
+]
+
+
+def die(message):
+    print(message, file=sys.stderr)
+    sys.exit(2)
+
+
+def problems(mutants, root):
+    """Why each broken mutant cannot be applied in `root` (empty when all are fine)."""
+    out = [f"duplicate id {m.id}" for i, m in enumerate(mutants) if m.id in [n.id for n in mutants[:i]]]
+    for m in mutants:
+        path = Path(root, m.file)
+        count = path.read_text(encoding="utf-8").count(m.old) if path.is_file() else 0
+        if count != 1:
+            out.append(f"{m.id}: {m.old!r} occurs {count} times in {m.file} (must be exactly once)")
+        out += [f"{m.id}: no test file {t}" for t in m.tests if not os.path.exists(os.path.join(root, t.split("::")[0]))]
+    return out
+
+
+def copy_tree(dest):
+    # no __pycache__: stale bytecode must never stand in for a mutated file
+    for name in COPIED:
+        src = os.path.join(ROOT, name)
+        if os.path.isdir(src):
+            shutil.copytree(src, os.path.join(dest, name), ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(src, dest)
+
+
+def env_for(copy):
+    # PYTHONPATH beats the editable install; no bytecode, so a mutant of the same size and mtime second as
+    # the previous one cannot be served from a stale .pyc
+    return {**os.environ, "PYTHONPATH": copy, "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def probe(copy):
+    """Fail loudly unless `import nanobark, weights_convert` in the copy's environment loads the copy."""
+    code = "import nanobark, weights_convert; print(nanobark.__file__); print(weights_convert.__file__)"
+    files = subprocess.run([sys.executable, "-c", code], cwd=copy, env=env_for(copy), capture_output=True,
+                           text=True, check=True).stdout.split()
+    if not files or not all(f.startswith(copy + os.sep) for f in files):
+        die(f"the copy is not what the tests would import: {files}")
+
+
+def run_pytest(copy, tests, timeout):
+    """-> (fate, pytest exit code or None, the first failing test or last output line)."""
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+    # a new session, so a timeout can kill pytest together with any subprocess it started
+    proc = subprocess.Popen(cmd, cwd=copy, env=env_for(copy), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return "timeout", None, f"over {timeout} s"
+    lines = [x for x in out.splitlines() if x.strip()]
+    caught = next((x for x in lines if x.startswith(("FAILED ", "ERROR "))), lines[-1] if lines else "")
+    fate = {0: "survived", 1: "killed"}.get(proc.returncode, "error")
+    return fate, proc.returncode, caught[:200]
+
+
+def run_mutant(m, copy, timeout):
+    path = Path(copy, m.file)
+    original = path.read_text(encoding="utf-8")
+    # the hypothesis example database would replay one mutant's failures against the next
+    shutil.rmtree(os.path.join(copy, ".hypothesis"), ignore_errors=True)
+    start = time.monotonic()
+    try:
+        path.write_text(original.replace(m.old, m.new), encoding="utf-8")
+        fate, code, caught = run_pytest(copy, m.tests, timeout)
+    finally:
+        path.write_text(original, encoding="utf-8")
+    return dict(m._asdict(), tests=list(m.tests), fate=fate, exit_code=code, caught_by=caught,
+                seconds=round(time.monotonic() - start, 1))
+
+
+def markdown(results):
+    rows = ["| id | file | bug | tests | fate | s |", "|---|---|---|---|---|---|"]
+    for r in results:
+        tests = ", ".join(t.replace("tests/", "") for t in r["tests"])
+        rows.append(f"| {r['id']} | {r['file']} | {r['bug']} | {tests} | {r['fate']} | {r['seconds']:.0f} |")
+    n = len(results)
+    count = {f: sum(r["fate"] == f for r in results) for f in ("killed", "survived", "error", "timeout")}
+    caught = count["killed"] + count["error"]
+    rows.append(f"\n{n} mutants, {caught} killed ({count['error']} of them by an error), {count['survived']} survived,"
+                f" {count['timeout']} timed out; kill rate {100 * caught / max(n, 1):.0f}%.")
+    return "\n".join(rows)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", help="comma-separated mutant ids")
+    p.add_argument("--list", action="store_true", help="list the mutants and exit")
+    p.add_argument("--check", action="store_true", help="only check that every snippet occurs exactly once")
+    p.add_argument("--json", metavar="OUT", help="write the results to this JSON file")
+    p.add_argument("--markdown", action="store_true", help="print a results table for docs/testing.md")
+    p.add_argument("--timeout", type=float, default=600, help="seconds per mutant (default 600)")
+    args = p.parse_args()
+    mutants = MUTANTS
+    if args.only:
+        wanted = args.only.split(",")
+        unknown = sorted(set(wanted) - {m.id for m in MUTANTS})
+        if unknown:
+            die(f"unknown mutant ids: {', '.join(unknown)} (see --list)")
+        mutants = [m for m in MUTANTS if m.id in wanted]
+    if args.list:
+        for m in mutants:
+            print(f"{m.id:28} {m.file:24} {m.bug}  [{' '.join(m.tests)}]")
+        return 0
+    bad = problems(mutants, ROOT)
+    print("\n".join(bad) or f"all {len(mutants)} mutants apply (each snippet found exactly once)", file=sys.stderr)
+    if bad or args.check:
+        return 2 if bad else 0
+    results = []
+    with tempfile.TemporaryDirectory(prefix="nanobark-mutants-") as copy:
+        copy = os.path.realpath(copy)
+        copy_tree(copy)
+        if problems(mutants, copy):  # the tree changed between the check and the copy
+            die("the working tree changed while it was copied; run again")
+        probe(copy)
+        for i, m in enumerate(mutants, 1):
+            print(f"[{i}/{len(mutants)}] {m.id} ...", end=" ", file=sys.stderr, flush=True)
+            results.append(r := run_mutant(m, copy, args.timeout))
+            print(r["fate"], "in", r["seconds"], "s ", r["caught_by"] if r["fate"] != "survived" else "", file=sys.stderr)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    if args.markdown:
+        print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -72,11 +72,11 @@ MUTANTS = [
     M("coarse_codebook_parity", G, "(n_step % 2) * CODEBOOK_SIZE", "((n_step + 1) % 2) * CODEBOOK_SIZE",
       "even steps sample codebook 1 and odd steps codebook 0", (GEN,)),
     M("coarse_reuse_padded", G, "shared_prefix(cached, ctx) if pad is None else 0", "shared_prefix(cached, ctx)",
-      "the KV cache is reused although left padding shifted the contexts", (BATCH,)),
+      "the KV cache is reused although left padding shifted the contexts", (GEN, BATCH)),
     M("coarse_decode_pos", G, "ctx.shape[1] + len(fed), pad", "ctx.shape[1] + len(fed) + 1, pad",
       "coarse decode steps run one position too far", (GEN,)),
     M("coarse_idle_draw", G, "[n_step < n for n in n_steps]", "[n_step <= n for n in n_steps]",
-      "a sample past its own n_steps draws once more, shifting its seeded stream", (BATCH,)),
+      "a sample past its own n_steps draws once more, shifting its seeded stream", (GEN, BATCH)),
     M("coarse_cb1_offset", G, "torch.tensor([[0], [CODEBOOK_SIZE]]", "torch.tensor([[0], [0]]",
       "codebook 1's offset of 1024 is not subtracted back", (GEN,)),
     # ---- fine stage
@@ -141,9 +141,9 @@ MUTANTS = [
     M("bark_same_seed_per_sample", B, "manual_seed(int(seed) + i)", "manual_seed(int(seed))",
       "every sample of a batch gets the same seed", (BATCH,)),
     M("bark_seed_zero_is_none", B, "if seed is None:", "if not seed:",
-      "seed=0 is taken as no seed: draws come from the global RNG", (API, BATCH)),
+      "seed=0 is taken as no seed: draws come from the global RNG", (GEN, API, BATCH)),
     M("bark_stage_reseed", B, "waveform_temp, top_k, top_p, seed=gens", "waveform_temp, top_k, top_p, seed=seed",
-      "the coarse stage restarts each sample's stream instead of continuing it", (API, BATCH)),
+      "the coarse stage restarts each sample's stream instead of continuing it", (GEN, API, BATCH)),
 ]
 
 

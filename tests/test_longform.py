@@ -12,7 +12,7 @@ import torch
 
 from conftest import VOCAB
 from nanobark import Bark
-from nanobark.longform import MAX_TOKENS, _carry, join_segments, split_text
+from nanobark.longform import MAX_TOKENS, _carry, generate_long, join_segments, split_text
 from nanobark.tokenizer import TextError, Tokenizer, normalize_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -155,6 +155,34 @@ def test_an_output_too_short_to_be_a_voice_keeps_the_prompt():
     ok = dict(short, semantic_prompt=np.zeros(10, np.int64), coarse_prompt=np.zeros((2, 15), np.int64),
               fine_prompt=np.zeros((8, 15), np.int64))
     np.testing.assert_array_equal(_carry(prompt, ok)["coarse_prompt"], ok["coarse_prompt"])
+
+
+class ScriptedBark:
+    """Gives each generate call the next scripted output, and logs the voice it was given: the continuity logic alone."""
+    tokenizer, sample_rate = TOKENIZER, 24_000
+
+    def __init__(self, outputs):
+        self.outputs, self.voices = list(outputs), []
+
+    def load_voice(self, voice):
+        return voice
+
+    def generate(self, text, voice=None, **kwargs):
+        self.voices.append(voice)
+        return self.outputs.pop(0), np.zeros(320, np.float32)
+
+
+def test_previous_continuity_keeps_the_last_usable_prompt_past_a_too_short_segment():
+    """Segment 2 is too short to be a voice: segment 3 goes on from segment 1 (the prompt 2 was given), not the voice."""
+    def voice(n, value):  # n semantic tokens and 1.5 n frames: a usable voice
+        return {"semantic_prompt": np.full(n, value), "coarse_prompt": np.full((2, 3 * n // 2), value),
+                "fine_prompt": np.full((8, 3 * n // 2), value)}
+    first, too_short, third = voice(20, 1), voice(2, 2), voice(20, 3)
+    too_short["coarse_prompt"], too_short["fine_prompt"] = too_short["coarse_prompt"][:, :1], too_short["fine_prompt"][:, :1]
+    stub = ScriptedBark([first, too_short, third, voice(20, 4)])
+    generate_long(stub, "Hello. The dog. The world. She said.", voice(20, 9), continuity="previous", max_tokens=3)
+    assert len(stub.voices) == 4
+    assert [int(v["semantic_prompt"][0]) for v in stub.voices] == [9, 1, 1, 3]
 
 
 def test_batched_greedy_equals_segment_by_segment(bark):

@@ -6,83 +6,71 @@
 Each stage is also callable on its own (text_to_semantic, semantic_to_coarse, coarse_to_fine,
 decode), with Suno's defaults. Device and dtype are chosen once, here.
 """
+
 import contextlib
-import math
 import os
 
 import numpy as np
 import torch
 
-from . import generation as gen
 from .checkpoint import load_config, load_stage
+from .cpu_speed import lay_out_weights, quantize_int8_
+from .generation import generate_coarse, generate_fine, generate_semantic, semantic_history
 from .hub import resolve
+from .layout import CODEBOOK_SIZE, SAMPLE_RATE, SEMANTIC_VOCAB_SIZE, check_ids
+from .sampling import check_max_duration, check_sampling
 from .tokenizer import Tokenizer, normalize_text, text_prompt
 from .voices import PresetIndex, VoiceError, load_voice, save_voice
 
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
-          "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
+STAGES = ("semantic", "coarse", "fine", "codec")
 
 
-def _is_number(x):
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _check_sampling(temp=None, top_k=None, top_p=None, min_eos_p=None, allow_none_temp=False):
-    for name, value in (("temperature", temp), ("top_k", top_k), ("top_p", top_p), ("min_eos_p", min_eos_p)):
-        if value is not None and not _is_number(value):
-            raise ValueError(f"{name} must be a finite number or None, got {value!r}")
-    if temp is None and not allow_none_temp:
-        raise ValueError("temperature must be a number > 0")
-    if temp is not None and not temp > 0:
-        raise ValueError(f"temperature must be > 0, got {temp}" + (" (use None for argmax)" if allow_none_temp else
-                                                                  " (use top_k=1 for greedy decoding)"))
-    if top_k is not None and (int(top_k) != top_k or top_k < 1):
-        raise ValueError(f"top_k must be an integer >= 1 or None, got {top_k}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1] or None, got {top_p}")
-    if min_eos_p is not None and not 0 <= min_eos_p <= 1:
-        raise ValueError(f"min_eos_p must be in [0, 1] or None, got {min_eos_p}")
-
-
-def _check_codes(a, what, ndim, high):
-    """A non-empty integer array of `ndim` dims with values in 0..high-1, as int64."""
-    a = np.asarray(a)
-    if a.ndim != ndim or a.size == 0 or a.dtype.kind not in "iu":
-        raise ValueError(f"{what} must be a non-empty {ndim}-D integer array, got shape {a.shape} {a.dtype}")
-    if ndim == 2 and not 1 <= a.shape[0] <= 8:
-        raise ValueError(f"{what} must have 1 to 8 codebook rows, got {a.shape[0]}")
-    if a.min() < 0 or a.max() >= high:
-        raise ValueError(f"{what} must lie in 0..{high - 1}, found {a.min()}..{a.max()}")
-    return a.astype(np.int64)
-
-
-def _progress(enabled, total, desc):
+def _progress_bar(enabled, desc):
+    """A progress(done, total) callback drawing a tqdm bar that closes when done == total, or None."""
     if not enabled:
         return None
     from huggingface_hub.utils import tqdm  # tqdm comes with huggingface_hub
-    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
+
+    bar = tqdm(total=0, desc=desc, leave=False, dynamic_ncols=True)
+
+    def progress(done, total):
+        bar.total = total
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return progress
 
 
 class Bark:
-    sample_rate = 24_000
+    sample_rate = SAMPLE_RATE
 
     def __init__(self, models, tokenizer, presets=None, device="cpu", dtype=torch.float32, offload=False):
-        self.models = models          # {"semantic", "coarse", "fine", "codec"}: nn.Modules
+        self.models = models  # {"semantic", "coarse", "fine", "codec"}: nn.Modules
         self.tokenizer = tokenizer
-        self.presets = presets        # a PresetIndex, or None
+        self.presets = presets  # a PresetIndex, or None
         self.device = torch.device(device)
         self.dtype = dtype
-        self.offload = offload        # keep stages on the CPU, move each to the device only while it runs
+        self.offload = offload  # keep stages on the CPU, move each to the device only while it runs
 
     @classmethod
-    def from_pretrained(cls, name_or_path="suno/bark-small", device=None, dtype=None, offload=False,
-                        compile=False, int8=False):
-        """A Hub id ("suno/bark-small", "suno/bark"), a Hub-layout snapshot folder, or a weights_convert folder.
+    def from_pretrained(
+        cls, name_or_path="suno/bark-small", device=None, dtype=None, offload=False, compile=False, int8=False
+    ):
+        """A Hub id ("suno/bark-small", "suno/bark"), a Hub-layout snapshot folder, or a folder nanobark.convert wrote.
 
         dtype: float32 (default), float16 or bfloat16 for the three GPTs (the codec stays float32).
         offload: keep every stage on the CPU and move only the running one to the device.
         compile: capture the one-token decode step with torch.compile (CUDA graphs on a GPU).
-        int8: int8 Linear weights for the three GPTs, for faster CPU decoding (see quantize.py).
+        int8: int8 Linear weights for the three GPTs, for faster CPU decoding (see cpu_speed.py).
         """
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if device.type == "cuda" and not torch.cuda.is_available():
@@ -99,14 +87,14 @@ class Bark:
         path, fetch = resolve(os.fspath(name_or_path))
         config = load_config(path)
         home = "cpu" if offload else device
-        models = {s: load_stage(path, s, config, home, dtype if s != "codec" else torch.float32)
-                  for s in ("semantic", "coarse", "fine", "codec")}
+        models = {
+            s: load_stage(path, s, config, home, dtype if s != "codec" else torch.float32) for s in STAGES
+        }
         has_presets = os.path.exists(os.path.join(path, "speaker_embeddings_path.json"))
         presets = PresetIndex.from_dir(path, fetch) if has_presets else None
         if int8:
             if device.type != "cpu" or dtype != torch.float32:
                 raise ValueError("int8=True is for CPU decoding in float32: use device='cpu' and no dtype")
-            from .quantize import quantize_int8_
             for s in ("semantic", "coarse", "fine"):
                 quantize_int8_(models[s])
         if compile:
@@ -117,11 +105,15 @@ class Bark:
     # -------------------------------------------------------------- plumbing
 
     @contextlib.contextmanager
-    def _stage(self, name):
-        """The stage's model, on the device for the duration (moved back to the CPU after, with offload)."""
+    def _stage(self, name, batch_size=1):
+        """The stage's model, on the device for the duration (moved back to the CPU after, with offload).
+
+        The causal GPTs' weights are laid out for the batch size about to decode (cpu_speed.py)."""
         model = self.models[name]
         if self.offload:
             model.to(self.device)
+        if name in ("semantic", "coarse"):
+            lay_out_weights(model, batch_size)
         try:
             yield model
         finally:
@@ -135,8 +127,10 @@ class Bark:
     def load_voice(self, voice):
         """A preset name, a .npz path or a dict -> validated dict of int64 arrays (None stays None)."""
         if isinstance(voice, str) and not voice.endswith(".npz") and self.presets is None:
-            raise VoiceError(f"voice {voice!r} looks like a preset name, but this model has no "
-                             "speaker_embeddings_path.json; pass a .npz path or a dict instead")
+            raise VoiceError(
+                f"voice {voice!r} looks like a preset name, but this model has no "
+                "speaker_embeddings_path.json; pass a .npz path or a dict instead"
+            )
         return load_voice(voice, self.presets)
 
     def encode_text(self, text):
@@ -154,8 +148,10 @@ class Bark:
             raise ValueError(f"got an empty list of {what}")
         if isinstance(voice, (list, tuple)):
             if len(voice) != len(items):
-                raise ValueError(f"got {len(voice)} voices for {len(items)} {what}: pass one voice for all, "
-                                 "or a list with one voice per item")
+                raise ValueError(
+                    f"got {len(voice)} voices for {len(items)} {what}: pass one voice for all, "
+                    "or a list with one voice per item"
+                )
             return items, [self.load_voice(v) for v in voice], single
         return items, [self.load_voice(voice)] * len(items), single
 
@@ -177,82 +173,108 @@ class Bark:
     # one torch.Generator per item.
 
     def text_to_semantic(self, text, voice=None, temp=0.7, top_k=None, top_p=None, min_eos_p=0.2,
-                         allow_early_stop=True, max_duration_s=None, seed=None, progress=False):
+                         allow_early_stop=True, max_duration_s=None, seed=None, progress=False):  # fmt: skip
         """Text -> 1-D int64 array of semantic tokens (about 50 per second of audio)."""
-        _check_sampling(temp, top_k, top_p, min_eos_p)
+        check_sampling(temp, top_k, top_p, min_eos_p)
+        check_max_duration(max_duration_s)
         texts, voices, single = self._batch(text, voice, "texts")
         text_ids = np.stack([self.encode_text(t) for t in texts])
-        history = np.stack([gen.semantic_history(v) for v in voices])
-        gens = self._generators(seed, len(texts))
-        bar = _progress(progress, gen.MAX_SEMANTIC_TOKENS, "semantic")
-        with self._stage("semantic") as model:
-            out = gen.generate_semantic(model, text_ids, history, temp, top_k, top_p, min_eos_p,
-                                        allow_early_stop, max_duration_s, gens, bar)
-        if bar is not None:
-            bar.close()
+        history = np.stack([semantic_history(v) for v in voices])
+        generators = self._generators(seed, len(texts))
+        with self._stage("semantic", len(texts)) as model:
+            out = generate_semantic(
+                model,
+                text_ids,
+                history,
+                temp,
+                top_k,
+                top_p,
+                min_eos_p,
+                allow_early_stop,
+                max_duration_s,
+                generators,
+                _progress_bar(progress, "semantic"),
+            )
         return out[0] if single else out
 
-    def semantic_to_coarse(self, semantic, voice=None, temp=0.7, top_k=None, top_p=None, seed=None, progress=False):
+    def semantic_to_coarse(
+        self, semantic, voice=None, temp=0.7, top_k=None, top_p=None, seed=None, progress=False
+    ):
         """Semantic tokens -> (2, T) int64 codes of EnCodec codebooks 0 and 1 (75 frames per second)."""
-        _check_sampling(temp, top_k, top_p)
+        check_sampling(temp, top_k, top_p)
         semantics, voices, single = self._batch(semantic, voice, "semantic arrays")
-        semantics = [_check_codes(s, "semantic tokens", 1, gen.SEMANTIC_VOCAB_SIZE) for s in semantics]
-        bar = _progress(progress, max(gen.coarse_steps(len(s)) for s in semantics), "coarse")
-        with self._stage("coarse") as model:
-            out = gen.generate_coarse(model, semantics, voices, temp, top_k, top_p,
-                                      self._generators(seed, len(semantics)), bar)
-        if bar is not None:
-            bar.close()
+        semantics = [check_ids(s, "semantic tokens", SEMANTIC_VOCAB_SIZE) for s in semantics]
+        generators = self._generators(seed, len(semantics))
+        with self._stage("coarse", len(semantics)) as model:
+            out = generate_coarse(
+                model, semantics, voices, temp, top_k, top_p, generators, _progress_bar(progress, "coarse")
+            )
         return out[0] if single else out
 
     def coarse_to_fine(self, coarse, voice=None, temp=0.5, seed=None, progress=False):
         """(2, T) codes -> (8, T) int64 codes; temp=None means argmax."""
-        _check_sampling(temp, allow_none_temp=True)
+        check_sampling(temp, allow_none_temp=True)
         coarses, voices, single = self._batch(coarse, voice, "coarse arrays")
-        coarses = [_check_codes(c, "coarse codes", 2, gen.CODEBOOK_SIZE) for c in coarses]
+        coarses = [check_ids(c, "coarse codes", CODEBOOK_SIZE, rows=(1, 8)) for c in coarses]
         if len({c.shape[0] for c in coarses}) > 1:
             raise ValueError("all coarse arrays of a batch must have the same number of codebooks")
-        bar = _progress(progress, max(len(gen.fine_windows(c.shape[1], 512)) for c in coarses), "fine")
-        with self._stage("fine") as model:
-            out = gen.generate_fine(model, coarses, voices, temp, self._generators(seed, len(coarses)), bar)
-        if bar is not None:
-            bar.close()
+        generators = self._generators(seed, len(coarses))
+        with self._stage("fine", len(coarses)) as model:
+            out = generate_fine(model, coarses, voices, temp, generators, _progress_bar(progress, "fine"))
         return out[0] if single else out
 
     @torch.no_grad()
     def decode(self, fine):
         """(8, T) codes -> float32 audio of 320 * T samples at 24 kHz (a list of them for a list)."""
         fines, _, single = self._batch(fine, None, "code arrays")
-        fines = [_check_codes(f, "codes", 2, gen.CODEBOOK_SIZE) for f in fines]
+        fines = [check_ids(f, "codes", CODEBOOK_SIZE, rows=(1, 8)) for f in fines]
         with self._stage("codec") as codec:
             # one at a time: the LSTM would carry padding of a batch into the shorter samples
-            out = [codec.decode(torch.as_tensor(f, device=self.device)[None])[0].float().cpu().numpy() for f in fines]
+            out = [
+                codec.decode(torch.as_tensor(f, device=self.device)[None])[0].float().cpu().numpy()
+                for f in fines
+            ]
         return out[0] if single else out
 
-    def generate(self, text, voice=None, seed=None, text_temp=0.7, waveform_temp=0.7, fine_temp=0.5,
-                 top_k=None, top_p=None, min_eos_p=0.2, max_duration_s=None, output_full=False, progress=False):
+    def generate(self, text, voice=None, seed=None, text_temp=0.7, waveform_temp=0.7, fine_temp=0.5, top_k=None,
+                 top_p=None, min_eos_p=0.2, max_duration_s=None, output_full=False, progress=False):  # fmt: skip
         """Text (or a list of texts) -> float32 audio at 24 kHz (or a list), through all four networks.
 
         With a seed, sampling is reproducible and torch's global RNG is left alone; without one,
         draws come from torch's global generator, exactly as in the original. With output_full=True,
         returns (dict of the three token arrays, audio) per text: the dict is a reusable voice.
         """
-        _check_sampling(text_temp, top_k, top_p, min_eos_p)
-        _check_sampling(waveform_temp)
-        _check_sampling(fine_temp, allow_none_temp=True)
+        check_sampling(text_temp, top_k, top_p, min_eos_p)
+        check_sampling(waveform_temp)
+        check_sampling(fine_temp, allow_none_temp=True)
         texts, voices, single = self._batch(text, voice, "texts")
-        gens = self._generators(seed, len(texts))  # one stream per sample, through all three stages
-        semantic = self.text_to_semantic(texts, voices, text_temp, top_k, top_p, min_eos_p,
-                                         max_duration_s=max_duration_s, seed=gens, progress=progress)
+        generators = self._generators(seed, len(texts))  # one stream per sample, through all three stages
+        semantic = self.text_to_semantic(
+            texts,
+            voices,
+            text_temp,
+            top_k,
+            top_p,
+            min_eos_p,
+            max_duration_s=max_duration_s,
+            seed=generators,
+            progress=progress,
+        )
         if any(len(s) == 0 for s in semantic):
-            raise RuntimeError("the semantic model stopped before producing any token; try another seed, "
-                               "a lower min_eos_p, or a longer text")
-        coarse = self.semantic_to_coarse(semantic, voices, waveform_temp, top_k, top_p, seed=gens, progress=progress)
-        fine = self.coarse_to_fine(coarse, voices, fine_temp, seed=gens, progress=progress)
+            raise RuntimeError(
+                "the semantic model stopped before producing any token; try another seed, "
+                "a lower min_eos_p, or a longer text"
+            )
+        coarse = self.semantic_to_coarse(
+            semantic, voices, waveform_temp, top_k, top_p, seed=generators, progress=progress
+        )
+        fine = self.coarse_to_fine(coarse, voices, fine_temp, seed=generators, progress=progress)
         audio = self.decode(fine)
         if output_full:
-            out = [({"semantic_prompt": s, "coarse_prompt": c, "fine_prompt": f}, a)
-                   for s, c, f, a in zip(semantic, coarse, fine, audio)]
+            out = [
+                ({"semantic_prompt": s, "coarse_prompt": c, "fine_prompt": f}, a)
+                for s, c, f, a in zip(semantic, coarse, fine, audio)
+            ]
         else:
             out = audio
         return out[0] if single else out
@@ -260,15 +282,3 @@ class Bark:
     def save_voice(self, path, full):
         """Save the dict returned by generate(..., output_full=True) as a reusable .npz voice prompt."""
         return save_voice(path, full["semantic_prompt"], full["coarse_prompt"], full["fine_prompt"])
-
-    # -------------------------------------------------------------- long form (nanobark/longform.py)
-
-    def generate_long(self, text, voice=None, **kwargs):
-        """Text of any length -> float32 audio, spoken in segments that each fit one generation."""
-        from . import longform
-        return longform.generate_long(self, text, voice, **kwargs)
-
-    def stream(self, text, voice=None, **kwargs):
-        """Like generate_long, but yields each segment's audio (silence appended) as soon as it is decoded."""
-        from . import longform
-        return longform.stream(self, text, voice, **kwargs)

@@ -1,9 +1,10 @@
-"""Read a directory written by weights_convert: config.json plus one safetensors file per stage.
+"""Read a directory written by nanobark.convert: config.json plus one safetensors file per stage.
 
 The files are not trusted: every safetensors header is checked against the file's size before any
 tensor is read, and every tensor against the shape and kind the model expects, so a damaged or
 tampered file fails with the name of the file and the tensor rather than deep inside torch.
 """
+
 import json
 import math
 import os
@@ -17,43 +18,84 @@ from .fine import FineGPT
 from .gpt import GPT
 
 STAGE_CLASSES = {"semantic": GPT, "coarse": GPT, "fine": FineGPT, "codec": Codec}
-DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
-               "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+DTYPE_BYTES = {
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
+}
 MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
+# the layout nanobark.convert writes; 2: the codec's upsampling blocks are "ups.*" (were "stages.*").
+# A folder of another version is converted again (the Hub cache) or refused with advice (a folder of yours).
+FORMAT_VERSION = 2
 
 
 class CheckpointError(ValueError):
     """A weights file that is damaged, tampered with, or does not fit the model."""
 
 
-def is_converted(path):
-    """True for a finished conversion (config.json is written last)."""
+def converted_version(path):
+    """The format version of a finished conversion at `path` (config.json is written last), else None."""
     cfg = os.path.join(path, "config.json")
     if not os.path.isfile(cfg):
-        return False
+        return None
     try:
         with open(cfg) as f:
-            return json.load(f).get("format") == "nanobark"
-    except (OSError, ValueError):
-        return False
+            meta = json.load(f)
+        return meta.get("format_version", 1) if meta.get("format") == "nanobark" else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def is_converted(path):
+    """True for a finished conversion, of this format version or another."""
+    return converted_version(path) is not None
+
+
+def is_current(path):
+    """True for a finished conversion that this nanobark reads."""
+    return converted_version(path) == FORMAT_VERSION
 
 
 def _reconvert_hint(path):
-    return (f"delete {path} and convert again (python weights_convert/convert.py SRC {path}); "
-            "a model in nanobark's cache is re-converted by the next from_pretrained")
+    return (
+        f"delete {path} and convert again (python -m nanobark.convert SRC {path}); "
+        "a model in nanobark's cache is re-converted by the next from_pretrained"
+    )
 
 
 def load_config(path) -> BarkConfig:
     if not is_converted(path):
-        raise FileNotFoundError(f"{path} is not a nanobark checkpoint (no config.json written by weights_convert); "
-                                f"convert one with: python weights_convert/convert.py SRC {path}")
+        raise FileNotFoundError(
+            f"{path} is not a nanobark checkpoint (no config.json written by nanobark.convert); "
+            f"convert one with: python -m nanobark.convert SRC {path}"
+        )
     with open(os.path.join(path, "config.json")) as f:
         d = json.load(f)
     try:
-        return BarkConfig.from_dict(d)
+        config = BarkConfig.from_dict(d)
     except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{path}/config.json does not describe a Bark model ({type(e).__name__}: {e}); "
-                              + _reconvert_hint(path)) from None
+        raise CheckpointError(
+            f"{path}/config.json does not describe a Bark model ({type(e).__name__}: {e}); "
+            + _reconvert_hint(path)
+        ) from None
+    if not is_current(path):
+        raise CheckpointError(
+            f"{path} was converted by another nanobark (format {converted_version(path)}; this one "
+            f"reads format {FORMAT_VERSION}); " + _reconvert_hint(path)
+        )
+    return config
 
 
 def tensor_entry_problem(entry, data_bytes):
@@ -69,8 +111,10 @@ def tensor_entry_problem(entry, data_bytes):
     if end > data_bytes:
         return f"needs bytes {begin}..{end} but the file holds only {data_bytes} bytes of data"
     if end - begin != math.prod(shape) * DTYPE_BYTES[dtype]:
-        return (f"is declared {dtype} {shape} ({math.prod(shape) * DTYPE_BYTES[dtype]} bytes) "
-                f"but spans {end - begin} bytes")
+        return (
+            f"is declared {dtype} {shape} ({math.prod(shape) * DTYPE_BYTES[dtype]} bytes) "
+            f"but spans {end - begin} bytes"
+        )
     return None
 
 
@@ -80,8 +124,10 @@ def check_safetensors(path):
     with open(path, "rb") as f:
         n = int.from_bytes(f.read(8), "little")
         if size < 8 or n > min(size - 8, MAX_HEADER_BYTES):
-            raise CheckpointError(f"{path} is not a safetensors file (its header length {n} does not fit the "
-                                  f"{size}-byte file): truncated, or another format such as a pickle")
+            raise CheckpointError(
+                f"{path} is not a safetensors file (its header length {n} does not fit the "
+                f"{size}-byte file): truncated, or another format such as a pickle"
+            )
         try:
             header = json.loads(f.read(n))
         except ValueError:
@@ -131,6 +177,8 @@ def load_stage(path, stage, config=None, device="cpu", dtype=torch.float32):
     problems = state_problems(model.state_dict(), state)
     if problems:
         shown = "; ".join(problems[:5]) + (f"; ... ({len(problems) - 5} more)" if len(problems) > 5 else "")
-        raise CheckpointError(f"{file} does not fit the model in config.json: {shown}; {_reconvert_hint(path)}")
+        raise CheckpointError(
+            f"{file} does not fit the model in config.json: {shown}; {_reconvert_hint(path)}"
+        )
     model.load_state_dict(state, strict=True, assign=True)
     return model.to(device=device, dtype=dtype).eval().requires_grad_(False)

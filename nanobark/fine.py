@@ -6,6 +6,7 @@ history, or an earlier window's guess), the sum goes through bidirectional block
 head k reads out logits for every frame. Head k is tied to embedding table k, as in the
 original, so the heads are simply `wtes[k].weight`.
 """
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -18,10 +19,12 @@ class FineGPT(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = config
-        self.wtes = nn.ModuleList([nn.Embedding(config.input_vocab_size, config.n_embd)
-                                   for _ in range(config.n_codes_total)])
+        self.wtes = nn.ModuleList(
+            [nn.Embedding(config.input_vocab_size, config.n_embd) for _ in range(config.n_codes_total)]
+        )
         self.wpe = nn.Embedding(config.block_size, config.n_embd)
-        self.h = nn.ModuleList([Block(config, causal=False) for _ in range(config.n_layer)])
+        # the fine model's LayerNorms always have a bias, whatever config.bias says (a quirk of the original)
+        self.h = nn.ModuleList([Block(config, ln_bias=True) for _ in range(config.n_layer)])
         self.ln_f = LayerNorm(config.n_embd, bias=True)  # always has a bias, like the original
 
     def forward(self, pred_idx, idx):
@@ -34,9 +37,12 @@ class FineGPT(nn.Module):
             raise ValueError(f"pred_idx must be in [{c.n_codes_given}, {c.n_codes_total}), got {pred_idx}")
         B, T, n_codes = idx.shape
         if n_codes != c.n_codes_total or T > c.block_size:
-            raise ValueError(f"expected codes of shape (B, T<={c.block_size}, {c.n_codes_total}), got {tuple(idx.shape)}")
+            raise ValueError(
+                f"expected codes of shape (B, T<={c.block_size}, {c.n_codes_total}), got {tuple(idx.shape)}"
+            )
         # stack then sum, the reference's reduction order, so the sums are bit-identical
-        x = torch.stack([self.wtes[i](idx[:, :, i]) for i in range(pred_idx + 1)], dim=-1).sum(dim=-1)  # (B, T, C)
+        x = torch.stack([self.wtes[i](idx[:, :, i]) for i in range(pred_idx + 1)], dim=-1)  # (B, T, C, k+1)
+        x = x.sum(dim=-1)  # (B, T, C)
         x = x + self.wpe(torch.arange(T, device=idx.device))
         for block in self.h:
             x = block(x)

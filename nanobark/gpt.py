@@ -4,12 +4,15 @@ Same math as nanoGPT: pre-LayerNorm blocks, exact (erf) GELU, learned absolute p
 no bias in the released checkpoints. Attention runs through SDPA.
 
 The KV cache is preallocated once, (B, n_head, block_size, head_dim) per layer, and written
-at explicit positions: a prefill writes positions [start, start+T), then each decode step
-writes one. Attention then reads the cache up to the last written position, with an explicit mask
-(see attention_mask), which also lets a batch hold contexts of different lengths.
+at explicit slots: a prefill writes slots [start, start+T), then each decode step writes one.
+Attention reads the first n_keys slots with an explicit mask (see attention_mask), which also
+lets a batch hold contexts of different lengths. There is one path with two callers: `forward`
+reads only the slots written so far (n_keys = start + T), `step_fixed` always reads all
+block_size slots, so its shapes never change and torch.compile captures it once.
 
-Shapes: B batch, T new tokens, C n_embd, nh heads, hd head size (C // nh).
+Shapes: B batch, T new tokens, C n_embd, nh heads, hd head size (C // nh), S = n_keys.
 """
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -36,20 +39,11 @@ class KVCache(nn.Module):
         self.register_buffer("k", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
         self.register_buffer("v", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
 
-    def update(self, start, k, v):
-        """Write k, v (B, nh, T, hd) at positions [start, start+T); return the cache up to start+T.
-
-        `start` may also be a 0-d tensor (the compiled one-token step): then the whole
-        fixed-size cache is returned, so every step has the same shapes.
-        """
-        if isinstance(start, torch.Tensor):
-            self.k.index_copy_(2, start.view(1), k)
-            self.v.index_copy_(2, start.view(1), v)
-            return self.k, self.v
-        end = start + k.shape[2]
-        self.k[:, :, start:end] = k
-        self.v[:, :, start:end] = v
-        return self.k[:, :, :end], self.v[:, :, :end]
+    def update(self, slots, k, v):
+        """Write k, v (B, nh, T, hd) at cache slots (T,); return the whole cache, (B, nh, block_size, hd) each."""
+        self.k.index_copy_(2, slots, k)
+        self.v.index_copy_(2, slots, v)
+        return self.k, self.v
 
 
 class SelfAttention(nn.Module):
@@ -61,13 +55,16 @@ class SelfAttention(nn.Module):
         self.n_head = config.n_head
         self.cache = None  # a KVCache when decoding
 
-    def forward(self, x, start=0, mask=None):
-        """x (B, T, C) at cache positions [start, start+T); mask: bool, True = may attend, or None = all."""
+    def forward(self, x, slots=None, mask=None, n_keys=None):
+        """x (B, T, C) at cache slots (T,), attending to the first n_keys slots; mask: bool (.., T, S), True =
+        may attend, or None = all. Without a cache, the T tokens attend to each other."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hd)
+        # (B, T, C) each -> (B, nh, T, hd)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         if self.cache is not None:
-            k, v = self.cache.update(start, k, v)  # (B, nh, start+T, hd)
+            k, v = self.cache.update(slots, k, v)
+            k, v = k[:, :, :n_keys], v[:, :, :n_keys]  # (B, nh, S, hd)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.c_proj(y)
@@ -84,17 +81,17 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, config: GPTConfig, causal=True):
+    """Pre-LN transformer block; causal or not is decided by the mask passed in, not here."""
+
+    def __init__(self, config: GPTConfig, ln_bias):
         super().__init__()
-        # the fine model's LayerNorms always have a bias, whatever config.bias says (a quirk of the original)
-        ln_bias = config.bias or not causal
         self.ln_1 = LayerNorm(config.n_embd, ln_bias)
-        self.attn = SelfAttention(config)  # causal or not, the mask passed in decides
+        self.attn = SelfAttention(config)
         self.ln_2 = LayerNorm(config.n_embd, ln_bias)
         self.mlp = MLP(config)
 
-    def forward(self, x, start=0, mask=None):
-        x = x + self.attn(self.ln_1(x), start, mask)
+    def forward(self, x, slots=None, mask=None, n_keys=None):
+        x = x + self.attn(self.ln_1(x), slots, mask, n_keys)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -104,7 +101,7 @@ class GPT(nn.Module):
         self.config = config
         self.wte = nn.Embedding(config.input_vocab_size, config.n_embd)
         self.wpe = nn.Embedding(config.block_size, config.n_embd)
-        self.h = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
+        self.h = nn.ModuleList([Block(config, ln_bias=config.bias) for _ in range(config.n_layer)])
         self.ln_f = LayerNorm(config.n_embd, config.bias)
         self.lm_head = nn.Linear(config.n_embd, config.output_vocab_size, bias=False)  # not tied to wte
 
@@ -115,69 +112,81 @@ class GPT(nn.Module):
         dtype = dtype or self.wte.weight.dtype
         for block in self.h:
             cache = block.attn.cache
-            if cache is None or cache.k.shape[0] != batch_size or cache.k.dtype != dtype or cache.k.device != device:
-                block.attn.cache = KVCache(batch_size, c.n_head, c.block_size, c.n_embd // c.n_head, device, dtype)
+            if (
+                cache is None
+                or cache.k.shape[0] != batch_size
+                or cache.k.dtype != dtype
+                or cache.k.device != device
+            ):
+                block.attn.cache = KVCache(
+                    batch_size, c.n_head, c.block_size, c.n_embd // c.n_head, device, dtype
+                )
 
     def clear_cache(self):
         for block in self.h:
             block.attn.cache = None
 
     def compile_step(self, mode=None):
-        """Capture the one-token decode step with torch.compile (CUDA graphs with mode="reduce-overhead").
-
-        The compiled step always attends over the whole fixed-size cache with a mask, so its
-        shapes never change from step to step and it compiles once.
-        """
+        """Capture step_fixed with torch.compile (CUDA graphs with mode="reduce-overhead"); decode_step uses it."""
         mode = mode or ("reduce-overhead" if self.wte.weight.is_cuda else "default")
-        self._compiled_step = torch.compile(self._step, mode=mode, fullgraph=True, dynamic=False)
+        self._compiled_step = torch.compile(self.step_fixed, mode=mode, fullgraph=True, dynamic=False)
 
-    def _step(self, idx, pos, pad, vocab=None):
-        """idx (B, 1) at cache slot pos (0-d tensor); pad (B,) left-padding slots -> logits (B, 1, V)."""
-        x = self.wte(idx) + self.wpe((pos - pad)[:, None])
-        k = torch.arange(self.config.block_size, device=idx.device)
-        mask = ((k <= pos) & (k >= pad[:, None]))[:, None, None, :]  # (B, 1, 1, block_size)
-        for block in self.h:
-            x = block(x, pos, mask)
-        return self.head(self.ln_f(x), vocab)
-
-    def decode_step(self, idx, start, pad=None, vocab=None):
+    def decode_step(self, idx, start, pad=None, logit_rows=None):
         """One new token per sample at cache slot `start` (an int): logits (B, 1, V). Eager unless compiled."""
         if getattr(self, "_compiled_step", None) is None:
-            return self(idx, start=start, pad=pad, last_only=True, vocab=vocab)
+            return self(idx, start=start, pad=pad, last_only=True, logit_rows=logit_rows)
         pad = pad if pad is not None else torch.zeros(idx.shape[0], dtype=torch.long, device=idx.device)
-        return self._compiled_step(idx, torch.tensor(start, device=idx.device), pad, vocab)
+        return self._compiled_step(idx, torch.tensor(start, device=idx.device), pad, logit_rows)
 
-    def head(self, x, vocab=None):
-        """Logits for every output id, or only for the ids in `vocab` (a slice).
+    def step_fixed(self, idx, slot, pad, logit_rows=None):
+        """idx (B, 1) at cache slot `slot` (0-d tensor); pad (B,) -> logits (B, 1, V), reading all block_size slots.
+
+        Reading the whole cache (masked) keeps every shape fixed from step to step, which torch.compile needs;
+        the eager `forward` reads only the slots written so far, which is faster on a CPU (docs/benchmarks.md).
+        """
+        slots = slot.view(1)
+        mask = attention_mask(slots, self.config.block_size, pad)
+        return self._run(self.wte(idx), slots, self.config.block_size, pad, mask, logit_rows)
+
+    def forward(self, idx=None, start=0, embeds=None, pad=None, last_only=False, logit_rows=None):
+        """idx (B, T) token ids, or embeds (B, T, C), at cache slots [start, start+T).
+
+        pad (B,) counts left-padding slots per sample (batches of contexts of different lengths):
+        those slots are never attended to, and positions are counted from the first real token.
+        Returns logits (B, T, V), or (B, 1, V) for the last position only with last_only=True
+        (V restricted to the ids in the slice `logit_rows` if given).
+        """
+        x = self.wte(idx) if embeds is None else embeds
+        T = x.shape[1]
+        if start + T > self.config.block_size:
+            raise ValueError(f"sequence of {start + T} positions exceeds block_size {self.config.block_size}")
+        slots = torch.arange(start, start + T, device=x.device)
+        # one new token with nothing padded sees every slot written before it: no mask needed
+        mask = None if pad is None and T == 1 else attention_mask(slots, start + T, pad)
+        return self._run(x, slots, start + T, pad, mask, logit_rows, last_only)
+
+    def _run(self, x, slots, n_keys, pad, mask, logit_rows, last_only=True):
+        """Embeddings x (B, T, C) of the tokens at cache slots (T,) -> logits, attending to the first n_keys slots."""
+        pos = slots if pad is None else (slots[None] - pad[:, None]).clamp(min=0)  # (T,) or (B, T)
+        x = x + self.wpe(pos)
+        for block in self.h:
+            x = block(x, slots, mask, n_keys)
+        x = self.ln_f(x)
+        if last_only:
+            x = x[:, -1:]
+        return self.head(x, logit_rows)
+
+    def head(self, x, logit_rows=None):
+        """Logits for every output id, or only for the ids in `logit_rows` (a slice).
 
         The coarse stage samples from one codebook's 1024 ids of 12096: reading only those rows
         of lm_head saves a tenth of the weight traffic of a decode step.
         """
-        if vocab is None:
+        if logit_rows is None:
             return self.lm_head(x)
         if isinstance(self.lm_head, nn.Linear):
-            return F.linear(x, self.lm_head.weight[vocab])
-        return self.lm_head(x)[..., vocab]  # e.g. an int8 Linear, which cannot be sliced
-
-    @torch.no_grad()
-    def set_weight_layout(self, batch_size):
-        """Lay the Linear weights out in memory for the batch size about to decode.
-
-        At batch 1-2 a decode step is a matrix-vector product per layer, and CPU BLAS streams a
-        widening weight stored transposed ((in, out) rows, still seen as the usual (out, in)
-        Parameter) ~1.5x faster than torch's own layout (measured 18-20 vs 13 GB/s on a 2-core
-        EPYC); from batch ~4 on, and for the narrowing MLP output, the usual layout is faster. Re-laying costs one copy of the weights
-        per stage call. Same values; only the summation order inside the products changes.
-        """
-        small_batch_cpu = self.wte.weight.device.type == "cpu" and batch_size <= 2
-        for m in self.modules():
-            if not isinstance(m, nn.Linear):
-                continue
-            # the widening matrices (q/k/v, MLP in, the head) gain; the narrowing MLP out does not
-            transposed = small_batch_cpu and m.out_features >= m.in_features
-            if m.weight.is_contiguous() == transposed:
-                # swap the storage under the same Parameter, so references to it stay valid
-                m.weight.data = m.weight.t().contiguous().t() if transposed else m.weight.contiguous()
+            return F.linear(x, self.lm_head.weight[logit_rows])
+        return self.lm_head(x)[..., logit_rows]  # e.g. an int8 Linear, which cannot be sliced
 
     def merged_embedding(self, text, history, tail):
         """The semantic stage's context: position i < 256 holds wte(text[i]) + wte(history[i]).
@@ -187,42 +196,16 @@ class GPT(nn.Module):
         """
         return torch.cat([self.wte(text) + self.wte(history), self.wte(tail)], dim=1)
 
-    def forward(self, idx=None, start=0, embeds=None, pad=None, last_only=False, vocab=None):
-        """idx (B, T) token ids, or embeds (B, T, C), at cache positions [start, start+T).
 
-        pad (B,) counts left-padding slots per sample (batches of contexts of different lengths):
-        those slots are never attended to, and positions are counted from the first real token.
-        Returns logits (B, T, V), or (B, 1, V) for the last position only with last_only=True
-        (V restricted to the ids in the slice `vocab` if given).
-        """
-        x = self.wte(idx) if embeds is None else embeds
-        T = x.shape[1]
-        if start + T > self.config.block_size:
-            raise ValueError(f"sequence of {start + T} positions exceeds block_size {self.config.block_size}")
-        pos = torch.arange(start, start + T, device=x.device)
-        if pad is not None:
-            pos = (pos[None] - pad[:, None]).clamp(min=0)  # (B, T)
-        x = x + self.wpe(pos)
-        mask = attention_mask(start, T, pad, x.device)
-        for block in self.h:
-            x = block(x, start, mask)
-        x = self.ln_f(x)
-        if last_only:
-            x = x[:, -1:]
-        return self.head(x, vocab)
-
-
-def attention_mask(start, T, pad, device):
-    """Causal mask of query slots [start, start+T) over key slots [0, start+T): (T, S) or (B, 1, T, S) bool.
+def attention_mask(slots, n_keys, pad):
+    """Causal mask of the queries at cache slots (T,) over key slots [0, n_keys): (T, S) or (B, 1, T, S) bool.
 
     Explicit, never `is_causal`, which would align the mask to the wrong corner once earlier
     positions sit in the cache. Left-padding slots are masked out; a padding query attends to
     itself only, so its (unused) output stays finite instead of NaN.
     """
-    if pad is None and T == 1:
-        return None  # one new token sees everything before it
-    q = torch.arange(start, start + T, device=device)[:, None]
-    k = torch.arange(start + T, device=device)[None, :]
+    q = slots[:, None]
+    k = torch.arange(n_keys, device=slots.device)[None, :]
     mask = k <= q  # (T, S)
     if pad is not None:
         mask = (mask & (k >= pad[:, None, None, None])) | (k == q)  # (B, 1, T, S)

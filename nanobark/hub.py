@@ -2,32 +2,31 @@
 
     resolve("suno/bark-small") -> (converted directory, fetch for voice presets or None)
 
-A local directory is used as it is when weights_convert wrote it, and converted into the
-cache when it is a Hub-layout snapshot. The conversion is atomic: it is written into a
-temporary directory beside the target and renamed into place, so a crash or a concurrent
-run never leaves a half-converted model where a finished one is expected. A live conversion
-holds an OS lock on a file in its temporary directory; the next conversion deletes the
-temporary directories whose lock nobody holds (left by a killed run).
+A local directory is used as it is when nanobark.convert wrote it, and converted into the
+cache when it is a Hub-layout snapshot. The conversion is atomic (files.folder_atomic): it is
+written into a locked temporary directory beside the target and renamed into place, so a crash
+or a concurrent run never leaves a half-converted model where a finished one is expected.
 """
+
 import hashlib
 import os
 import shutil
-import tempfile
 
-from .checkpoint import is_converted
-
-try:
-    import fcntl
-except ImportError:  # Windows: no locks, so leftovers of killed conversions are not cleaned up
-    fcntl = None
+from .checkpoint import is_converted, is_current
+from .convert import convert
+from .files import folder_atomic
 
 HUB_MODELS = ("suno/bark-small", "suno/bark")
 # bark-small's safetensors file sits on an unmerged PR branch; the main branches only have pytorch_model.bin
 SAFETENSORS_REVISIONS = {"suno/bark-small": "refs/pr/5"}
-SNAPSHOT_FILES = ("config.json", "vocab.txt", "tokenizer.json", "tokenizer_config.json",
-                  "special_tokens_map.json", "speaker_embeddings_path.json")
-TEMP_PREFIX = ".converting-"  # a conversion in progress (or killed): never mistaken for a finished one
-LOCK_FILE = ".lock"           # inside it, locked by the live converting process
+SNAPSHOT_FILES = (
+    "config.json",
+    "vocab.txt",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "speaker_embeddings_path.json",
+)
 
 
 def cache_root():
@@ -35,65 +34,11 @@ def cache_root():
     return os.environ.get("NANOBARK_CACHE", default)
 
 
-def _hold_lock(tmp):
-    """Put a locked tmp/.lock in place, held while the returned file stays open (the OS drops it if we are killed).
-
-    It is locked under another name and then renamed, so no other process ever sees it unlocked."""
-    if fcntl is None:
-        return None
-    f = open(os.path.join(tmp, LOCK_FILE + ".new"), "w")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX)
-    except OSError:  # a filesystem without locks: convert anyway, the folder just cannot be told from a leftover
-        pass
-    os.rename(os.path.join(tmp, LOCK_FILE + ".new"), os.path.join(tmp, LOCK_FILE))
-    return f
-
-
-def remove_killed_conversions(parent):
-    """Delete the temporary folders in `parent` whose lock nobody holds: their conversion was killed."""
-    if fcntl is None or not os.path.isdir(parent):
-        return
-    for name in os.listdir(parent):
-        if not name.startswith(TEMP_PREFIX):
-            continue
-        try:  # never created here: a folder without a lock is just starting, or finishing
-            fd = os.open(os.path.join(parent, name, LOCK_FILE), os.O_WRONLY)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
-        except OSError:  # held: a live conversion
-            pass
-        finally:
-            os.close(fd)
-
-
 def convert_once(src_dir, target):
     """Convert src_dir into target unless a finished conversion is already there; returns target."""
-    if is_converted(target):
-        return target
-    from weights_convert.convert import convert
-    parent = os.path.dirname(os.path.abspath(target))
-    os.makedirs(parent, exist_ok=True)
-    remove_killed_conversions(parent)
-    tmp, lock = tempfile.mkdtemp(dir=parent, prefix=TEMP_PREFIX), None
-    try:
-        lock = _hold_lock(tmp)
-        convert(src_dir, tmp)
-        if lock is not None:
-            os.remove(os.path.join(tmp, LOCK_FILE))  # still held through the open file until the rename is done
-        try:
-            os.rename(tmp, target)
-        except OSError:  # another process finished first (or a stale unfinished dir is in the way)
-            if not is_converted(target):
-                shutil.rmtree(target, ignore_errors=True)
-                os.rename(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if lock is not None:
-            lock.close()
+    if not is_current(target):  # missing, unfinished, or converted by another nanobark: (re)convert
+        with folder_atomic(target, is_current) as tmp:
+            convert(src_dir, tmp)
     return target
 
 
@@ -118,6 +63,7 @@ def download(repo_id):
     """
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import RevisionNotFoundError
+
     try:  # "the Hub has no such file" (not "we are offline", which must not be skipped over)
         from huggingface_hub.errors import RemoteEntryNotFoundError as NotOnHub
     except ImportError:  # huggingface_hub < 1.0
@@ -148,9 +94,12 @@ def download(repo_id):
 
 def hub_fetch(repo_id):
     """fetch(relative_path) -> local path, downloading one file (a voice preset) on first use."""
+
     def fetch(rel):
         from huggingface_hub import hf_hub_download
+
         return hf_hub_download(repo_id, rel)
+
     return fetch
 
 
@@ -162,22 +111,27 @@ def resolve(name_or_path):
         return convert_once(name_or_path, _local_target(name_or_path)), None
     looks_like_path = name_or_path.startswith((os.sep, ".", "~")) or name_or_path.count("/") != 1
     if name_or_path not in HUB_MODELS and looks_like_path:
-        raise FileNotFoundError(f"model {name_or_path!r} is neither a folder nor a Hub id; "
-                                f"use one of {', '.join(HUB_MODELS)} or an existing local folder")
+        raise FileNotFoundError(
+            f"model {name_or_path!r} is neither a folder nor a Hub id; "
+            f"use one of {', '.join(HUB_MODELS)} or an existing local folder"
+        )
     target = os.path.join(cache_root(), name_or_path.replace("/", "--"))
-    if not is_converted(target):
+    if not is_current(target):
         try:
             snapshot = download(name_or_path)
         except Exception as e:
             if type(e).__name__ in ("RepositoryNotFoundError", "GatedRepoError", "RemoteEntryNotFoundError"):
-                raise FileNotFoundError(f"{name_or_path} is not a Bark checkpoint on the Hugging Face Hub "
-                                        f"({type(e).__name__}); use {' or '.join(HUB_MODELS)}") from None
+                raise FileNotFoundError(
+                    f"{name_or_path} is not a Bark checkpoint on the Hugging Face Hub "
+                    f"({type(e).__name__}); use {' or '.join(HUB_MODELS)}"
+                ) from None
             raise ConnectionError(
                 f"could not download {name_or_path} from the Hugging Face Hub ({type(e).__name__}), and no converted "
                 f"copy is cached at {target}. Either connect to the internet once, or download the snapshot "
                 f"yourself (config.json, pytorch_model.bin or model.safetensors, vocab.txt, "
                 f"speaker_embeddings_path.json and speaker_embeddings/) into a folder and pass that folder, "
-                f"or run: python weights_convert/convert.py SNAPSHOT {target}") from None
+                f"or run: python -m nanobark.convert SNAPSHOT {target}"
+            ) from None
         convert_once(snapshot, target)
         shutil.rmtree(snapshot, ignore_errors=True)  # only links: the files stay in huggingface_hub's cache
     return target, hub_fetch(name_or_path)

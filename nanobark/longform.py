@@ -9,9 +9,12 @@ such as "[laughter]" and "♪ ... ♪" lyrics are never cut.
     split_text("Hello. How are you?", bark.tokenizer)  # -> ["Hello. How are you?"] (it fits: one segment)
     audio = generate_long(bark, story, voice="v2/en_speaker_6", seed=1)
 
+Long form sits above `Bark`: it calls `bark.generate` (batched) and `bark.load_voice`, and Bark knows nothing of it.
+
 Segments are stripped substrings of the normalized text, in order; between two of them the text had one
 space or nothing, and `join_segments` puts that space back (see there), so nothing is lost or doubled.
 """
+
 import math
 import numbers
 import re
@@ -19,24 +22,47 @@ from typing import NamedTuple
 
 import numpy as np
 
+# TEXT_LENGTH: what one generation reads; a segment that cannot be cut below it is an error
+from .layout import TEXT_LENGTH
 from .tokenizer import TextError, normalize_text
 from .voices import VoiceError, validate_voice
 
-MAX_TOKENS = 50     # default budget: ~35 English words, ~10-13 s of speech, safely under Bark's ~15 s
-TEXT_LIMIT = 256    # what one generation reads; a segment that cannot be cut below this is an error
+MAX_TOKENS = 50  # default budget: ~35 English words, ~10-13 s of speech, safely under Bark's ~15 s
 CONTINUITY = ("voice", "previous")
 
 SENTENCE_ENDS = ".!?…‼⁇⁈⁉。！？｡．؟۔।॥።"
 CLAUSE_ENDS = ",;:،؛，、；：､"
-CLOSERS = "\"'”’»›)]}」』）］｝〉》】〕"        # may follow an end mark: the cut goes after them
-OPENERS = "“‘«‹([{「『（［｛〈《【〔"          # a CJK cut never leaves one at the end of a segment
-ABBREVIATIONS = {"mr", "mrs", "ms", "mx", "dr", "prof", "rev", "sr", "jr", "st", "mt", "vs", "etc", "cf", "approx",
-                 "fig", "vol", "inc", "ltd", "co", "corp", "dept"}
+CLOSERS = "\"'”’»›)]}」』）］｝〉》】〕"  # may follow an end mark: the cut goes after them
+OPENERS = "“‘«‹([{「『（［｛〈《【〔"  # a CJK cut never leaves one at the end of a segment
+ABBREVIATIONS = {
+    "mr",
+    "mrs",
+    "ms",
+    "mx",
+    "dr",
+    "prof",
+    "rev",
+    "sr",
+    "jr",
+    "st",
+    "mt",
+    "vs",
+    "etc",
+    "cf",
+    "approx",
+    "fig",
+    "vol",
+    "inc",
+    "ltd",
+    "co",
+    "corp",
+    "dept",
+}
 # scripts written without spaces between words: Han, kana, CJK punctuation, full-width forms (not Hangul)
 _NOSPACE = re.compile("[\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef\U00020000-\U0003ffff]")
-_PROTECTED = re.compile(r"\[[^\[\]]*\]|♪[^♪]*♪")      # "[laughter]", "♪ lyrics ♪"
+_PROTECTED = re.compile(r"\[[^\[\]]*\]|♪[^♪]*♪")  # "[laughter]", "♪ lyrics ♪"
 _WORD_BEFORE_DOT = re.compile(r"(\w+(?:\.\w+)*)\.$")  # "Dr." -> "Dr", "e.g." -> "e.g", "3.5." -> "3.5"
-_INITIALS = re.compile(r"[^\W\d_](?:\.[^\W\d_])*")   # "J", "U.S", "e.g", "a.m"
+_INITIALS = re.compile(r"[^\W\d_](?:\.[^\W\d_])*")  # "J", "U.S", "e.g", "a.m"
 SENTENCE, CLAUSE, WORD = range(3)
 
 
@@ -46,6 +72,7 @@ def _nospace(char):
 
 # ---------------------------------------------------------------- segmentation (pure)
 
+
 def _level(text, a, next_char):
     """How strong a cut at text[a] is: SENTENCE after an end mark, CLAUSE after a comma-like mark, else WORD."""
     j = a
@@ -53,9 +80,9 @@ def _level(text, a, next_char):
         j -= 1
     last = text[j - 1] if j else ""
     if last in SENTENCE_ENDS:
-        word = _WORD_BEFORE_DOT.search(text[max(0, j - 32):j]) if last == "." else None
+        word = _WORD_BEFORE_DOT.search(text[max(0, j - 32) : j]) if last == "." else None
         if word and (word[1].lower() in ABBREVIATIONS or _INITIALS.fullmatch(word[1])):
-            return WORD       # "Mr. Smith", "e.g. this", "J. R. R. Tolkien"
+            return WORD  # "Mr. Smith", "e.g. this", "J. R. R. Tolkien"
         return CLAUSE if next_char.islower() else SENTENCE  # "Wait... what?" goes on
     return CLAUSE if last in CLAUSE_ENDS else WORD
 
@@ -78,8 +105,11 @@ def _cuts(text):
         if text[a] == " ":
             if not (_nospace(text[a - 1]) or _nospace(text[a + 1])):
                 cuts.append((a, a + 1, _level(text, a, text[a + 1])))
-        elif ((_nospace(text[a - 1]) or _nospace(text[a])) and text[a - 1] not in OPENERS
-              and text[a] not in CLOSERS + SENTENCE_ENDS + CLAUSE_ENDS):
+        elif (
+            (_nospace(text[a - 1]) or _nospace(text[a]))
+            and text[a - 1] not in OPENERS
+            and text[a] not in CLOSERS + SENTENCE_ENDS + CLAUSE_ENDS
+        ):
             cuts.append((a, a, _level(text, a, text[a])))
     return cuts
 
@@ -121,19 +151,23 @@ def split_text(text, tokenizer, max_tokens=MAX_TOKENS):
 
     A single word or cue longer than the budget (but within Bark's 256) becomes a segment of its own.
     """
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= TEXT_LIMIT:
-        raise ValueError(f"max_tokens must be an integer in 1..{TEXT_LIMIT} (the tokens one generation reads), "
-                         f"got {max_tokens!r}")
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= TEXT_LENGTH:
+        raise ValueError(
+            f"max_tokens must be an integer in 1..{TEXT_LENGTH} (the tokens one generation reads), "
+            f"got {max_tokens!r}"
+        )
     text = normalize_text(text)
 
     def n_tokens(span):
-        return len(tokenizer.encode(text[span[0]:span[1]]))
+        return len(tokenizer.encode(text[span[0] : span[1]]))
 
     spans = _split((0, len(text)), _cuts(text), SENTENCE, lambda span: n_tokens(span) <= max_tokens)
     for span in spans:
-        if n_tokens(span) > TEXT_LIMIT:
-            raise TextError(f"{text[span[0]:span[1]][:40]!r}... is {n_tokens(span)} tokens with nowhere to cut it, "
-                            f"more than the {TEXT_LIMIT} one generation reads; add spaces or punctuation")
+        if n_tokens(span) > TEXT_LENGTH:
+            raise TextError(
+                f"{text[span[0] : span[1]][:40]!r}... is {n_tokens(span)} tokens with nowhere to cut it, "
+                f"more than the {TEXT_LENGTH} one generation reads; add spaces or punctuation"
+            )
     return [text[s:e] for s, e in spans]
 
 
@@ -148,10 +182,11 @@ def join_segments(segments):
 
 # ---------------------------------------------------------------- generation
 
+
 class Segment(NamedTuple):
     text: str
-    full: dict          # semantic_prompt, coarse_prompt, fine_prompt: usable as a voice
-    audio: np.ndarray   # float32, 24 kHz, without the silence
+    full: dict  # semantic_prompt, coarse_prompt, fine_prompt: usable as a voice
+    audio: np.ndarray  # float32, 24 kHz, without the silence
 
 
 def _seed(seed, i):
@@ -191,13 +226,21 @@ def _chunk(audio, gap, last):
     return audio if last else np.concatenate([audio, np.zeros(gap, np.float32)])
 
 
+def check_silence(silence, name="silence"):
+    """Seconds of silence between segments: a finite number >= 0."""
+    if isinstance(silence, bool) or not isinstance(silence, numbers.Real) or not 0 <= silence < math.inf:
+        raise ValueError(f"{name} must be a number of seconds >= 0, got {silence!r}")
+    return silence
+
+
 def _prepare(bark, text, voice, continuity, silence, seed, max_tokens):
     """Check everything before any generation: -> (segments, loaded voice, silence in samples)."""
     if continuity not in CONTINUITY:
-        raise ValueError(f"continuity must be 'voice' (every segment on the same voice) or 'previous' (each on "
-                         f"the segment before), got {continuity!r}")
-    if isinstance(silence, bool) or not isinstance(silence, numbers.Real) or not 0 <= silence < math.inf:
-        raise ValueError(f"silence must be a number of seconds >= 0, got {silence!r}")
+        raise ValueError(
+            f"continuity must be 'voice' (every segment on the same voice) or 'previous' (each on "
+            f"the segment before), got {continuity!r}"
+        )
+    check_silence(silence)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
         raise ValueError(f"seed must be an int or None, got {seed!r} (segment i uses seed + i)")
     texts = split_text(text, bark.tokenizer, max_tokens)
@@ -205,7 +248,7 @@ def _prepare(bark, text, voice, continuity, silence, seed, max_tokens):
 
 
 def generate_long(bark, text, voice=None, continuity="voice", silence=0.25, min_eos_p=0.05, seed=None,
-                  max_tokens=MAX_TOKENS, batch_size=16, return_segments=False, **kwargs):
+                  max_tokens=MAX_TOKENS, batch_size=16, return_segments=False, **kwargs):  # fmt: skip
     """Text of any length -> float32 audio at 24 kHz: the segments' audio joined by `silence` seconds of zeros.
 
     continuity="voice": every segment is conditioned on `voice`; segments are independent, so they are
@@ -220,8 +263,11 @@ def generate_long(bark, text, voice=None, continuity="voice", silence=0.25, min_
     texts, voice, gap = _prepare(bark, text, voice, continuity, silence, seed, max_tokens)
     kwargs["min_eos_p"] = min_eos_p
     if continuity == "voice":
-        pieces = [piece for i in range(0, len(texts), batch_size)
-                  for piece in _generate_many(bark, texts[i:i + batch_size], voice, _seed(seed, i), **kwargs)]
+        pieces = [
+            piece
+            for i in range(0, len(texts), batch_size)
+            for piece in _generate_many(bark, texts[i : i + batch_size], voice, _seed(seed, i), **kwargs)
+        ]
     else:
         pieces = list(_one_by_one(bark, texts, voice, continuity, seed, kwargs))
     audio = np.concatenate([_chunk(a, gap, i == len(pieces) - 1) for i, (_, a) in enumerate(pieces)])
@@ -231,7 +277,7 @@ def generate_long(bark, text, voice=None, continuity="voice", silence=0.25, min_
 
 
 def stream(bark, text, voice=None, continuity="voice", silence=0.25, min_eos_p=0.05, seed=None,
-           max_tokens=MAX_TOKENS, **kwargs):
+           max_tokens=MAX_TOKENS, **kwargs):  # fmt: skip
     """Like generate_long, but an iterator over the segments' audio, each yielded as soon as it is decoded.
 
     Every chunk but the last ends with the silence, so the chunks concatenated are generate_long's audio

@@ -1,9 +1,14 @@
 """Sampling, step by step as Suno's original does it: top-p, then top-k, then temperature, then multinomial.
 
-Every function takes logits of shape (B, V). Draws use torch's global generator through exactly one
-`torch.multinomial` call per step, the same call the original makes, so a seed set with
-`torch.manual_seed` reproduces the original's tokens.
+Every function takes logits of shape (B, V). Draws use torch's global generator through exactly the
+`torch.multinomial` calls the original makes, so a seed set with `torch.manual_seed` reproduces the
+original's tokens; or a torch.Generator per sample, which draws the same tokens for the same seed.
+The check_* functions are the one place where sampling settings are validated (the API and the CLI).
 """
+
+import math
+import numbers
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -13,7 +18,7 @@ def top_p_filter(logits, top_p):
     """Nucleus filtering on *untempered* probabilities, in float32 numpy like the original.
 
     Keeps the smallest prefix of tokens (sorted by logit, descending) whose probability mass
-    reaches top_p; always keeps the most likely token.
+    exceeds top_p (all of them if none does); always keeps the most likely token.
     """
     out = logits.detach().float().cpu().numpy().copy()
     for row in out:  # (V,) views, edited in place
@@ -48,19 +53,79 @@ def sample(logits, temp, top_k=None, top_p=None, generators=None, active=None):
         logits = top_k_filter(logits, top_k)
     probs = F.softmax(logits / temp, dim=-1)
     if generators is None:
-        return torch.multinomial(probs, num_samples=1)[:, 0], probs
+        return draw(probs), probs
     tokens = torch.zeros(probs.shape[0], dtype=torch.long, device=probs.device)
     for b, g in enumerate(generators):
         if active is None or active[b]:
-            tokens[b] = multinomial_with(probs[b], g)
+            tokens[b] = draw(probs[b], g)
     return tokens, probs
 
 
-def multinomial_with(probs, generator):
-    """One draw per row of probs (..., V) with `generator`: argmax(p / E), E ~ Exp(1).
+def draw(probs, generator=None):
+    """One token per row of probs (..., V): torch.multinomial from the global generator, or from `generator`.
 
-    This is the very computation torch.multinomial(probs, 1) does on the CPU, so for a
-    generator seeded like the global one it gives the same tokens.
+    With a generator, argmax(p / E), E ~ Exp(1): the very computation torch.multinomial(probs, 1) does on
+    the CPU, so a generator seeded like the global one gives the same tokens.
     """
+    if generator is None:
+        return torch.multinomial(probs.reshape(-1, probs.shape[-1]), num_samples=1).view(probs.shape[:-1])
     q = torch.empty_like(probs).exponential_(1, generator=generator)
     return (probs / q).argmax(dim=-1)
+
+
+# ---------------------------------------------------------------- sampling and stopping settings, checked
+# once for the API and the CLI.
+# `name` is the keyword (top_k) or, from the command line, the flag (--top-k), which cannot be None.
+
+
+def _or_none(name):
+    return "" if name.startswith("--") else " or None"
+
+
+def _number(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number{_or_none(name)}, got {value!r}")
+    return value
+
+
+def check_temperature(temp, name="temperature", allow_none=False):
+    if temp is None and allow_none:
+        return None
+    if temp is None or not _number(name, temp) > 0:
+        raise ValueError(
+            f"{name} must be > 0, got {temp}"
+            + (" (use None for argmax)" if allow_none else " (use top_k=1 for greedy decoding)")
+        )
+    return temp
+
+
+def check_top_k(top_k, name="top_k"):
+    if top_k is not None and (int(_number(name, top_k)) != top_k or top_k < 1):
+        raise ValueError(f"{name} must be an integer >= 1{_or_none(name)}, got {top_k}")
+    return top_k if top_k is None else int(top_k)
+
+
+def check_top_p(top_p, name="top_p"):
+    if top_p is not None and not 0 < _number(name, top_p) <= 1:
+        raise ValueError(f"{name} must be in (0, 1]{_or_none(name)}, got {top_p}")
+    return top_p
+
+
+def check_min_eos_p(min_eos_p, name="min_eos_p"):
+    if min_eos_p is not None and not 0 <= _number(name, min_eos_p) <= 1:
+        raise ValueError(f"{name} must be in [0, 1]{_or_none(name)}, got {min_eos_p}")
+    return min_eos_p
+
+
+def check_max_duration(seconds, name="max_duration_s"):
+    if seconds is not None and not _number(name, seconds) > 0:
+        raise ValueError(f"{name} must be > 0 seconds{_or_none(name)}, got {seconds}")
+    return seconds
+
+
+def check_sampling(temp, top_k=None, top_p=None, min_eos_p=None, allow_none_temp=False):
+    """All of a stage's settings at once (raises ValueError naming the first bad one)."""
+    check_temperature(temp, allow_none=allow_none_temp)
+    check_top_k(top_k)
+    check_top_p(top_p)
+    check_min_eos_p(min_eos_p)

@@ -3,6 +3,7 @@
 Suno tokenizes with transformers' slow Python `BertTokenizer("bert-base-multilingual-cased")`. The same
 pipeline is rebuilt here on the `tokenizers` library, step for step, so the ids match it exactly.
 """
+
 import json
 import os
 import re
@@ -13,8 +14,10 @@ import numpy as np
 from tokenizers import Tokenizer as _Backend
 from tokenizers import models, normalizers, pre_tokenizers
 
+from .layout import TEXT_LENGTH, TEXT_OFFSET, TEXT_PAD
+
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-_MISSED_CJK = re.compile("([\U0002B820-\U0002B91F])")
+_MISSED_CJK = re.compile("([\U0002b820-\U0002b91f])")
 
 
 class TextError(ValueError):
@@ -59,7 +62,9 @@ def _read_tokenizer_json(path):
     with open(path, encoding="utf-8") as f:
         model = json.load(f).get("model", {})
     if model.get("type") != "WordPiece" or not isinstance(model.get("vocab"), dict):
-        raise TextError(f"{path} is not a WordPiece (BERT) tokenizer; use the bert-base-multilingual-cased files")
+        raise TextError(
+            f"{path} is not a WordPiece (BERT) tokenizer; use the bert-base-multilingual-cased files"
+        )
     return model["vocab"]
 
 
@@ -72,12 +77,16 @@ class Tokenizer:
         tok = _Backend(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
         # slow BasicTokenizer order: drop control chars and map whitespace to " ", space out CJK ideographs,
         # then NFC; no lowercasing and, since it is cased, no accent stripping
-        tok.normalizer = normalizers.Sequence([
-            normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=False,
-                                       lowercase=False),
-            normalizers.NFC(),
-        ])
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()  # split on whitespace and on each punctuation char
+        tok.normalizer = normalizers.Sequence(
+            [
+                normalizers.BertNormalizer(
+                    clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=False
+                ),
+                normalizers.NFC(),
+            ]
+        )
+        # split on whitespace and on each punctuation char
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         # the slow tokenizer never splits its special tokens when they appear in the text
         tok.add_special_tokens([t for t in SPECIAL_TOKENS if t in vocab])
         self._tok = tok
@@ -85,8 +94,9 @@ class Tokenizer:
     @classmethod
     def from_vocab(cls, vocab_file) -> "Tokenizer":
         if not os.path.isfile(vocab_file):
-            raise TokenizerFileNotFoundError(f"vocabulary file {vocab_file} not found; "
-                                             "pass the path of a BERT vocab.txt")
+            raise TokenizerFileNotFoundError(
+                f"vocabulary file {vocab_file} not found; pass the path of a BERT vocab.txt"
+            )
         return cls(_read_vocab_txt(vocab_file))
 
     @classmethod
@@ -99,7 +109,8 @@ class Tokenizer:
             return cls(_read_vocab_txt(txt_file))
         raise TokenizerFileNotFoundError(
             f"no tokenizer.json or vocab.txt in {path}; download the model's tokenizer files "
-            "(e.g. from suno/bark-small) or use Tokenizer.from_vocab(path_to_vocab_txt)")
+            "(e.g. from suno/bark-small) or use Tokenizer.from_vocab(path_to_vocab_txt)"
+        )
 
     def encode(self, text: str) -> list:
         """WordPiece ids of `text`, without [CLS]/[SEP]."""
@@ -108,16 +119,21 @@ class Tokenizer:
         return self._tok.encode(match_slow_cleanup(text), add_special_tokens=False).ids
 
 
-def text_prompt(ids, offset=10_048, length=256, pad=129_595) -> np.ndarray:
+def text_prompt(ids, offset=TEXT_OFFSET, length=TEXT_LENGTH, pad=TEXT_PAD) -> np.ndarray:
     """The semantic model's text block: ids shifted past the semantic vocab, first `length` kept, right-padded."""
     ids = np.asarray(ids, dtype=np.int64) + offset
     if ids.ndim != 1:
-        raise TextError(f"expected a flat list of token ids, got shape {ids.shape}; prompt one text at a time")
+        raise TextError(
+            f"expected a flat list of token ids, got shape {ids.shape}; prompt one text at a time"
+        )
     if len(ids) == 0:
         raise TextError("text produced no tokens (only control or zero-width characters?); pass some words")
     if len(ids) > length:
         dropped = len(ids) - length
-        warnings.warn(f"text is too long: {len(ids)} tokens, only the first {length} are used ({dropped} tokens "
-                      f"= {100 * dropped / len(ids):.1f}% dropped); split it or use generate_long", stacklevel=2)
+        warnings.warn(
+            f"text is too long: {len(ids)} tokens, only the first {length} are used ({dropped} tokens "
+            f"= {100 * dropped / len(ids):.1f}% dropped); split it or use generate_long",
+            stacklevel=2,
+        )
         ids = ids[:length]
     return np.pad(ids, (0, length - len(ids)), constant_values=pad)

@@ -5,16 +5,17 @@ They come as a dict, as one Suno `.npz`, or by preset name from a `PresetIndex` 
 `speaker_embeddings/*.npy` files or a folder of Suno `.npz` files). Everything is checked on the way in,
 so a bad voice fails here with its name instead of deep inside generation. Pickles are never loaded.
 """
+
 import difflib
 import json
 import os
-import secrets
 import zipfile
 from collections.abc import Mapping
 
 import numpy as np
 
-from .generation import CODEBOOK_SIZE, SEMANTIC_VOCAB_SIZE
+from .files import write_atomic
+from .layout import CODEBOOK_SIZE, N_COARSE, N_FINE, SEMANTIC_VOCAB_SIZE, check_ids
 
 KEYS = ("semantic_prompt", "coarse_prompt", "fine_prompt")
 
@@ -27,47 +28,33 @@ class VoiceFileNotFoundError(FileNotFoundError):
     """A voice file that is not where it was looked for."""
 
 
-def _check_array(name, key, a, rows, hi):
-    """`rows` is () for a (S,) array, (n,) for an (n, T) one; values must lie in 0..hi-1."""
-    try:
-        a = np.asarray(a)
-    except ValueError as e:  # ragged nested lists
-        raise VoiceError(f"{name}: {key} is not a rectangular array ({e})")
-    shape = f"({rows[0]}, T)" if rows else "(S,)"
-    if a.dtype.kind not in "iu":
-        if a.dtype.kind == "f" and np.isnan(a).any():
-            raise VoiceError(f"{name}: {key} holds NaN; voice prompts hold integer token ids")
-        raise VoiceError(f"{name}: {key} has dtype {a.dtype}; voice prompts hold integer token ids "
-                         "(use .astype(np.int64) if they are whole numbers)")
-    if a.ndim != len(rows) + 1 or a.shape[:-1] != rows:
-        raise VoiceError(f"{name}: {key} has shape {a.shape}, expected {shape}")
-    if a.size == 0:
-        raise VoiceError(f"{name}: {key} is empty, expected {shape} with at least one step")
-    lo, top = int(a.min()), int(a.max())
-    if lo < 0 or top >= hi:
-        raise VoiceError(f"{name}: {key} values must lie in 0..{hi - 1}, found {lo}..{top}")
-    return np.array(a, dtype=np.int64)
-
-
 def validate_voice(prompt, name="voice") -> dict:
     """Check a voice and return fresh int64 copies of its three arrays."""
     if not hasattr(prompt, "keys"):
-        raise VoiceError(f"{name}: a voice is a dict with keys {', '.join(KEYS)}, got {type(prompt).__name__}")
+        raise VoiceError(
+            f"{name}: a voice is a dict with keys {', '.join(KEYS)}, got {type(prompt).__name__}"
+        )
     missing = [k for k in KEYS if k not in prompt.keys()]
     extra = [k for k in prompt.keys() if k not in KEYS]
     if missing or extra:
         what = "; ".join(filter(None, [missing and f"missing {missing}", extra and f"unexpected {extra}"]))
         raise VoiceError(f"{name}: {what}; a voice has exactly the keys {', '.join(KEYS)}")
-    semantic = _check_array(name, "semantic_prompt", prompt["semantic_prompt"], (), SEMANTIC_VOCAB_SIZE)
-    coarse = _check_array(name, "coarse_prompt", prompt["coarse_prompt"], (2,), CODEBOOK_SIZE)
-    fine = _check_array(name, "fine_prompt", prompt["fine_prompt"], (8,), CODEBOOK_SIZE)
+    semantic = check_ids(
+        prompt["semantic_prompt"], f"{name}: semantic_prompt", SEMANTIC_VOCAB_SIZE, error=VoiceError
+    )
+    coarse = check_ids(prompt["coarse_prompt"], f"{name}: coarse_prompt", CODEBOOK_SIZE, N_COARSE, VoiceError)
+    fine = check_ids(prompt["fine_prompt"], f"{name}: fine_prompt", CODEBOOK_SIZE, N_FINE, VoiceError)
     if coarse.shape[1] != fine.shape[1]:
-        raise VoiceError(f"{name}: coarse_prompt has {coarse.shape[1]} frames but fine_prompt {fine.shape[1]}; "
-                         "they must be the same audio")
+        raise VoiceError(
+            f"{name}: coarse_prompt has {coarse.shape[1]} frames but fine_prompt {fine.shape[1]}; "
+            "they must be the same audio"
+        )
     # the coarse stage asserts this (75 Hz codec frames vs 49.9 Hz semantic tokens); all 271 Suno presets pass
     if round(coarse.shape[1] / len(semantic), 1) != 1.5:
-        raise VoiceError(f"{name}: {coarse.shape[1]} coarse frames for {len(semantic)} semantic tokens, ratio "
-                         f"{coarse.shape[1] / len(semantic):.3f}; Bark needs about 1.5 (75 Hz codes / 49.9 Hz tokens)")
+        raise VoiceError(
+            f"{name}: {coarse.shape[1]} coarse frames for {len(semantic)} semantic tokens, ratio "
+            f"{coarse.shape[1] / len(semantic):.3f}; Bark needs about 1.5 (75 Hz codes / 49.9 Hz tokens)"
+        )
     return {"semantic_prompt": semantic, "coarse_prompt": coarse, "fine_prompt": fine}
 
 
@@ -82,8 +69,10 @@ def _np_load(path):
                 return {k: data[k] for k in data.files}
         return data
     except ValueError:  # numpy's refusal of a pickle or an object array: never retry with pickles on
-        raise VoiceError(f"{path} holds pickled data or is not a numpy file; a voice file holds plain integer "
-                         "arrays, and pickles are never loaded (they can run code)") from None
+        raise VoiceError(
+            f"{path} holds pickled data or is not a numpy file; a voice file holds plain integer "
+            "arrays, and pickles are never loaded (they can run code)"
+        ) from None
     except (OSError, EOFError, zipfile.BadZipFile) as e:
         raise VoiceError(f"{path} is not a readable numpy .npz/.npy file ({e})") from None
 
@@ -98,11 +87,15 @@ def load_voice(voice, presets=None):
         return validate_voice(_np_load(os.fspath(voice)), os.fspath(voice))
     if isinstance(voice, str):
         if presets is None:
-            raise VoiceError(f"voice {voice!r} looks like a preset name but no presets were given; pass "
-                             "presets=PresetIndex.from_dir(model_dir), or a path ending in .npz")
+            raise VoiceError(
+                f"voice {voice!r} looks like a preset name but no presets were given; pass "
+                "presets=PresetIndex.from_dir(model_dir), or a path ending in .npz"
+            )
         return presets.load(voice)
-    raise VoiceError(f"voice must be None, a dict of {', '.join(KEYS)}, a .npz path or a preset name; "
-                     f"got {type(voice).__name__}")
+    raise VoiceError(
+        f"voice must be None, a dict of {', '.join(KEYS)}, a .npz path or a preset name; "
+        f"got {type(voice).__name__}"
+    )
 
 
 def save_voice(path, semantic, coarse, fine) -> str:
@@ -113,17 +106,12 @@ def save_voice(path, semantic, coarse, fine) -> str:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise VoiceFileNotFoundError(f"cannot save {path}: folder {folder} does not exist; create it first")
-    # write beside the target, then rename: a crash never leaves a half-written voice under the real name
-    tmp = f"{path}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
-    try:
-        with open(tmp, "xb") as f:
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
             np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+    write_atomic(path, write)  # a crash never leaves a half-written voice under the real name
     return path
 
 
@@ -131,7 +119,9 @@ def _safe_relpath(rel, source):
     """A path listed in the JSON must stay inside the model folder: relative, no "..", no drive, a .npy."""
     clean = rel.replace("\\", "/") if isinstance(rel, str) else ""
     if not clean.endswith(".npy") or clean.startswith("/") or ":" in clean or ".." in clean.split("/"):
-        raise VoiceError(f"{source}: refusing file path {rel!r}; preset files must be relative .npy paths in the model")
+        raise VoiceError(
+            f"{source}: refusing file path {rel!r}; preset files must be relative .npy paths in the model"
+        )
     return clean
 
 
@@ -139,7 +129,7 @@ class PresetIndex:
     """Preset name -> the file(s) holding it, read (or fetched) only when that preset is loaded."""
 
     def __init__(self, files, resolve):
-        self._files = files      # name -> relative .npz path, or {key: relative .npy path}
+        self._files = files  # name -> relative .npz path, or {key: relative .npy path}
         self._resolve = resolve  # relative path -> local path
 
     @classmethod
@@ -148,6 +138,7 @@ class PresetIndex:
 
         A file is read from `model_dir` when it is there, else `fetch(relative_path) -> local_path` is asked for it
         (so only the presets used are downloaded)."""
+
         def resolve(rel):
             local = os.path.join(model_dir, *rel.split("/"))
             if os.path.isfile(local) or fetch is None:
@@ -158,7 +149,8 @@ class PresetIndex:
         if not os.path.isfile(index_file):
             raise VoiceFileNotFoundError(
                 f"no speaker_embeddings_path.json in {model_dir}, so no voice presets; download it with the model, "
-                "pass a .npz path as the voice, or use PresetIndex.from_npz_dir(folder_of_npz)")
+                "pass a .npz path as the voice, or use PresetIndex.from_npz_dir(folder_of_npz)"
+            )
         with open(index_file, encoding="utf-8") as f:
             table = json.load(f)
         files = {}
@@ -174,15 +166,19 @@ class PresetIndex:
     def from_npz_dir(cls, folder):
         """A folder tree of Suno `.npz` presets (like bark/assets/prompts); `v2/x.npz` is named "v2/x"."""
         if not os.path.isdir(folder):
-            raise VoiceFileNotFoundError(f"preset folder {folder} not found; pass a folder of .npz voice files")
+            raise VoiceFileNotFoundError(
+                f"preset folder {folder} not found; pass a folder of .npz voice files"
+            )
         files = {}
         for root, _, names in os.walk(folder):
             for n in names:
                 if n.endswith(".npz"):
                     rel = os.path.relpath(os.path.join(root, n), folder).replace(os.sep, "/")
-                    files[rel[:-len(".npz")]] = rel
+                    files[rel[: -len(".npz")]] = rel
         if not files:
-            raise VoiceFileNotFoundError(f"no .npz files under {folder}; pass a folder of Suno-style voice presets")
+            raise VoiceFileNotFoundError(
+                f"no .npz files under {folder}; pass a folder of Suno-style voice presets"
+            )
         return cls(files, lambda rel: os.path.join(folder, *rel.split("/")))
 
     def names(self) -> list:
@@ -196,8 +192,9 @@ class PresetIndex:
         if key not in self._files:
             close = difflib.get_close_matches(key, self._files, n=5, cutoff=0.6)
             hint = f"close names: {', '.join(close)}" if close else f"e.g. {', '.join(self.names()[:5])}"
-            raise VoiceError(f"unknown voice preset {name!r}; {hint} "
-                             f"(PresetIndex.names() lists all {len(self._files)})")
+            raise VoiceError(
+                f"unknown voice preset {name!r}; {hint} (PresetIndex.names() lists all {len(self._files)})"
+            )
         entry = self._files[key]
         if isinstance(entry, str):
             return validate_voice(_np_load(self._resolve(entry)), key)

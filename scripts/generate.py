@@ -8,45 +8,76 @@
 
 Exit codes: 0 done, 1 the generation failed, 2 bad arguments (checked before any work starts).
 """
+
 import argparse
 import os
 import sys
-import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+
+from nanobark import Bark  # noqa: E402
+from nanobark.files import write_atomic  # noqa: E402
+from nanobark.layout import TEXT_LENGTH  # noqa: E402
+from nanobark.longform import check_silence, generate_long, stream  # noqa: E402
+from nanobark.sampling import check_max_duration, check_min_eos_p, check_temperature, check_top_k, check_top_p  # noqa: E402
+from nanobark.tokenizer import normalize_text  # noqa: E402
 
 FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
 
 
+def checked(convert, check, flag):
+    """An argparse type: convert the text, then the library's own check, its message naming the flag."""
+
+    def parse(text):
+        value = convert(text)  # a ValueError here is argparse's "invalid float value"
+        try:
+            return check(value, name=flag)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    parse.__name__ = convert.__name__
+    return parse
+
+
 def parse_args(argv):
+    # a table of options reads best one to a line, so the formatter leaves it alone
+    # fmt: off
     p = argparse.ArgumentParser(description="Generate speech with nanobark (Suno's Bark).")
     p.add_argument("text", nargs="?", help="the text to speak; '-' or nothing reads standard input")
     p.add_argument("--file", help="read the text from this file")
-    p.add_argument("--out", default="bark.wav", help="output audio file: .wav (16-bit PCM), .flac or .ogg; '-' writes "
-                   "raw 16-bit little-endian mono PCM at 24 kHz to standard output")
+    p.add_argument("--out", default="bark.wav", help="output audio file: .wav (16-bit PCM), .flac or .ogg; '-' "
+                   "writes raw 16-bit little-endian mono PCM at 24 kHz to standard output")
     p.add_argument("--voice", help="preset name (e.g. v2/en_speaker_6) or a .npz voice file")
     p.add_argument("--seed", type=int, help="random seed, for reproducible output")
-    p.add_argument("--text-temp", type=float, default=0.7, help="semantic stage temperature (default 0.7)")
-    p.add_argument("--waveform-temp", type=float, default=0.7, help="coarse stage temperature (default 0.7)")
-    p.add_argument("--fine-temp", type=float, default=0.5, help="fine stage temperature (default 0.5)")
-    p.add_argument("--top-k", type=int, help="sample only among the k most likely tokens")
-    p.add_argument("--top-p", type=float, help="nucleus sampling threshold in (0, 1]")
-    p.add_argument("--min-eos-p", type=float,
+    for flag, default, what in (("--text-temp", 0.7, "semantic"), ("--waveform-temp", 0.7, "coarse"),
+                                ("--fine-temp", 0.5, "fine")):
+        p.add_argument(flag, type=checked(float, check_temperature, flag), default=default,
+                       help=f"{what} stage temperature (default {default})")
+    p.add_argument("--top-k", type=checked(int, check_top_k, "--top-k"),
+                   help="sample only among the k most likely tokens")
+    p.add_argument("--top-p", type=checked(float, check_top_p, "--top-p"), help="nucleus sampling threshold in (0, 1]")
+    p.add_argument("--min-eos-p", type=checked(float, check_min_eos_p, "--min-eos-p"),
                    help="stop when P(end of speech) reaches this (default 0.2, 0.05 with --long)")
-    p.add_argument("--max-duration", type=float, help="cap the semantic stage at about this many seconds of audio")
+    p.add_argument("--max-duration", type=checked(float, check_max_duration, "--max-duration"),
+                   help="cap the semantic stage at about this many seconds of audio")
     p.add_argument("--long", action="store_true", help="speak the text in segments that each fit one generation "
                    "(chosen automatically when the text is over 256 tokens)")
     p.add_argument("--continuity", choices=("voice", "previous"), help="long form: condition every segment on the "
                    "voice (default), or each on the segment before")
-    p.add_argument("--silence", type=float, help="long form: seconds of silence between segments (default 0.25)")
+    p.add_argument("--silence", type=checked(float, check_silence, "--silence"),
+                   help="long form: seconds of silence between segments (default 0.25)")
     p.add_argument("--stream", action="store_true", help="long form, segment by segment; with --out - the audio "
                    "is written as each segment is done")
     p.add_argument("--model", default="suno/bark-small", help="Hub id or local folder (default suno/bark-small)")
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     p.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"),
                    help="float32, float16 or bfloat16 for the three GPTs")
-    p.add_argument("--offload", action="store_true", help="keep models on the CPU, move each stage to the device in turn")
+    p.add_argument("--offload", action="store_true", help="keep models on the CPU, move each stage to the device "
+                   "in turn")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
+    # fmt: on
     args = p.parse_args(argv)
 
     if args.file and args.text:
@@ -63,17 +94,8 @@ def parse_args(argv):
         p.error(f"cannot read the text: {e}")
     if not args.text.strip():
         p.error("the text is empty")
-    for name in ("text_temp", "waveform_temp", "fine_temp", "max_duration"):
-        if getattr(args, name) is not None and not getattr(args, name) > 0:
-            p.error(f"--{name.replace('_', '-')} must be > 0")
-    if args.top_k is not None and args.top_k < 1:
-        p.error("--top-k must be >= 1")
-    if args.top_p is not None and not 0 < args.top_p <= 1:
-        p.error("--top-p must be in (0, 1]")
     if (args.continuity or args.silence is not None) and not (args.long or args.stream):
         p.error("--continuity and --silence apply to long-form generation; add --long (or --stream)")
-    if args.silence is not None and not args.silence >= 0:
-        p.error("--silence must be >= 0")
     if args.out == "-":
         return args
     ext = os.path.splitext(args.out)[1].lower()
@@ -88,23 +110,17 @@ def parse_args(argv):
 
 
 def write_audio(path, audio, sample_rate):
-    """Write to a temporary file beside `path`, then rename: an interrupted run leaves no partial file."""
+    """Write atomically (a temporary file beside `path`, then renamed): an interrupted run leaves no partial file."""
     import soundfile as sf
+
     fmt, subtype = FORMATS[os.path.splitext(path)[1].lower()]
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".nanobark-", suffix=os.path.splitext(path)[1])
-    os.close(fd)
-    try:
-        sf.write(tmp, audio, sample_rate, format=fmt, subtype=subtype)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_atomic(path, lambda tmp: sf.write(tmp, audio, sample_rate, format=fmt, subtype=subtype))
 
 
 def write_pcm(chunks, stream):
     """Each chunk as 16-bit little-endian PCM, flushed as it comes (for aplay/ffplay); -> number of samples."""
     import numpy as np
+
     n = 0
     for chunk in chunks:
         stream.write(np.round(np.clip(chunk, -1, 1) * 32767).astype("<i2").tobytes())
@@ -115,29 +131,32 @@ def write_pcm(chunks, stream):
 
 def audio_chunks(bark, args):
     """The audio as a list of one array, or for --stream an iterator with one chunk per segment as it is done."""
-    from nanobark.longform import TEXT_LIMIT
-    from nanobark.tokenizer import normalize_text
+    # fmt: off
     kwargs = dict(seed=args.seed, text_temp=args.text_temp, waveform_temp=args.waveform_temp, fine_temp=args.fine_temp,
                   top_k=args.top_k, top_p=args.top_p, max_duration_s=args.max_duration, progress=not args.quiet)
+    # fmt: on
     if args.min_eos_p is not None:  # else the API's own default: 0.2, or 0.05 in long form
         kwargs["min_eos_p"] = args.min_eos_p
-    long_kwargs = {k: v for k, v in (("continuity", args.continuity), ("silence", args.silence)) if v is not None}
+    long_kwargs = {
+        k: v for k, v in (("continuity", args.continuity), ("silence", args.silence)) if v is not None
+    }
     if args.stream:
-        return bark.stream(args.text, args.voice, **long_kwargs, **kwargs)
+        return stream(bark, args.text, args.voice, **long_kwargs, **kwargs)
     n_tokens = len(bark.tokenizer.encode(normalize_text(args.text)))
-    if not args.long and n_tokens > TEXT_LIMIT:
-        print(f"note: the text is {n_tokens} tokens, more than the {TEXT_LIMIT} one generation reads; speaking it "
-              "in segments (--long)", file=sys.stderr)
-    if args.long or n_tokens > TEXT_LIMIT:
-        return [bark.generate_long(args.text, args.voice, **long_kwargs, **kwargs)]
+    if not args.long and n_tokens > TEXT_LENGTH:
+        print(
+            f"note: the text is {n_tokens} tokens, more than the {TEXT_LENGTH} one generation reads; speaking it "
+            "in segments (--long)",
+            file=sys.stderr,
+        )
+    if args.long or n_tokens > TEXT_LENGTH:
+        return [generate_long(bark, args.text, args.voice, **long_kwargs, **kwargs)]
     return [bark.generate(args.text, voice=args.voice, **kwargs)]
 
 
 def main(argv=None):
     args = parse_args(argv)
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
     try:
-        from nanobark import Bark
         t0 = time.perf_counter()
         bark = Bark.from_pretrained(args.model, device=args.device, dtype=args.dtype, offload=args.offload)
         chunks = audio_chunks(bark, args)
@@ -145,11 +164,14 @@ def main(argv=None):
             n_samples = write_pcm(chunks, sys.stdout.buffer)
         else:
             import numpy as np
+
             audio = np.concatenate(list(chunks))
             write_audio(args.out, audio, bark.sample_rate)
             n_samples = len(audio)
     except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
+        os.dup2(
+            os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno()
+        )  # no second error when Python flushes at exit
         print("error: the program reading standard output stopped reading", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -17,6 +17,7 @@ Import path: the venv installs nanobark in editable mode through a finder that s
 sys.meta_path, after the normal path finder, so PYTHONPATH=<copy> wins (and reaches the subprocesses the
 tests start); pytest also runs from the copy's root. `probe` checks this before any mutant runs.
 """
+
 import argparse
 import json
 import os
@@ -36,30 +37,38 @@ COPIED = ("nanobark", "weights_convert", "scripts", "tests", "setup.cfg", "pypro
 class Mutant(NamedTuple):
     id: str
     file: str
-    old: str     # must occur exactly once in `file`
+    old: str  # must occur exactly once in `file`
     new: str
-    bug: str     # the plausible bug, in one line
+    bug: str  # the plausible bug, in one line
     tests: tuple  # the smallest pytest selection that should kill it
 
 
-GEN, BATCH, LONG, API = "tests/test_generation.py", "tests/test_batch.py", "tests/test_longform.py", "tests/test_api.py"
-CODEC, TOK = "tests/test_codec.py", "tests/test_tokenizer.py"
+GEN, BATCH, LONG, API = (
+    "tests/test_generation.py",
+    "tests/test_batch.py",
+    "tests/test_longform.py",
+    "tests/test_api.py",
+)
+CODEC, TOK, SAMP = "tests/test_codec.py", "tests/test_tokenizer.py", "tests/test_sampling.py"
 G, S, C = "nanobark/generation.py", "nanobark/sampling.py", "nanobark/codec.py"
 T, L, B = "nanobark/tokenizer.py", "nanobark/longform.py", "nanobark/bark.py"
+LAYOUT = "nanobark/layout.py"
 M = Mutant
 
+# one mutant, two lines: the formatter leaves the table alone
+# fmt: off
 MUTANTS = [
     # ---- semantic stage
     M("sem_min_eos_off", G, "if min_eos_p is not None:", "if False:",
       "min_eos_p threshold switched off: only a drawn EOS stops the semantic stage", (GEN, BATCH)),
     M("sem_stop_overwritten", G, "torch.where(stop & ~done, n, lengths)", "torch.where(stop, n, lengths)",
       "a batch sample's stop step is overwritten after it has already stopped", (GEN, BATCH)),
-    M("sem_decode_pos", G, "out[:, n - 1:n], 256 + n)", "out[:, n - 1:n], 257 + n)",
+    M("sem_decode_pos", G, "out[:, n - 1 : n], n_prompt + n)", "out[:, n - 1 : n], n_prompt + n + 1)",
       "semantic decode steps run one position too far", (GEN,)),
     M("sem_cutoff_len", G, "torch.where(done, lengths, n + 1)", "torch.where(done, lengths, n)",
       "the max-duration cut drops the last token generated", (GEN,)),
-    M("sem_history_head", G, 'voice["semantic_prompt"].astype(np.int64)[-256:]',
-      'voice["semantic_prompt"].astype(np.int64)[:256]', "semantic history is the voice's first 256 tokens", (GEN,)),
+    M("sem_history_head", G, "[-SEMANTIC_HISTORY:]", "[:SEMANTIC_HISTORY]",
+      "semantic history is the voice's first 256 tokens", (GEN,)),
     # ---- coarse stage
     M("coarse_no_hack", G, "flat[-n_coarse:][:-2]", "flat[-n_coarse:]",
       "the original's [:-2] time-alignment trim of the coarse history is dropped", (GEN,)),
@@ -92,17 +101,17 @@ MUTANTS = [
       "the first codebook after the given ones is never predicted", (GEN,)),
     M("fine_no_temp", G, "F.softmax(logits[i].float() / temp, dim=-1)", "F.softmax(logits[i].float(), dim=-1)",
       "the fine temperature is ignored", (GEN,)),
-    M("fine_keeps_history", G, "[:, n_hist:n_hist + c.shape[1]]", "[:, :c.shape[1]]",
+    M("fine_keeps_history", G, "[:, n_hist : n_hist + c.shape[1]]", "[:, :c.shape[1]]",
       "the voice's fine history is returned in place of the output's start", (GEN,)),
     # ---- sampling
     M("topp_ignored_with_topk", S, "if top_p is not None:", "if top_p is not None and top_k is None:",
-      "top-p is ignored whenever top-k is set", (GEN,)),
+      "top-p is ignored whenever top-k is set", (SAMP, GEN,)),
     M("multinomial_wrong_dist", S, "(probs / q)", "(probs * q)",
-      "the seeded multinomial draws from a wrong distribution", (GEN, BATCH)),
+      "the seeded multinomial draws from a wrong distribution", (SAMP, GEN, BATCH)),
     M("topp_shift_wrong_way", S, "remove[1:] = remove[:-1].copy()", "remove[:-1] = remove[1:].copy()",
-      "the nucleus mask is shifted the wrong way", (GEN,)),
+      "the nucleus mask is shifted the wrong way", (SAMP, GEN,)),
     M("topk_drops_kth", S, "logits < kth", "logits <= kth",
-      "top-k also masks the k-th token itself", (GEN,)),
+      "top-k also masks the k-th token itself", (SAMP, GEN,)),
     # ---- codec
     M("codec_pad_swapped", C, "reflect_pad(x, pad, extra)", "reflect_pad(x, extra, pad)",
       "causal convs pad on the right instead of the left", (CODEC,)),
@@ -115,9 +124,9 @@ MUTANTS = [
     M("codec_one_codebook", C, "self.codebooks[i]) for i in range(n_q)", "self.codebooks[0]) for i in range(n_q)",
       "every code is looked up in codebook 0", (CODEC,)),
     # ---- text prompt
-    M("prompt_offset_10000", T, "offset=10_048", "offset=10_000",
+    M("prompt_offset_10000", LAYOUT, "TEXT_OFFSET = 10_048", "TEXT_OFFSET = 10_000",
       "text ids offset by the semantic vocab size, not 10048", (TOK,)),
-    M("prompt_pad_infer", T, "pad=129_595", "pad=129_599",
+    M("prompt_pad_infer", LAYOUT, "TEXT_PAD = 129_595", "TEXT_PAD = 129_599",
       "the text block is padded with the infer token id", (TOK,)),
     M("prompt_keeps_tail", T, "ids = ids[:length]", "ids = ids[-length:]",
       "truncation keeps the last 256 tokens instead of the first", (TOK,)),
@@ -126,7 +135,7 @@ MUTANTS = [
     M("prompt_warn_at_256", T, "if len(ids) > length:", "if len(ids) >= length:",
       "a text of exactly 256 tokens warns that it was truncated", (TOK,)),
     # ---- long form
-    M("long_same_seed_per_batch", L, "texts[i:i + batch_size], voice, _seed(seed, i)",
+    M("long_same_seed_per_batch", L, "texts[i : i + batch_size], voice, _seed(seed, i)",
       "texts[i:i + batch_size], voice, _seed(seed, 0)",
       "every batch of segments gets the same seed when there are more segments than batch_size", (LONG,)),
     M("long_seed_plus_one", L, "else seed + i", "else seed + i + 1",
@@ -142,9 +151,10 @@ MUTANTS = [
       "every sample of a batch gets the same seed", (BATCH,)),
     M("bark_seed_zero_is_none", B, "if seed is None:", "if not seed:",
       "seed=0 is taken as no seed: draws come from the global RNG", (GEN, API, BATCH)),
-    M("bark_stage_reseed", B, "waveform_temp, top_k, top_p, seed=gens", "waveform_temp, top_k, top_p, seed=seed",
+    M("bark_stage_reseed", B, "top_k, top_p, seed=generators,", "top_k, top_p, seed=seed,",
       "the coarse stage restarts each sample's stream instead of continuing it", (GEN, API, BATCH)),
 ]
+# fmt: on
 
 
 def die(message):
@@ -160,7 +170,11 @@ def problems(mutants, root):
         count = path.read_text(encoding="utf-8").count(m.old) if path.is_file() else 0
         if count != 1:
             out.append(f"{m.id}: {m.old!r} occurs {count} times in {m.file} (must be exactly once)")
-        out += [f"{m.id}: no test file {t}" for t in m.tests if not os.path.exists(os.path.join(root, t.split("::")[0]))]
+        out += [
+            f"{m.id}: no test file {t}"
+            for t in m.tests
+            if not os.path.exists(os.path.join(root, t.split("::")[0]))
+        ]
     return out
 
 
@@ -169,7 +183,9 @@ def copy_tree(dest):
     for name in COPIED:
         src = os.path.join(ROOT, name)
         if os.path.isdir(src):
-            shutil.copytree(src, os.path.join(dest, name), ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+            shutil.copytree(
+                src, os.path.join(dest, name), ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+            )
         else:
             shutil.copy2(src, dest)
 
@@ -183,8 +199,9 @@ def env_for(copy):
 def probe(copy):
     """Fail loudly unless `import nanobark, weights_convert` in the copy's environment loads the copy."""
     code = "import nanobark, weights_convert; print(nanobark.__file__); print(weights_convert.__file__)"
-    files = subprocess.run([sys.executable, "-c", code], cwd=copy, env=env_for(copy), capture_output=True,
-                           text=True, check=True).stdout.split()
+    files = subprocess.run(
+        [sys.executable, "-c", code], cwd=copy, env=env_for(copy), capture_output=True, text=True, check=True
+    ).stdout.split()
     if not files or not all(f.startswith(copy + os.sep) for f in files):
         die(f"the copy is not what the tests would import: {files}")
 
@@ -193,8 +210,15 @@ def run_pytest(copy, tests, timeout):
     """-> (fate, pytest exit code or None, the first failing test or last output line)."""
     cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
     # a new session, so a timeout can kill pytest together with any subprocess it started
-    proc = subprocess.Popen(cmd, cwd=copy, env=env_for(copy), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=copy,
+        env=env_for(copy),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -218,8 +242,14 @@ def run_mutant(m, copy, timeout):
         fate, code, caught = run_pytest(copy, m.tests, timeout)
     finally:
         path.write_text(original, encoding="utf-8")
-    return dict(m._asdict(), tests=list(m.tests), fate=fate, exit_code=code, caught_by=caught,
-                seconds=round(time.monotonic() - start, 1))
+    return dict(
+        m._asdict(),
+        tests=list(m.tests),
+        fate=fate,
+        exit_code=code,
+        caught_by=caught,
+        seconds=round(time.monotonic() - start, 1),
+    )
 
 
 def markdown(results):
@@ -230,8 +260,10 @@ def markdown(results):
     n = len(results)
     count = {f: sum(r["fate"] == f for r in results) for f in ("killed", "survived", "error", "timeout")}
     caught = count["killed"] + count["error"]
-    rows.append(f"\n{n} mutants, {caught} killed ({count['error']} of them by an error), {count['survived']} survived,"
-                f" {count['timeout']} timed out; kill rate {100 * caught / max(n, 1):.0f}%.")
+    rows.append(
+        f"\n{n} mutants, {caught} killed ({count['error']} of them by an error), {count['survived']} survived,"
+        f" {count['timeout']} timed out; kill rate {100 * caught / max(n, 1):.0f}%."
+    )
     return "\n".join(rows)
 
 
@@ -256,7 +288,10 @@ def main():
             print(f"{m.id:28} {m.file:24} {m.bug}  [{' '.join(m.tests)}]")
         return 0
     bad = problems(mutants, ROOT)
-    print("\n".join(bad) or f"all {len(mutants)} mutants apply (each snippet found exactly once)", file=sys.stderr)
+    print(
+        "\n".join(bad) or f"all {len(mutants)} mutants apply (each snippet found exactly once)",
+        file=sys.stderr,
+    )
     if bad or args.check:
         return 2 if bad else 0
     results = []
@@ -269,7 +304,14 @@ def main():
         for i, m in enumerate(mutants, 1):
             print(f"[{i}/{len(mutants)}] {m.id} ...", end=" ", file=sys.stderr, flush=True)
             results.append(r := run_mutant(m, copy, args.timeout))
-            print(r["fate"], "in", r["seconds"], "s ", r["caught_by"] if r["fate"] != "survived" else "", file=sys.stderr)
+            print(
+                r["fate"],
+                "in",
+                r["seconds"],
+                "s ",
+                r["caught_by"] if r["fate"] != "survived" else "",
+                file=sys.stderr,
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     if args.markdown:

@@ -1,4 +1,5 @@
 """Bark.from_pretrained on a Hub-layout snapshot, the public stage API, scripts/generate.py, and misuse."""
+
 import os
 import subprocess
 import sys
@@ -34,11 +35,12 @@ def test_from_pretrained_snapshot_converts_once(hf_snapshot, cache, monkeypatch)
     first = Bark.from_pretrained(hf_snapshot, device="cpu")
     done = [d for d in os.listdir(os.path.join(cache, "local")) if not d.startswith(".")]
     assert len(done) == 1 and not [d for d in os.listdir(os.path.join(cache, "local")) if d.startswith(".")]
-    import weights_convert.convert as conv
+    import nanobark.hub as hub
 
     def no_second_conversion(*a, **k):
         raise AssertionError("converted twice")
-    monkeypatch.setattr(conv, "convert", no_second_conversion)
+
+    monkeypatch.setattr(hub, "convert", no_second_conversion)
     second = Bark.from_pretrained(hf_snapshot, device="cpu")
     a = first.generate("Hello dog", voice="v2/en_speaker_6", seed=3, max_duration_s=0.3)
     b = second.generate("Hello dog", voice="v2/en_speaker_6", seed=3, max_duration_s=0.3)
@@ -60,6 +62,7 @@ def test_stage_api_shapes_and_dtypes(bark):
 
 def test_seed_is_reproducible_and_leaves_global_rng_alone(bark):
     import torch
+
     torch.manual_seed(5)
     expected_next = torch.rand(1)
     torch.manual_seed(5)
@@ -71,6 +74,7 @@ def test_seed_is_reproducible_and_leaves_global_rng_alone(bark):
 
 def test_save_voice_round_trips_into_the_original(bark, tmp_path):
     from bark.generation import _load_history_prompt
+
     full, audio = bark.generate("Hello", seed=0, max_duration_s=0.3, output_full=True)
     path = bark.save_voice(tmp_path / "me", full)
     assert path.endswith("me.npz") and os.listdir(tmp_path) == ["me.npz"]
@@ -86,8 +90,12 @@ def test_misuse_gets_clear_errors(bark, tmp_path):
     with pytest.raises(VoiceError, match="v2/en_speaker_6"):
         bark.generate("Hello", voice="v2/en_speakr_6")
     bad = tmp_path / "bad.npz"
-    np.savez(bad, semantic_prompt=np.zeros(10, np.int64), coarse_prompt=np.zeros((3, 15), np.int64),
-             fine_prompt=np.zeros((8, 15), np.int64))
+    np.savez(
+        bad,
+        semantic_prompt=np.zeros(10, np.int64),
+        coarse_prompt=np.zeros((3, 15), np.int64),
+        fine_prompt=np.zeros((8, 15), np.int64),
+    )
     with pytest.raises(VoiceError, match="coarse_prompt has shape"):
         bark.generate("Hello", voice=str(bad))
     with pytest.raises(ValueError, match="temperature must be > 0"):
@@ -103,21 +111,39 @@ def test_misuse_gets_clear_errors(bark, tmp_path):
 
 def test_offline_hub_id_without_cache_says_what_to_do(cache, monkeypatch):
     import huggingface_hub.constants
+
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # as HF_HUB_OFFLINE=1 would
     with pytest.raises(ConnectionError, match="download the snapshot"):
         Bark.from_pretrained("suno/bark-small")
 
 
 def run_cli(*args, **kw):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "generate.py"), *args],
-                          capture_output=True, text=True, timeout=300, **kw)
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", "generate.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("ext", [".wav", ".flac"])
 def test_cli_writes_the_same_audio_as_the_api(bark, converted, tmp_path, ext):
     out = tmp_path / f"hello{ext}"
-    r = run_cli("Hello, my dog is cute", "--model", converted, "--out", str(out), "--seed", "4",
-                "--max-duration", "0.3", "--voice", "v2/en_speaker_6", "--quiet")
+    r = run_cli(
+        "Hello, my dog is cute",
+        "--model",
+        converted,
+        "--out",
+        str(out),
+        "--seed",
+        "4",
+        "--max-duration",
+        "0.3",
+        "--voice",
+        "v2/en_speaker_6",
+        "--quiet",
+    )
     assert r.returncode == 0, r.stderr
     assert str(out) in r.stdout and "s of audio in" in r.stdout
     audio, sr = sf.read(out, dtype="float32")
@@ -137,31 +163,50 @@ def test_cli_reads_stdin_and_rejects_bad_output_before_generating(converted, tmp
     assert r.returncode == 2 and "empty" in r.stderr
     r = run_cli("Hello", "--model", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.wav"))
     assert r.returncode == 1 and "error:" in r.stderr and "Traceback" not in r.stderr
-    r = run_cli("--model", converted, "--out", str(tmp_path / "s.wav"), "--seed", "1", "--max-duration", "0.1",
-                "--quiet", input="Hello from stdin")
+    r = run_cli(
+        "--model",
+        converted,
+        "--out",
+        str(tmp_path / "s.wav"),
+        "--seed",
+        "1",
+        "--max-duration",
+        "0.1",
+        "--quiet",
+        input="Hello from stdin",
+    )
     assert r.returncode == 0, r.stderr
     assert sf.info(tmp_path / "s.wav").samplerate == 24_000
     assert sorted(os.listdir(tmp_path)) == ["s.wav"]
 
 
-def test_hub_id_downloads_safetensors_converts_once_and_fetches_only_the_asked_preset(hf_snapshot, cache, monkeypatch):
+def test_hub_id_downloads_safetensors_converts_once_and_fetches_only_the_asked_preset(
+    hf_snapshot, cache, monkeypatch
+):
     """A stand-in for the Hub serving the snapshot: bark-small's weights come from refs/pr/5."""
     import shutil
 
     import huggingface_hub
     from huggingface_hub.errors import RemoteEntryNotFoundError
+
     shutil.rmtree(os.path.join(cache, "suno--bark-small"), ignore_errors=True)
     calls = []
 
     def fake_hub(repo_id, filename, revision=None, **kw):
         calls.append((repo_id, filename, revision))
         path = os.path.join(hf_snapshot, filename)
-        if filename == "pytorch_model.bin" or not os.path.exists(path) or \
-                (filename == "model.safetensors" and revision != "refs/pr/5"):
-            err = RemoteEntryNotFoundError.__new__(RemoteEntryNotFoundError)  # a 404, without an HTTP response
+        if (
+            filename == "pytorch_model.bin"
+            or not os.path.exists(path)
+            or (filename == "model.safetensors" and revision != "refs/pr/5")
+        ):
+            err = RemoteEntryNotFoundError.__new__(
+                RemoteEntryNotFoundError
+            )  # a 404, without an HTTP response
             Exception.__init__(err, f"{filename} is not in {repo_id}@{revision}")
             raise err
         return path
+
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_hub)
     bark = Bark.from_pretrained("suno/bark-small", device="cpu")
     assert ("suno/bark-small", "model.safetensors", "refs/pr/5") in calls
@@ -169,8 +214,9 @@ def test_hub_id_downloads_safetensors_converts_once_and_fetches_only_the_asked_p
     assert not os.path.exists(os.path.join(cache, "downloads", "suno--bark-small"))  # the links are gone
     calls.clear()
     bark.generate("Hello", voice="v2/en_speaker_6", seed=0, max_duration_s=0.1)
-    assert sorted(f for _, f, _ in calls) == [f"speaker_embeddings/v2/en_speaker_6_{k}_prompt.npy"
-                                             for k in ("coarse", "fine", "semantic")]
+    assert sorted(f for _, f, _ in calls) == [
+        f"speaker_embeddings/v2/en_speaker_6_{k}_prompt.npy" for k in ("coarse", "fine", "semantic")
+    ]
     calls.clear()
     Bark.from_pretrained("suno/bark-small", device="cpu")
     assert calls == []  # the converted copy in nanobark's cache is used as it is

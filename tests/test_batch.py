@@ -1,4 +1,5 @@
 """Batched generation: a batch gives exactly what each item gives alone, with one voice per item."""
+
 import numpy as np
 import pytest
 import torch
@@ -6,7 +7,11 @@ import torch
 from nanobark import Bark
 
 TEXTS = ["Hello, my dog is cute", "The world", "She said hello and laughed [laughter]"]
-VOICES = ["v2/en_speaker_6", None, "announcer"]  # coarse histories of 626, 0 and 626 tokens; fine of 464, 0, 512
+VOICES = [
+    "v2/en_speaker_6",
+    None,
+    "announcer",
+]  # coarse histories of 626, 0 and 626 tokens; fine of 464, 0, 512
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +32,13 @@ def test_seeded_batch_equals_items_alone(bark):
 
 def test_global_rng_batch_draws_every_row_and_repeats_under_the_same_seed(bark):
     """seed=None: the batch draws from torch's global generator (rows differ), reproducibly per manual_seed."""
+
     def run(seed):
         torch.manual_seed(seed)
         sems = bark.text_to_semantic([TEXTS[0]] * 2, "announcer", max_duration_s=0.3)
         coarse = bark.semantic_to_coarse(sems, "announcer")
         return sems, coarse, bark.coarse_to_fine(coarse, "announcer")
+
     first, again, other = run(0), run(0), run(1)
     for a, b, c in zip(first, again, other):
         assert not np.array_equal(a[0], a[1])  # same input, different draws
@@ -57,7 +64,9 @@ def test_samples_of_different_lengths_and_long_fine_windows(bark):
     sems = [rng.integers(0, 10_000, n) for n in (30, 700)]
     coarse = bark.semantic_to_coarse(sems, ["v2/zh_speaker_9", None], top_k=1)
     assert [c.shape for c in coarse] == [(2, 45), (2, 1052)]
-    fine = bark.coarse_to_fine(coarse + [np.tile(coarse[1], 2)], ["v2/zh_speaker_9", None, "announcer"], temp=None)
+    fine = bark.coarse_to_fine(
+        coarse + [np.tile(coarse[1], 2)], ["v2/zh_speaker_9", None, "announcer"], temp=None
+    )
     assert [f.shape for f in fine] == [(8, 45), (8, 1052), (8, 2104)]
     alone = bark.coarse_to_fine(np.tile(coarse[1], 2), "announcer", temp=None)
     np.testing.assert_array_equal(fine[2], alone)

@@ -1,29 +1,75 @@
-"""Smoke test of scripts/benchmark.py: tiny GPTs, all three implementations, one timed call per row."""
+"""Smoke tests of scripts/benchmark.py (nanobark alone) and scripts/compare.py (against the references):
+tiny GPTs, both workloads, one timed call per row, each row in its own process."""
+
 import json
 import os
 import subprocess
 import sys
 
-SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "benchmark.py")
+import pytest
+
+SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
+# one thread: on a busy 2-core CI machine two threads per process can make the run 10x slower
+TINY = ["--tiny", "--reps", "1", "--warmup", "0", "--device", "cpu", "--threads", "1"]
+WORKLOAD = {
+    "semantic": 150,
+    "coarse": 450,
+    "fine_frames": 225,
+    "audio_samples": 72_000,
+}  # every sample, W and V
+STAGES = {"semantic", "coarse", "fine", "decode"}
+
+
+def run(tmp_path, script, *args):
+    out = tmp_path / "out.json"
+    p = subprocess.run(
+        [sys.executable, os.path.join(SCRIPTS, script), *TINY, *args, "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )  # cwd: works from anywhere
+    assert p.returncode == 0, p.stdout + p.stderr
+    result = json.loads(out.read_text())
+    assert result["device"]["threads"] == 1 and result["device"]["torch"]
+    assert (
+        result["workloads"]["W"]["voice"] is None and result["workloads"]["V"]["voice"] == "v2/en_speaker_6"
+    )
+    for r in result["rows"]:
+        assert r["config"] == "fp32" and r["latency_s"] > 0 and r["peak_mem_mib"] > 0
+        assert set(r["stage_s"]) == STAGES and min(r["stage_s"].values()) > 0
+        assert r["tokens"] == WORKLOAD  # the workload, exactly, for every sample of every implementation
+        assert r["audio_s"] == 3.0 * r["batch"] and r["rtf"] == pytest.approx(r["latency_s"] / r["audio_s"])
+    return p.stdout, result
 
 
 def test_benchmark_smoke(tmp_path):
-    out = tmp_path / "out.json"
-    # one thread: on a busy 2-core CI machine two threads per process can make the run 10x slower
-    cmd = [sys.executable, SCRIPT, "--tiny", "--reps", "1", "--warmup", "0", "--device", "cpu", "--threads", "1",
-           "--batch-sizes", "1,2", "--ref-batch-sizes", "1", "--json", str(out)]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert p.returncode == 0, p.stdout + p.stderr
-    assert "| nanobark | fp32 | 2 |" in p.stdout  # the markdown table
-
-    result = json.loads(out.read_text())
-    assert result["device"]["threads"] == 1 and result["device"]["torch"]
-    rows = {(r["impl"], r["batch"]): r for r in result["rows"]}
-    assert set(rows) == {("nanobark", 1), ("nanobark", 2), ("transformers", 1), ("suno", 1)}
+    stdout, result = run(tmp_path, "benchmark.py", "--batch-sizes", "1,2")
+    assert "| V | fp32 | 2 |" in stdout  # the markdown table
+    rows = {(r["workload"], r["batch"]): r for r in result["rows"]}
+    assert set(rows) == {("W", 1), ("W", 2), ("V", 1), ("V", 2)}
+    # weights a decode step reads, tiny shapes (2 blocks, 32 wide, no biases) in fp32: the blocks and ln_f,
+    # then all 10048 head rows (semantic) or the 1024 of one codebook (coarse); not the embedding tables
+    blocks = 2 * (32 * 96 + 32 * 32 + 32 * 128 + 128 * 32 + 2 * 32) + 32
     for r in rows.values():
-        assert r["config"] == "fp32" and r["latency_s"] > 0
-        assert set(r["stage_s"]) == {"semantic", "coarse", "fine", "decode"} and min(r["stage_s"].values()) > 0
-        # workload W, exactly, for every sample of every implementation
-        assert r["tokens"] == {"semantic": 150, "coarse": 450, "fine_frames": 225, "audio_samples": 72_000}
-        assert r["audio_s"] == 3.0 * r["batch"] and r["semantic_tok_s"] > 0 and r["peak_mem_mib"] > 0
-    assert {(s["reference"], s["batch"]) for s in result["speedups"]} == {("transformers", 1), ("suno", 1)}
+        assert r["impl"] == "nanobark" and r["step_bytes"] == {
+            "semantic": 4 * (blocks + 10_048 * 32),
+            "coarse": 4 * (blocks + 1024 * 32),
+        }
+        for stage, steps in (("semantic", 150), ("coarse", 450)):
+            gb_s = r["step_bytes"][stage] * steps / r["stage_s"][stage] / 1e9
+            assert r[f"{stage}_gb_s"] > 0 and r[f"{stage}_gb_s"] == pytest.approx(gb_s)
+        assert r["semantic_tok_s"] == pytest.approx(r["batch"] * 150 / r["stage_s"]["semantic"])
+        assert r["coarse_tok_s"] > 0 and r["fine_frames_s"] > 0 and r["decode_frames_s"] > 0
+
+
+def test_compare_smoke(tmp_path):
+    stdout, result = run(tmp_path, "compare.py", "--impls", "nanobark,transformers,suno")
+    assert "| V | suno | fp32 | 1 |" in stdout
+    rows = {(r["impl"], r["workload"]): r for r in result["rows"]}
+    assert set(rows) == {(i, w) for i in ("nanobark", "transformers", "suno") for w in "WV"}
+    assert all(r["batch"] == 1 for r in rows.values())
+    ups = {(s["workload"], s["reference"]): s for s in result["speedups"]}
+    assert set(ups) == {(w, ref) for w in "WV" for ref in ("transformers", "suno")}
+    for (w, ref), s in ups.items():
+        assert s["speedup"] == pytest.approx(rows[(ref, w)]["latency_s"] / rows[("nanobark", w)]["latency_s"])

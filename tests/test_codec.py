@@ -1,15 +1,16 @@
 """Codec parity: nanobark's decoder against transformers' and the encodec package's, on random weights."""
+
 import pytest
 import torch
-from transformers import EncodecConfig, EncodecModel
 
+from conftest import references
 from nanobark.codec import Codec
 from nanobark.config import CodecConfig
-from weights_convert.codec_keys import codec_from_encodec, codec_from_transformers
-from weights_convert.source import ConversionError, Source
+from nanobark.convert.codec_keys import codec_from_encodec, codec_from_transformers
+from nanobark.convert.source import ConversionError, Source
 
 CFG = CodecConfig()
-LENGTHS = [*range(1, 9), 75]   # T <= 6 hits the too-short-to-reflect branch of the first conv
+LENGTHS = [*range(1, 9), 75]  # T <= 6 hits the too-short-to-reflect branch of the first conv
 
 
 def _randomize(model):
@@ -25,21 +26,30 @@ def _randomize(model):
 
 @pytest.fixture(scope="module")
 def hf():
+    references()
+    from transformers import EncodecConfig, EncodecModel
+
     torch.manual_seed(1)
     return _randomize(EncodecModel(EncodecConfig()).eval())
 
 
 @pytest.fixture(scope="module")
 def encodec_ref():
-    from encodec import EncodecModel as Original   # after conftest's torchaudio stand-in
+    references()
+    from encodec import EncodecModel as Original  # after the torchaudio stand-in
+
     torch.manual_seed(2)
     return _randomize(Original.encodec_model_24khz(pretrained=False))
 
 
 def _legacy(sd):
     """Rename to the Hub file's weight-norm names, as transformers saves them."""
-    return {k.replace("parametrizations.weight.original0", "weight_g")
-             .replace("parametrizations.weight.original1", "weight_v"): v for k, v in sd.items()}
+    return {
+        k.replace("parametrizations.weight.original0", "weight_g").replace(
+            "parametrizations.weight.original1", "weight_v"
+        ): v
+        for k, v in sd.items()
+    }
 
 
 def _convert(fn, sd, **kw):
@@ -78,7 +88,7 @@ def test_transformers_parity(hf, naming):
 def test_transformers_bark_prefix_and_fewer_codebooks(hf):
     sd = {"codec_model." + k: v for k, v in _legacy(hf.state_dict()).items()}
     codec = _load(_convert(codec_from_transformers, sd))
-    codes = torch.randint(0, CFG.codebook_size, (1, 2, 5))   # n_q = 2 < n_codebooks
+    codes = torch.randint(0, CFG.codebook_size, (1, 2, 5))  # n_q = 2 < n_codebooks
     with torch.no_grad():
         want = hf.decoder(hf.quantizer.decode(codes.transpose(0, 1))).squeeze(1)
         assert (codec.decode(codes) - want).abs().max() < 1e-5

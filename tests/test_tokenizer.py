@@ -1,41 +1,92 @@
 """Tokenizer parity with the slow transformers BertTokenizer Suno runs, and the 256-id text prompt layout."""
+
 import json
 import random
 import warnings
 
 import numpy as np
 import pytest
-from bark.generation import _normalize_whitespace
-from transformers import BertTokenizerFast
 
+from conftest import references
 from nanobark.tokenizer import TextError, Tokenizer, TokenizerFileNotFoundError, normalize_text, text_prompt
-
-try:  # transformers 5 renamed the pure-Python tokenizer; in 4.x BertTokenizer is the slow one
-    from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy as SlowBertTokenizer
-except ImportError:
-    from transformers import BertTokenizer as SlowBertTokenizer
 
 VOCAB = (
     ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     + list("!\"#'(),-.:;?[]…¿¡«»。，、")
-    + ["hello", "Hello", "world", "the", "a", "##a", "laugh", "##ter", "##s", "##ing", "un", "##aff", "##able",
-       "sing", "music", "♪", "##hello", "café", "naïve", "über", "Straße", "caf", "##é", "e", "##e", "Qu",
-       "Sí", "hola"]
-    + ["中", "文", "字", "日", "本", "語", "你", "好", "こ", "##ん", "##に", "##ち", "##は", "안", "##녕",
-       "при", "##вет", "नमस्ते"]
+    + [
+        "hello",
+        "Hello",
+        "world",
+        "the",
+        "a",
+        "##a",
+        "laugh",
+        "##ter",
+        "##s",
+        "##ing",
+        "un",
+        "##aff",
+        "##able",
+        "sing",
+        "music",
+        "♪",
+        "##hello",
+        "café",
+        "naïve",
+        "über",
+        "Straße",
+        "caf",
+        "##é",
+        "e",
+        "##e",
+        "Qu",
+        "Sí",
+        "hola",
+    ]
+    + [
+        "中",
+        "文",
+        "字",
+        "日",
+        "本",
+        "語",
+        "你",
+        "好",
+        "こ",
+        "##ん",
+        "##に",
+        "##ち",
+        "##は",
+        "안",
+        "##녕",
+        "при",
+        "##вет",
+        "नमस्ते",
+    ]
 )
 
 TEXTS = [
-    "Hello world!", "hello, the world.", "the laughing singers",
-    "café naïve über Straße", "cafe\u0301 nai\u0308ve",  # composed and decomposed accents
-    "中文字 日本語你好!", "こんにちは 안녕 привет नमस्ते",
-    "[laughter] hello [music] ♪ sing ♪", "♪hello♪ ♪hello",
-    "hello 😀 world 👍🏽", "ʬ ⱥ \U0001F9EA xyz",
+    "Hello world!",
+    "hello, the world.",
+    "the laughing singers",
+    "café naïve über Straße",
+    "cafe\u0301 nai\u0308ve",  # composed and decomposed accents
+    "中文字 日本語你好!",
+    "こんにちは 안녕 привет नमस्ते",
+    "[laughter] hello [music] ♪ sing ♪",
+    "♪hello♪ ♪hello",
+    "hello 😀 world 👍🏽",
+    "ʬ ⱥ \U0001f9ea xyz",
     "hello\tworld\nthe\u00a0a\u3000hello\u2028world  \r\n",
     "hel\x00lo \ufffd world \u200b the\x1f",
-    "a" * 100, "a" * 101, "hello " + "a" * 101 + " world",
-    "hello[MASK]world [UNK] [CLS]x [SEP]", "¿Qué? ¡Sí! «hola» 。，、…", "\uf900\uf901 字",
-    "unaffable unaffables", "",
+    "a" * 100,
+    "a" * 101,
+    "hello " + "a" * 101 + " world",
+    "hello[MASK]world [UNK] [CLS]x [SEP]",
+    "¿Qué? ¡Sí! «hola» 。，、…",
+    "\uf900\uf901 字",
+    "unaffable unaffables",
+    "",
 ]
 
 
@@ -48,7 +99,20 @@ def vocab_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def slow(vocab_file):
+    references()
+    try:  # transformers 5 renamed the pure-Python tokenizer; in 4.x BertTokenizer is the slow one
+        from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy as SlowBertTokenizer
+    except ImportError:
+        from transformers import BertTokenizer as SlowBertTokenizer
     return SlowBertTokenizer(str(vocab_file), do_lower_case=False)
+
+
+def fast_json(vocab_file, path):
+    """Save transformers' fast BertTokenizer as the tokenizer.json a Hub snapshot has."""
+    references()
+    from transformers import BertTokenizerFast
+
+    BertTokenizerFast(str(vocab_file), do_lower_case=False).backend_tokenizer.save(str(path))
 
 
 def slow_ids(slow, text):
@@ -85,14 +149,14 @@ def test_random_strings_match_slow_bert(vocab_file, slow):
 
 def test_tokenizer_json_gives_same_ids(tmp_path, vocab_file, slow):
     # the Hub ships a fast-tokenizer tokenizer.json; it must tokenize like the slow tokenizer too
-    BertTokenizerFast(str(vocab_file), do_lower_case=False).backend_tokenizer.save(str(tmp_path / "tokenizer.json"))
+    fast_json(vocab_file, tmp_path / "tokenizer.json")
     tok = Tokenizer.from_dir(tmp_path)
     for text in TEXTS:
         assert tok.encode(text) == slow_ids(slow, text), repr(text)
 
 
 def test_from_dir_prefers_tokenizer_json(tmp_path, vocab_file):
-    BertTokenizerFast(str(vocab_file), do_lower_case=False).backend_tokenizer.save(str(tmp_path / "tokenizer.json"))
+    fast_json(vocab_file, tmp_path / "tokenizer.json")
     (tmp_path / "vocab.txt").write_text("[PAD]\n[UNK]\nhello\n", encoding="utf-8")
     assert Tokenizer.from_dir(tmp_path).encode("hello") == [VOCAB.index("hello")]
 
@@ -115,6 +179,9 @@ def test_missing_or_wrong_files(tmp_path):
 
 
 def test_normalize_text_matches_suno():
+    references()
+    from bark.generation import _normalize_whitespace
+
     for text in ["  hello \t\n world\u00a0\u3000 ", "a\r\nb", "one", " [laughter]  ok\x0b\x0c"]:
         assert normalize_text(text) == _normalize_whitespace(text)
     assert normalize_text(" hi\u00a0\u3000 there\n") == "hi there"
@@ -164,11 +231,22 @@ def test_encode_matches_transformers_bert_tokenizer(vocab_file):
     It differs from the slow tokenizer Suno ran only where the slow one applies NFC (decomposed
     accents) or drops unassigned / private-use characters; nanobark follows the slow one there.
     """
+    references()
     from transformers import BertTokenizer
+
     fast = BertTokenizer(str(vocab_file), do_lower_case=False)
     tok = Tokenizer.from_vocab(vocab_file)
-    cases = ["Hello world!", "café naïve über Straße", "中文字 日本語你好!", "こんにちは 안녕 привет नमस्ते",
-             "[laughter] hello [music] ♪ sing ♪", "hello 😀 world 👍🏽", "ʬ ⱥ \U0001F9EA xyz",
-             "¿Qué? ¡Sí! «hola» 。，、…", "hello " + "a" * 101 + " world", "unaffable unaffables"]
+    cases = [
+        "Hello world!",
+        "café naïve über Straße",
+        "中文字 日本語你好!",
+        "こんにちは 안녕 привет नमस्ते",
+        "[laughter] hello [music] ♪ sing ♪",
+        "hello 😀 world 👍🏽",
+        "ʬ ⱥ \U0001f9ea xyz",
+        "¿Qué? ¡Sí! «hola» 。，、…",
+        "hello " + "a" * 101 + " world",
+        "unaffable unaffables",
+    ]
     for text in cases:
         assert tok.encode(text) == fast.encode(text, add_special_tokens=False), repr(text)

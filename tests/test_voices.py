@@ -1,4 +1,5 @@
 """Voice prompts: Suno's 271 real presets, the Hub `.npy` layout, every rejection, and saving."""
+
 import importlib.util
 import json
 import os
@@ -7,12 +8,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bark.generation import _load_history_prompt
 
-from nanobark.voices import (KEYS, PresetIndex, VoiceError, VoiceFileNotFoundError, load_voice, save_voice,
-                             validate_voice)
+from conftest import references
+from nanobark.voices import (
+    KEYS,
+    PresetIndex,
+    VoiceError,
+    VoiceFileNotFoundError,
+    load_voice,
+    save_voice,
+    validate_voice,
+)
 
-SUNO_PROMPTS = os.path.join(importlib.util.find_spec("bark").submodule_search_locations[0], "assets", "prompts")
+references(module_level=True)
+from bark.generation import _load_history_prompt  # noqa: E402  (after the stand-in for torchaudio)
+
+SUNO_PROMPTS = os.path.join(
+    importlib.util.find_spec("bark").submodule_search_locations[0], "assets", "prompts"
+)
 HUB_SAMPLE = ["v2/en_speaker_6", "en_speaker_6", "announcer"]
 
 
@@ -158,18 +171,38 @@ def changed(key, value):
 BAD = {
     "missing key": ({k: v for k, v in good().items() if k != "fine_prompt"}, r"missing \['fine_prompt'\]"),
     "extra key": ({**good(), "speaker": np.zeros(3, np.int64)}, r"unexpected \['speaker'\]"),
-    "extra dimension": (changed("semantic_prompt", good()["semantic_prompt"][None]), r"shape \(1, 309\).*\(S,\)"),
-    "wrong codebooks": (changed("coarse_prompt", good()["fine_prompt"][:3]), r"coarse_prompt has shape \(3, 464\)"),
+    "extra dimension": (
+        changed("semantic_prompt", good()["semantic_prompt"][None]),
+        r"shape \(1, 309\).*\(S,\)",
+    ),
+    "wrong codebooks": (
+        changed("coarse_prompt", good()["fine_prompt"][:3]),
+        r"coarse_prompt has shape \(3, 464\)",
+    ),
     "negative": (changed("semantic_prompt", good()["semantic_prompt"] - 10_000), r"0\.\.9999, found -"),
-    "semantic too big": (changed("semantic_prompt", np.full(309, 10_000)), r"0\.\.9999, found 10000\.\.10000"),
-    "code too big": (changed("fine_prompt", good()["fine_prompt"] + 1024), r"fine_prompt values must lie in 0\.\.1023"),
-    "float": (changed("coarse_prompt", good()["coarse_prompt"].astype(np.float32)), "dtype float32; .*astype"),
+    "semantic too big": (
+        changed("semantic_prompt", np.full(309, 10_000)),
+        r"0\.\.9999, found 10000\.\.10000",
+    ),
+    "code too big": (
+        changed("fine_prompt", good()["fine_prompt"] + 1024),
+        r"fine_prompt values must lie in 0\.\.1023",
+    ),
+    "float": (
+        changed("coarse_prompt", good()["coarse_prompt"].astype(np.float32)),
+        "dtype float32; .*astype",
+    ),
     "nan": (changed("semantic_prompt", np.full(309, np.nan)), "holds NaN"),
     "bool": (changed("semantic_prompt", np.ones(309, bool)), "dtype bool"),
     "empty semantic": (changed("semantic_prompt", np.zeros(0, np.int64)), "semantic_prompt is empty"),
-    "empty codes": ({**good(), "coarse_prompt": np.zeros((2, 0), np.int64), "fine_prompt": np.zeros((8, 0), np.int64)},
-                    "coarse_prompt is empty"),
-    "length mismatch": (changed("fine_prompt", good()["fine_prompt"][:, :-1]), "464 frames but fine_prompt 463"),
+    "empty codes": (
+        {**good(), "coarse_prompt": np.zeros((2, 0), np.int64), "fine_prompt": np.zeros((8, 0), np.int64)},
+        "coarse_prompt is empty",
+    ),
+    "length mismatch": (
+        changed("fine_prompt", good()["fine_prompt"][:, :-1]),
+        "464 frames but fine_prompt 463",
+    ),
     "ratio": (changed("semantic_prompt", np.concatenate([good()["semantic_prompt"]] * 2)), "ratio 0.751"),
     "ragged": (changed("semantic_prompt", [[1, 2], [3]]), "not a rectangular array"),
 }
@@ -224,8 +257,12 @@ def test_not_an_npz(tmp_path):
     (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 not really a zip")
     np.save(tmp_path / "array.npy", np.zeros(3, np.int64))
     os.replace(tmp_path / "array.npy", tmp_path / "array.npz")
-    for f, message in [("text.npz", "pickled data or is not a numpy file"), ("empty.npz", "not a readable"),
-                       ("broken.npz", "not a readable"), ("array.npz", "a voice is a dict.*got ndarray")]:
+    for f, message in [
+        ("text.npz", "pickled data or is not a numpy file"),
+        ("empty.npz", "not a readable"),
+        ("broken.npz", "not a readable"),
+        ("array.npz", "a voice is a dict.*got ndarray"),
+    ]:
         with pytest.raises(VoiceError, match=f"{f}.*{message}"):
             load_voice(str(tmp_path / f))
     with pytest.raises(VoiceFileNotFoundError, match="nope.npz not found"):
@@ -233,7 +270,9 @@ def test_not_an_npz(tmp_path):
 
 
 def test_unknown_name_lists_close_names(suno_index):
-    with pytest.raises(VoiceError, match="unknown voice preset 'v2/en_speakr_6'; close names: v2/en_speaker_6"):
+    with pytest.raises(
+        VoiceError, match="unknown voice preset 'v2/en_speakr_6'; close names: v2/en_speaker_6"
+    ):
         load_voice("v2/en_speakr_6", presets=suno_index)
     with pytest.raises(VoiceError, match="e.g. announcer"):
         suno_index.load("zzzzzz")

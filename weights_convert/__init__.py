@@ -1,1 +1,1 @@
-"""Turn Bark checkpoints (transformers' Hub layout or Suno's original .pt files) into nanobark's layout."""
+"""Checkout-only helpers around nanobark's converter: its command line, and random weights with the real layout."""

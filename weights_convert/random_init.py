@@ -3,6 +3,7 @@
 A freshly built model hides bugs: LayerNorms are ones and zeros, EnCodec's codebooks are all zero
 and weight-norm gains equal |v|, so a broken decode or a dropped LayerNorm bias would go unseen.
 """
+
 import torch
 
 
@@ -20,6 +21,8 @@ def randomize_(model, std=0.05):
         elif "parametrizations" not in name and "weight_v" not in name and "lstm" not in name:
             p.normal_(0.0, std)
     for name, b in model.named_buffers():
-        if name.endswith("codebook.embed"):  # transformers' "...codebook.embed", encodec's "..._codebook.embed"
+        if name.endswith(
+            "codebook.embed"
+        ):  # transformers' "...codebook.embed", encodec's "..._codebook.embed"
             b.normal_(0.0, 1.0)
     return model

@@ -3,6 +3,7 @@
 Taking (rather than reading) lets the converter report, at the end and all at once,
 what was missing, what had the wrong shape, and what was left over unused.
 """
+
 import torch
 
 
@@ -12,8 +13,8 @@ class ConversionError(ValueError):
 
 class Source:
     def __init__(self, state_dict, origin):
-        self.sd = dict(state_dict)   # name -> tensor
-        self.origin = origin         # for error messages: a file path or a description
+        self.sd = dict(state_dict)  # name -> tensor
+        self.origin = origin  # for error messages: a file path or a description
         self.missing, self.misshaped = [], []
 
     def has(self, key):
@@ -47,13 +48,17 @@ class Source:
         if self.missing:
             problems.append(f"missing {len(self.missing)} tensor(s): " + _short(self.missing))
         if self.misshaped:
-            problems.append(f"wrong shape/dtype for {len(self.misshaped)} tensor(s): " + _short(self.misshaped))
+            problems.append(
+                f"wrong shape/dtype for {len(self.misshaped)} tensor(s): " + _short(self.misshaped)
+            )
         if self.sd:
             problems.append(f"unexpected {len(self.sd)} tensor(s): " + _short(sorted(self.sd)))
         if problems:
             raise ConversionError(
-                f"{self.origin} does not match the expected Bark layout:\n  " + "\n  ".join(problems)
-                + "\nIs this the right checkpoint for the chosen model size (bark-small vs bark)?")
+                f"{self.origin} does not match the expected Bark layout:\n  "
+                + "\n  ".join(problems)
+                + "\nIs this the right checkpoint for the chosen model size (bark-small vs bark)?"
+            )
 
 
 def _short(names, n=8):

@@ -4,13 +4,14 @@ nanobark's names are the original's (nanoGPT's) without the `transformer.` prefi
 tables are generated from a nanobark model built on the meta device: whatever the model
 expects is exactly what gets looked up, with the shape it must have.
 """
+
 import re
 
 import torch
 
-from nanobark.config import GPTConfig
-from nanobark.fine import FineGPT
-from nanobark.gpt import GPT
+from ..config import GPTConfig
+from ..fine import FineGPT
+from ..gpt import GPT
 
 # nanobark name pattern -> transformers name (applied in order, first match only per rule)
 _TO_TRANSFORMERS = [
@@ -38,6 +39,12 @@ def suno_name(name):
     return name if name.startswith("lm_head") else "transformer." + name
 
 
+def suno_model_args(cfg: GPTConfig):
+    """The `model_args` of Suno's checkpoint (and its GPTConfig / FineGPTConfig keywords) for a nanobark config."""
+    keys = ("n_layer", "n_head", "n_embd", "block_size", "bias", "input_vocab_size", "output_vocab_size")
+    return {**{k: getattr(cfg, k) for k in keys}, "dropout": 0.0}
+
+
 def expected_shapes(cfg: GPTConfig, fine: bool):
     """{nanobark name: shape} of a GPT (or FineGPT) with this config, without allocating weights."""
     with torch.device("meta"):
@@ -63,6 +70,8 @@ def take_gpt(src, cfg: GPTConfig, fine: bool, rename, prefix=""):
             if src.has(key):
                 head = src.take(key, (cfg.output_vocab_size, cfg.n_embd))
                 if head is not None and emb is not None and not head.is_meta and not torch.equal(head, emb):
-                    src.misshaped.append(f"{key}: differs from the embedding it is tied to "
-                                         f"(nanobark ties fine head {i} to wtes.{i + cfg.n_codes_given})")
+                    src.misshaped.append(
+                        f"{key}: differs from the embedding it is tied to "
+                        f"(nanobark ties fine head {i} to wtes.{i + cfg.n_codes_given})"
+                    )
     return out

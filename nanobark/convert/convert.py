@@ -1,0 +1,288 @@
+"""Convert a Bark checkpoint directory into nanobark's layout.
+
+    nanobark.convert.convert(SRC, OUT)            # or, from a checkout: python weights_convert/convert.py SRC OUT
+
+SRC is a local directory holding either
+  * a Hugging Face snapshot of suno/bark-small or suno/bark (transformers layout): config.json and
+    model.safetensors or pytorch_model.bin, plus the tokenizer files and speaker_embeddings/; or
+  * Suno's original checkpoints text.pt/coarse.pt/fine.pt (small) or text_2.pt/coarse_2.pt/fine_2.pt
+    (large), plus the EnCodec 24 kHz weights: encodec_24khz-*.th (the encodec package's file) or a
+    facebook/encodec_24khz snapshot in SRC/encodec_24khz/.
+
+OUT receives config.json and one safetensors file per stage (semantic, coarse, fine, codec), so a
+stage can be loaded alone, plus the tokenizer and speaker-embedding files found in SRC. config.json
+is written last: a directory without it is an unfinished conversion.
+
+Nothing is ever unpickled beyond plain tensors (torch.load with weights_only=True).
+"""
+
+import glob
+import json
+import os
+import pickle
+import re
+import shutil
+import sys
+import zipfile
+
+import numpy as np
+import torch
+
+from ..checkpoint import FORMAT_VERSION, CheckpointError, read_safetensors
+from ..config import BarkConfig, CodecConfig, GPTConfig
+from ..files import write_atomic
+from .codec_keys import codec_from_encodec, codec_from_transformers
+from .gpt_keys import suno_name, take_gpt, transformers_name
+from .source import ConversionError, Source
+
+STAGES = ("semantic", "coarse", "fine", "codec")
+SUNO_FILES = {
+    "small": ("text.pt", "coarse.pt", "fine.pt"),
+    "large": ("text_2.pt", "coarse_2.pt", "fine_2.pt"),
+}
+HF_PREFIXES = {"semantic": "semantic.", "coarse": "coarse_acoustics.", "fine": "fine_acoustics."}
+HF_CONFIG_KEYS = {
+    "semantic": "semantic_config",
+    "coarse": "coarse_acoustics_config",
+    "fine": "fine_acoustics_config",
+}
+EXTRA_FILES = (
+    "vocab.txt",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "speaker_embeddings_path.json",
+)
+
+# Suno's checkpoints pickle a numpy scalar (best_val_loss). These globals rebuild plain numbers,
+# never code; they are the only ones allowed beyond torch's own tensor types.
+_scalar = (getattr(np, "_core", None) or np.core).multiarray.scalar
+_NUMPY_GLOBALS = [
+    (_scalar, "numpy.core.multiarray.scalar"),
+    (_scalar, "numpy._core.multiarray.scalar"),
+    np.dtype,
+    *{type(np.dtype(t)) for t in (np.float64, np.float32, np.int64)},
+]
+
+
+def _unpickler_reason(message):
+    """What torch's weights_only unpickler refused, e.g. "GLOBAL posix.system" (not its advice to turn it off)."""
+    found = re.search(r"GLOBAL [\w.]+", message) or re.search(r"Unsupported [^\n.]*", message)
+    return found.group(0) if found else "something that is not a plain tensor"
+
+
+def load_file(path):
+    """Read a tensor file safely: safetensors (header checked first), or a torch pickle of tensors and plain data."""
+    try:
+        if path.endswith(".safetensors"):
+            return read_safetensors(path)
+        with torch.serialization.safe_globals(_NUMPY_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except CheckpointError as e:
+        raise ConversionError(
+            f"{e}; the file is corrupt or truncated: delete it and download it again"
+        ) from None
+    except pickle.UnpicklingError as e:
+        raise ConversionError(
+            f"refusing to load {path}: it is a pickle that needs more than plain tensors to load, "
+            f"and loading it could run code (refused: {_unpickler_reason(str(e))}). Use the official checkpoint files, "
+            f"or re-save the tensors with safetensors."
+        ) from None
+    except Exception as e:  # truncated or corrupt files surface as many different errors
+        raise ConversionError(
+            f"cannot read {path}: the file is corrupt or truncated ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}). Delete it and download it again."
+        ) from None
+
+
+def _gpt_config(d, fine):
+    """A GPTConfig from a transformers sub-config dict (missing keys take transformers' defaults)."""
+    cfg = GPTConfig(
+        n_layer=d.get("num_layers", 12),
+        n_head=d.get("num_heads", 12),
+        n_embd=d.get("hidden_size", 768),
+        block_size=d.get("block_size", 1024),
+        input_vocab_size=d.get("input_vocab_size", 10048),
+        output_vocab_size=d.get("output_vocab_size", 10048),
+        bias=d.get("bias", True),
+    )
+    if fine:
+        cfg.n_codes_total, cfg.n_codes_given = d.get("n_codes_total", 8), d.get("n_codes_given", 1)
+    return cfg
+
+
+def _suno_config(args, fine):
+    args = dict(args)
+    if "input_vocab_size" not in args:  # the original's own fallback for old checkpoints
+        args["input_vocab_size"] = args["output_vocab_size"] = args["vocab_size"]
+    cfg = GPTConfig(
+        n_layer=args["n_layer"],
+        n_head=args["n_head"],
+        n_embd=args["n_embd"],
+        block_size=args["block_size"],
+        input_vocab_size=args["input_vocab_size"],
+        output_vocab_size=args["output_vocab_size"],
+        bias=args["bias"],
+    )
+    if fine:
+        cfg.n_codes_total, cfg.n_codes_given = args.get("n_codes_total", 8), args.get("n_codes_given", 1)
+    return cfg
+
+
+def from_transformers(state_dict, hf_config, origin):
+    """A transformers BarkModel state dict and its config.json dict -> (BarkConfig, {stage: state dict})."""
+    cfg = BarkConfig(
+        *(
+            _gpt_config(hf_config.get(HF_CONFIG_KEYS[s], {}), s == "fine")
+            for s in ("semantic", "coarse", "fine")
+        ),
+        CodecConfig(),
+    )
+    src = Source(state_dict, origin)
+    # the causal-mask buffers
+    src.discard(lambda k: k.endswith(".attn.bias") and not k.startswith("codec_model."))
+    states = {
+        s: take_gpt(src, getattr(cfg, s), s == "fine", transformers_name, HF_PREFIXES[s])
+        for s in ("semantic", "coarse", "fine")
+    }
+    states["codec"] = codec_from_transformers(src, cfg.codec, prefix="codec_model.")
+    src.finish()
+    return cfg, states
+
+
+def convert_transformers(src_dir):
+    """A transformers-layout snapshot directory -> (BarkConfig, {stage: state dict})."""
+    with open(os.path.join(src_dir, "config.json")) as f:
+        hf_config = json.load(f)
+    weights = [
+        p for p in ("model.safetensors", "pytorch_model.bin") if os.path.exists(os.path.join(src_dir, p))
+    ]
+    if not weights:
+        raise ConversionError(
+            f"{src_dir} has config.json but neither model.safetensors nor pytorch_model.bin"
+        )
+    path = os.path.join(src_dir, weights[0])
+    return from_transformers(load_file(path), hf_config, path)
+
+
+def _find_codec(src_dir):
+    """The codec weights beside Suno's checkpoints -> nanobark codec state dict."""
+    th = sorted(glob.glob(os.path.join(src_dir, "encodec_24khz*.th")))
+    snap = os.path.join(src_dir, "encodec_24khz")
+    cfg = CodecConfig()
+    if th:
+        src = Source(load_file(th[0]), th[0])
+        state = codec_from_encodec(src, cfg)
+    elif os.path.isdir(snap):
+        files = [
+            f for f in ("model.safetensors", "pytorch_model.bin") if os.path.exists(os.path.join(snap, f))
+        ]
+        if not files:
+            raise ConversionError(f"{snap} holds no model.safetensors or pytorch_model.bin")
+        path = os.path.join(snap, files[0])
+        src = Source(load_file(path), path)
+        state = codec_from_transformers(src, cfg, prefix="")
+    else:
+        raise ConversionError(
+            f"{src_dir} has Suno's checkpoints but no EnCodec weights: put encodec_24khz-d7cc33bc.th "
+            f"(from the encodec package's download) or a facebook/encodec_24khz snapshot in {snap}"
+        )
+    src.finish()
+    return cfg, state
+
+
+def convert_suno(src_dir, files):
+    states, cfgs = {}, {}
+    for stage, name in zip(("semantic", "coarse", "fine"), files):
+        path = os.path.join(src_dir, name)
+        ckpt = load_file(path)
+        if not isinstance(ckpt, dict) or "model" not in ckpt or "model_args" not in ckpt:
+            raise ConversionError(
+                f"{path} is not one of Suno's checkpoints (expected the keys 'model' and 'model_args')"
+            )
+        fine = stage == "fine"
+        cfgs[stage] = _suno_config(ckpt["model_args"], fine)
+        sd = {k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()}
+        src = Source(sd, path)
+        src.discard(lambda k: k.endswith(".attn.bias"))  # causal-mask buffers of the non-flash path
+        states[stage] = take_gpt(src, cfgs[stage], fine, suno_name)
+        src.finish()
+    codec_cfg, states["codec"] = _find_codec(src_dir)
+    return BarkConfig(cfgs["semantic"], cfgs["coarse"], cfgs["fine"], codec_cfg), states
+
+
+def read_checkpoint(src_dir):
+    """Detect the layout of `src_dir` and return (BarkConfig, {stage: nanobark state dict})."""
+    if not os.path.isdir(src_dir):
+        raise FileNotFoundError(f"checkpoint directory not found: {src_dir}")
+    if os.path.exists(os.path.join(src_dir, "semantic.safetensors")):
+        raise ConversionError(
+            f"{src_dir} holds nanobark's own converted files, not a Bark checkpoint to convert "
+            "(an unfinished or damaged conversion?); convert the original checkpoint again"
+        )
+    if os.path.exists(os.path.join(src_dir, "config.json")):
+        return convert_transformers(src_dir)
+    for files in SUNO_FILES.values():
+        if all(os.path.exists(os.path.join(src_dir, f)) for f in files):
+            return convert_suno(src_dir, files)
+    raise ConversionError(
+        f"{src_dir} is not a Bark checkpoint: expected config.json with model.safetensors or pytorch_model.bin "
+        f"(Hub layout of suno/bark-small or suno/bark), or Suno's text.pt/coarse.pt/fine.pt (or *_2.pt)."
+    )
+
+
+def convert(src_dir, out_dir):
+    """Convert `src_dir` into nanobark's layout at `out_dir`; returns out_dir.
+
+    Each file is written to a temporary name and renamed into place, config.json last, so an
+    interrupted conversion never looks finished.
+    """
+    from safetensors.torch import save_file
+
+    cfg, states = read_checkpoint(src_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    for stage in STAGES:
+        state = {k: v.contiguous() for k, v in states[stage].items()}
+        write_atomic(
+            os.path.join(out_dir, f"{stage}.safetensors"),
+            lambda tmp: save_file(state, tmp, metadata={"format": "pt"}),
+        )
+    for name in EXTRA_FILES:
+        if os.path.exists(os.path.join(src_dir, name)):
+            write_atomic(
+                os.path.join(out_dir, name), lambda tmp: shutil.copyfile(os.path.join(src_dir, name), tmp)
+            )
+    if os.path.isdir(os.path.join(src_dir, "speaker_embeddings")):
+        shutil.copytree(
+            os.path.join(src_dir, "speaker_embeddings"),
+            os.path.join(out_dir, "speaker_embeddings"),
+            dirs_exist_ok=True,
+        )
+    meta = {"format": "nanobark", "format_version": FORMAT_VERSION, **cfg.to_dict()}
+    write_atomic(
+        os.path.join(out_dir, "config.json"), lambda tmp: _write_text(tmp, json.dumps(meta, indent=2))
+    )
+    return out_dir
+
+
+def _write_text(path, text):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def main(argv=None):
+    import argparse
+
+    p = argparse.ArgumentParser(description="Convert a Bark checkpoint directory into nanobark's layout.")
+    p.add_argument(
+        "src", help="Hub snapshot of suno/bark-small or suno/bark, or a folder with Suno's .pt files"
+    )
+    p.add_argument("out", help="output directory")
+    args = p.parse_args(argv)
+    try:
+        convert(args.src, args.out)
+    except (ConversionError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"converted {args.src} -> {args.out}")
+    return 0

@@ -1,0 +1,107 @@
+"""Atomic writes: a file or a folder is written under a temporary name beside its target, then renamed.
+
+A crash, a kill or a full disk therefore never leaves a half-written file under the real name: readers
+see the old version or the new one. Files get the permissions the umask gives a new file (mkstemp's
+0600 would make a shared cache or a served file unreadable to others).
+"""
+
+import contextlib
+import os
+import shutil
+import tempfile
+
+try:
+    import fcntl
+except ImportError:  # Windows: no locks, so leftovers of killed folder writes are not cleaned up
+    fcntl = None
+
+TEMP_PREFIX = ".converting-"  # a folder being written (or killed): never mistaken for a finished one
+LOCK_FILE = ".lock"  # inside it, locked by the live writing process
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path, write):
+    """Call write(tmp_path) for a temporary file beside `path`, flush it to disk, rename it to `path`."""
+    path = os.fspath(path)
+    folder, name = os.path.split(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def _hold_lock(tmp):
+    """Put a locked tmp/.lock in place, held while the returned file stays open (the OS drops it if we are killed).
+
+    It is locked under another name and then renamed, so no other process ever sees it unlocked."""
+    if fcntl is None:
+        return None
+    f = open(os.path.join(tmp, LOCK_FILE + ".new"), "w")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX)
+    except OSError:  # a filesystem without locks: go on, the folder just cannot be told from a leftover
+        pass
+    os.rename(os.path.join(tmp, LOCK_FILE + ".new"), os.path.join(tmp, LOCK_FILE))
+    return f
+
+
+def remove_killed_folders(parent):
+    """Delete the temporary folders in `parent` whose lock nobody holds: their writer was killed."""
+    if fcntl is None or not os.path.isdir(parent):
+        return
+    for name in os.listdir(parent):
+        if not name.startswith(TEMP_PREFIX):
+            continue
+        try:  # never created here: a folder without a lock is just starting, or finishing
+            fd = os.open(os.path.join(parent, name, LOCK_FILE), os.O_WRONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+        except OSError:  # held: a live writer
+            pass
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def folder_atomic(target, is_finished):
+    """Yield a locked temporary folder beside `target`; on success it is renamed to `target`.
+
+    If another process finished `target` first (is_finished(target)), its copy is kept and ours dropped;
+    an unfinished folder in the way is replaced. Leftovers of killed writers are deleted first.
+    """
+    parent = os.path.dirname(os.path.abspath(target))
+    os.makedirs(parent, exist_ok=True)
+    remove_killed_folders(parent)
+    tmp, lock = tempfile.mkdtemp(dir=parent, prefix=TEMP_PREFIX), None
+    try:
+        lock = _hold_lock(tmp)
+        yield tmp
+        if lock is not None:
+            # still held through the open file until the rename is done
+            os.remove(os.path.join(tmp, LOCK_FILE))
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process finished first (or a stale unfinished folder is in the way)
+            if not is_finished(target):
+                shutil.rmtree(target, ignore_errors=True)
+                os.rename(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if lock is not None:
+            lock.close()

@@ -1,0 +1,107 @@
+"""The package's import graph, read from the source: no cycles, no lazy imports inside nanobark, layers one way.
+
+Needs nothing but the standard library, so it runs first and fast. The layers are the README's layout table.
+"""
+
+import ast
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGES = ("nanobark", "weights_convert")
+
+# lowest first: a module may import modules of its own layer or below, never above
+LAYERS = [
+    ("ground", ["nanobark.layout", "nanobark.config", "nanobark.files", "weights_convert.random_init"]),
+    ("models", ["nanobark.gpt", "nanobark.fine", "nanobark.codec", "nanobark.cpu_speed"]),
+    (
+        "algorithms",
+        [
+            "nanobark.sampling",
+            "nanobark.tokenizer",
+            "nanobark.voices",
+            "nanobark.generation",
+            "nanobark.checkpoint",
+            "nanobark.convert",
+            "nanobark.convert.convert",
+            "nanobark.convert.source",
+            "nanobark.convert.gpt_keys",
+            "nanobark.convert.codec_keys",
+        ],
+    ),
+    ("model files", ["nanobark.hub"]),
+    ("api", ["nanobark.bark"]),
+    ("jobs", ["nanobark.longform"]),
+    ("entry points", ["nanobark", "nanobark.convert.__main__", "weights_convert", "weights_convert.convert"]),
+]
+
+
+def modules():
+    """{dotted name: path} of every .py file under the packages."""
+    out = {}
+    for package in PACKAGES:
+        for folder, _, files in os.walk(os.path.join(ROOT, package)):
+            for f in files:
+                if f.endswith(".py"):
+                    rel = os.path.relpath(os.path.join(folder, f), ROOT)[:-3].replace(os.sep, ".")
+                    out[rel.removesuffix(".__init__")] = os.path.join(folder, f)
+    return out
+
+
+def imports(name, path, known):
+    """[(imported module, at module level?)] for the package modules that `name` imports."""
+    tree = ast.parse(open(path, encoding="utf-8").read())
+    top = set(map(id, tree.body))
+    package = name if path.endswith("__init__.py") else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
+            targets = [base] + [f"{base}.{a.name}" for a in node.names]
+        else:
+            continue
+        found += [(t, id(node) in top) for t in targets if t in known and t != name]
+    return found
+
+
+def graph():
+    known = modules()
+    return {name: imports(name, path, known) for name, path in known.items()}
+
+
+def test_every_module_has_a_layer():
+    placed = [m for _, names in LAYERS for m in names]
+    assert sorted(placed) == sorted(modules()), "add new modules to LAYERS (and to the README's layout table)"
+
+
+def test_no_import_cycles():
+    edges = {a: {b for b, _ in targets} for a, targets in graph().items()}
+    state, stack = {}, []
+
+    def visit(a):
+        state[a] = "open"
+        stack.append(a)
+        for b in sorted(edges[a]):
+            assert state.get(b) != "open", f"import cycle: {' -> '.join(stack[stack.index(b) :] + [b])}"
+            if b not in state:
+                visit(b)
+        state[a] = "done"
+        stack.pop()
+
+    for a in sorted(edges):
+        if a not in state:
+            visit(a)
+
+
+def test_imports_run_down_the_layers_at_module_level():
+    layer = {m: i for i, (_, names) in enumerate(LAYERS) for m in names}
+    for a, targets in graph().items():
+        for b, at_top in targets:
+            assert at_top, f"{a} imports {b} inside a function: package imports go at the top of the file"
+            assert layer[b] <= layer[a], (
+                f"{a} ({LAYERS[layer[a]][0]}) imports {b} ({LAYERS[layer[b]][0]}), a layer above it"
+            )

@@ -182,19 +182,9 @@ class Bark:
         history = np.stack([semantic_history(v) for v in voices])
         generators = self._generators(seed, len(texts))
         with self._stage("semantic", len(texts)) as model:
-            out = generate_semantic(
-                model,
-                text_ids,
-                history,
-                temp,
-                top_k,
-                top_p,
-                min_eos_p,
-                allow_early_stop,
-                max_duration_s,
-                generators,
-                _progress_bar(progress, "semantic"),
-            )
+            bar = _progress_bar(progress, "semantic")
+            out = generate_semantic(model, text_ids, history, temp, top_k, top_p, min_eos_p, allow_early_stop,
+                                    max_duration_s, generators, bar)  # fmt: skip
         return out[0] if single else out
 
     def semantic_to_coarse(
@@ -225,7 +215,7 @@ class Bark:
 
     @torch.no_grad()
     def decode(self, fine):
-        """(8, T) codes -> float32 audio of 320 * T samples at 24 kHz (a list of them for a list)."""
+        """(8, T) codes -> float32 audio of SAMPLES_PER_FRAME (320) * T samples at 24 kHz (a list for a list)."""
         fines, _, single = self._batch(fine, None, "code arrays")
         fines = [check_ids(f, "codes", CODEBOOK_SIZE, rows=(1, 8)) for f in fines]
         with self._stage("codec") as codec:

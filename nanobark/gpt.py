@@ -110,17 +110,11 @@ class GPT(nn.Module):
         c = self.config
         device = device or self.wte.weight.device
         dtype = dtype or self.wte.weight.dtype
+        shape = (batch_size, c.n_head, c.block_size, c.n_embd // c.n_head)
         for block in self.h:
-            cache = block.attn.cache
-            if (
-                cache is None
-                or cache.k.shape[0] != batch_size
-                or cache.k.dtype != dtype
-                or cache.k.device != device
-            ):
-                block.attn.cache = KVCache(
-                    batch_size, c.n_head, c.block_size, c.n_embd // c.n_head, device, dtype
-                )
+            old = block.attn.cache
+            if old is None or old.k.shape != shape or old.k.dtype != dtype or old.k.device != device:
+                block.attn.cache = KVCache(*shape, device, dtype)
 
     def clear_cache(self):
         for block in self.h:

@@ -7,7 +7,7 @@ The values are Suno's (bark/generation.py); every other module reads them from h
     coarse:   codebooks 0-1 of EnCodec at COARSE_RATE_HZ, flattened frame by frame into one stream:
               codebook k's code c is the id SEMANTIC_VOCAB_SIZE + k * CODEBOOK_SIZE + c
     fine:     all N_FINE codebooks, codes 0..1023, CODEBOOK_SIZE as the "not yet predicted" filler
-    audio:    320 samples per codec frame at SAMPLE_RATE (the codec's hop, its upsampling ratios multiplied)
+    audio:    SAMPLES_PER_FRAME samples per codec frame at SAMPLE_RATE
 """
 
 import numpy as np
@@ -40,6 +40,7 @@ MAX_SEMANTIC_HISTORY = int(np.floor(MAX_COARSE_HISTORY / COARSE_RATIO))
 FINE_WINDOW, FINE_STEP = 1024, 512  # the fine model sees 1024 frames at a time, advancing by 512
 FINE_HISTORY = 512  # voice frames kept in front of the codes
 SAMPLE_RATE = 24_000
+SAMPLES_PER_FRAME = 320  # the codec's hop: its upsampling ratios 8 x 5 x 4 x 2
 
 
 def check_ids(a, what, high, rows=None, error=ValueError):

@@ -34,30 +34,9 @@ SENTENCE_ENDS = ".!?…‼⁇⁈⁉。！？｡．؟۔।॥።"
 CLAUSE_ENDS = ",;:،؛，、；：､"
 CLOSERS = "\"'”’»›)]}」』）］｝〉》】〕"  # may follow an end mark: the cut goes after them
 OPENERS = "“‘«‹([{「『（［｛〈《【〔"  # a CJK cut never leaves one at the end of a segment
-ABBREVIATIONS = {
-    "mr",
-    "mrs",
-    "ms",
-    "mx",
-    "dr",
-    "prof",
-    "rev",
-    "sr",
-    "jr",
-    "st",
-    "mt",
-    "vs",
-    "etc",
-    "cf",
-    "approx",
-    "fig",
-    "vol",
-    "inc",
-    "ltd",
-    "co",
-    "corp",
-    "dept",
-}
+ABBREVIATIONS = set(
+    "mr mrs ms mx dr prof rev sr jr st mt vs etc cf approx fig vol inc ltd co corp dept".split()
+)
 # scripts written without spaces between words: Han, kana, CJK punctuation, full-width forms (not Hangul)
 _NOSPACE = re.compile("[\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef\U00020000-\U0003ffff]")
 _PROTECTED = re.compile(r"\[[^\[\]]*\]|♪[^♪]*♪")  # "[laughter]", "♪ lyrics ♪"

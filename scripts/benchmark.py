@@ -40,12 +40,12 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # nanobark and its converter, from a checkout
+from nanobark.layout import SAMPLE_RATE, SAMPLES_PER_FRAME, SEMANTIC_RATE_HZ  # noqa: E402
 
 SIZES = {"small": (12, 12, 768), "large": (24, 16, 1024), "tiny": (2, 2, 32)}  # layers, heads, hidden
 TEXT = "Hello, my dog is cute and the world is cute."
 N_SEMANTIC, N_COARSE, N_FRAMES = 150, 450, 225
-SAMPLE_RATE, SAMPLES_PER_FRAME = 24_000, 320
-MAX_DURATION_S = 149.5 / 49.9  # the semantic loop stops once 150 steps of 1/49.9 s exceed this
+MAX_DURATION_S = 149.5 / SEMANTIC_RATE_HZ  # the semantic loop stops once 150 steps of 1/49.9 s exceed this
 TEMPS = dict(semantic=0.7, coarse=0.7, fine=0.5)  # Suno's defaults
 VOICE = "v2/en_speaker_6"
 WORKLOADS = {"W": None, "V": VOICE}  # workload -> voice preset

@@ -105,3 +105,14 @@ def test_imports_run_down_the_layers_at_module_level():
             assert layer[b] <= layer[a], (
                 f"{a} ({LAYERS[layer[a]][0]}) imports {b} ({LAYERS[layer[b]][0]}), a layer above it"
             )
+
+
+def test_the_readme_layout_table_names_every_file():
+    """A newcomer follows the README's table: every module of the package has its line there."""
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    table = readme[readme.index("## Layout") :]
+    for name, path in modules().items():
+        rel = os.path.relpath(path, ROOT).replace(os.sep, "/")
+        folder = os.path.dirname(rel) + "/"
+        listed = f"`{rel}`" in table or (folder != "nanobark/" and f"`{folder}`" in table)
+        assert listed, f"{rel} is missing from the README's layout table"

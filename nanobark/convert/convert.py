@@ -32,7 +32,7 @@ from ..checkpoint import FORMAT_VERSION, CheckpointError, read_safetensors
 from ..config import BarkConfig, CodecConfig, GPTConfig
 from ..files import write_atomic
 from .codec_keys import codec_from_encodec, codec_from_transformers
-from .gpt_keys import suno_name, take_gpt, transformers_name
+from .gpt_keys import HF_ARGS, SUNO_ARGS, suno_name, take_gpt, transformers_name
 from .source import ConversionError, Source
 
 STAGES = ("semantic", "coarse", "fine", "codec")
@@ -97,15 +97,7 @@ def load_file(path):
 
 def _gpt_config(d, fine):
     """A GPTConfig from a transformers sub-config dict (missing keys take transformers' defaults)."""
-    cfg = GPTConfig(
-        n_layer=d.get("num_layers", 12),
-        n_head=d.get("num_heads", 12),
-        n_embd=d.get("hidden_size", 768),
-        block_size=d.get("block_size", 1024),
-        input_vocab_size=d.get("input_vocab_size", 10048),
-        output_vocab_size=d.get("output_vocab_size", 10048),
-        bias=d.get("bias", True),
-    )
+    cfg = GPTConfig(**{ours: d.get(theirs, default) for ours, (theirs, default) in HF_ARGS.items()})
     if fine:
         cfg.n_codes_total, cfg.n_codes_given = d.get("n_codes_total", 8), d.get("n_codes_given", 1)
     return cfg
@@ -115,15 +107,7 @@ def _suno_config(args, fine):
     args = dict(args)
     if "input_vocab_size" not in args:  # the original's own fallback for old checkpoints
         args["input_vocab_size"] = args["output_vocab_size"] = args["vocab_size"]
-    cfg = GPTConfig(
-        n_layer=args["n_layer"],
-        n_head=args["n_head"],
-        n_embd=args["n_embd"],
-        block_size=args["block_size"],
-        input_vocab_size=args["input_vocab_size"],
-        output_vocab_size=args["output_vocab_size"],
-        bias=args["bias"],
-    )
+    cfg = GPTConfig(**{k: args[k] for k in SUNO_ARGS})
     if fine:
         cfg.n_codes_total, cfg.n_codes_given = args.get("n_codes_total", 8), args.get("n_codes_given", 1)
     return cfg

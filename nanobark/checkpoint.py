@@ -104,7 +104,7 @@ def tensor_entry_problem(entry, data_bytes):
 
 
 def check_safetensors(path):
-    """Check a safetensors header against the file: raise CheckpointError naming the first bad tensor."""
+    """Check a safetensors header against the file -> the header; raise CheckpointError naming the first bad tensor."""
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         n = int.from_bytes(f.read(8), "little")
@@ -123,13 +123,59 @@ def check_safetensors(path):
         problem = None if name == "__metadata__" else tensor_entry_problem(entry, size - 8 - n)
         if problem:
             raise CheckpointError(f"{path}: tensor {name!r} {problem}")
+    return header
 
 
-def read_safetensors(path, device="cpu"):
-    """{name: tensor} of a safetensors file, its header checked first; any failure is a CheckpointError."""
+def _count(header, prefix):
+    """How many numbered blocks the header holds under `prefix` ("h." -> the N of every "h.N.")."""
+    return len({k[len(prefix) :].split(".", 1)[0] for k in header if k.startswith(prefix)})
+
+
+def _at_most(ours, theirs):
+    """Are the config's size(s) whole numbers no larger than the file's, one by one?"""
+    ours, theirs = (x if isinstance(x, (list, tuple)) else [x] for x in (ours, theirs))
+    return len(ours) == len(theirs) and all(type(o) is int and type(t) is int and 0 <= o <= t
+                                            for o, t in zip(ours, theirs))  # fmt: skip
+
+
+def size_problems(stage, cfg, header):
+    """The config's sizes that decide how much gets built, checked against the weights file's header first.
+
+    A config.json asking for 10^6 layers must be refused before 10^6 layers are built, so a config can
+    never make loading build more than the file holds; the shapes are compared after (state_problems).
+    """
+    shapes = {k: v.get("shape") for k, v in header.items() if k != "__metadata__"}
+    if stage == "codec":
+        sizes = {"len(ratios)": (len(cfg.ratios), _count(shapes, "ups.")),
+                 "lstm_layers": (cfg.lstm_layers, sum(k.startswith("lstm.weight_ih_l") for k in shapes)),
+                 "codebooks (n_codebooks, codebook_size, dimension)":
+                     ([cfg.n_codebooks, cfg.codebook_size, cfg.dimension], shapes.get("codebooks"))}  # fmt: skip
+    else:
+        wpe = shapes.get("wpe.weight") or [None, None]
+        sizes = {"n_layer": (cfg.n_layer, _count(shapes, "h.")), "block_size": (cfg.block_size, wpe[0]),
+                 "n_embd": (cfg.n_embd, wpe[1])}  # fmt: skip
+        if stage == "fine":
+            sizes["n_codes_total"] = (cfg.n_codes_total, _count(shapes, "wtes."))
+    # more than the file holds is refused here; less builds a smaller model, whose missing and unexpected
+    # tensors state_problems then names one by one
+    problems = [f"{name} is {ours} but the weights hold {theirs}" for name, (ours, theirs) in sizes.items()
+                if theirs is not None and not _at_most(ours, theirs)]  # fmt: skip
+    heads, width = getattr(cfg, "n_head", 1), getattr(cfg, "n_embd", 1)
+    if not (type(heads) is int and type(width) is int and 1 <= heads <= width and width % heads == 0):
+        problems.append(f"n_head {heads!r} does not divide n_embd {width!r}")
+    return problems
+
+
+def read_safetensors(path, device="cpu", expect=None):
+    """{name: tensor} of a safetensors file, its header checked first; any failure is a CheckpointError.
+
+    expect(header) -> list of problems is asked before any tensor is read (see size_problems)."""
     if not os.path.isfile(path):
         raise CheckpointError(f"{path} is missing")
-    check_safetensors(path)
+    header = check_safetensors(path)
+    problems = expect(header) if expect else []
+    if problems:
+        raise CheckpointError(f"{path} does not fit the model in config.json: {'; '.join(problems)}")
     try:
         return load_file(path, device=str(device))
     except Exception as e:  # what the header check does not look for, e.g. overlapping byte ranges
@@ -152,13 +198,13 @@ def state_problems(expected, state):
 def load_stage(path, stage, config=None, device="cpu", dtype=torch.float32):
     """Build one stage ('semantic', 'coarse', 'fine' or 'codec') and load its weights, in eval mode."""
     config = config or load_config(path)
-    with torch.device("meta"):
-        model = STAGE_CLASSES[stage](getattr(config, stage))
-    file = os.path.join(path, f"{stage}.safetensors")
-    try:
-        state = read_safetensors(file, device)
+    cfg, file = getattr(config, stage), os.path.join(path, f"{stage}.safetensors")
+    try:  # the header first: the model is built only once its sizes are known to fit the file
+        state = read_safetensors(file, device, expect=lambda header: size_problems(stage, cfg, header))
     except CheckpointError as e:
         raise CheckpointError(f"{e}; {_reconvert_hint(path)}") from None
+    with torch.device("meta"):
+        model = STAGE_CLASSES[stage](cfg)
     problems = state_problems(model.state_dict(), state)
     if problems:
         shown = "; ".join(problems[:5]) + (f"; ... ({len(problems) - 5} more)" if len(problems) > 5 else "")

@@ -10,15 +10,15 @@ at 24 kHz. Only the decode path is here (no encoder, no quantizer training state
 Every conv is causal (reflect-padded on the left) and plain: weight norm is folded at conversion.
 
 State-dict names (shapes for the default config):
-    codebooks                               (8, 1024, 128)   first n_codebooks RVQ codebooks
-    conv_in.{weight, bias}                  (512, 128, 7)
-    lstm.{weight_ih, weight_hh}_l{0,1}      (2048, 512)      nn.LSTM(512, 512, 2), gates i, f, g, o
-    lstm.{bias_ih, bias_hh}_l{0,1}          (2048,)
+    codebooks                            (8, 1024, 128)    first n_codebooks RVQ codebooks
+    conv_in.{weight, bias}               (512, 128, 7)
+    lstm.{weight_ih, weight_hh}_l{0,1}   (2048, 512)       nn.LSTM(512, 512, 2), gates i, f, g, o
+    lstm.{bias_ih, bias_hh}_l{0,1}       (2048,)
     ups.{0..3}.up.{weight, bias}         (C_in, C_out, 2r) ConvTranspose1d, C: 512 -> 256 -> 128 -> 64 -> 32
     ups.{0..3}.res.conv1.{weight, bias}  (C/2, C, 3)
     ups.{0..3}.res.conv2.{weight, bias}  (C, C/2, 1)
-    ups.{0..3}.res.shortcut.{weight, bias} (C, C, 1)
-    conv_out.{weight, bias}                 (1, 32, 7)
+    ups.{0..3}.res.shortcut.{w, b}       (C, C, 1)
+    conv_out.{weight, bias}              (1, 32, 7)
 """
 
 import math
@@ -84,7 +84,7 @@ class Codec(nn.Module):
         self.cfg = cfg
         # the codebooks are not trained by gradient (EnCodec keeps them as EMA buffers), so a buffer
         self.register_buffer("codebooks", torch.zeros(cfg.n_codebooks, cfg.codebook_size, cfg.dimension))
-        width = cfg.n_filters * 2 ** len(cfg.ratios)  # 512, halved by every stage
+        width = cfg.n_filters * 2 ** len(cfg.ratios)  # 512, halved by every upsampling block
         self.conv_in = CausalConv1d(cfg.dimension, width, cfg.kernel_size)
         self.lstm = nn.LSTM(width, width, cfg.lstm_layers)
         self.ups = nn.ModuleList(

@@ -41,9 +41,8 @@ def quantize_int8_(model):
     """Replace every nn.Linear of `model` (in place) with an int8 dynamic-quantized Linear; CPU only."""
     if next(model.parameters()).device.type != "cpu":
         raise ValueError("int8 quantization runs on the CPU only; load the model with device='cpu'")
-    with (
-        warnings.catch_warnings()
-    ):  # torch.ao marks its eager API deprecated in favour of the torchao package
+    # torch.ao marks its eager API deprecated in favour of the torchao package
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 

@@ -7,6 +7,7 @@ see the old version or the new one. Files get the permissions the umask gives a 
 
 import contextlib
 import os
+import secrets
 import shutil
 import tempfile
 
@@ -19,23 +20,16 @@ TEMP_PREFIX = ".converting-"  # a folder being written (or killed): never mistak
 LOCK_FILE = ".lock"  # inside it, locked by the live writing process
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_atomic(path, write):
     """Call write(tmp_path) for a temporary file beside `path`, flush it to disk, rename it to `path`."""
     path = os.fspath(path)
     folder, name = os.path.split(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))  # the kernel applies the umask
     try:
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

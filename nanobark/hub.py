@@ -125,11 +125,14 @@ def resolve(name_or_path):
                     f"{name_or_path} is not a Bark checkpoint on the Hugging Face Hub "
                     f"({type(e).__name__}); use {' or '.join(HUB_MODELS)}"
                 ) from None
+            cached = f"no copy is cached at {target}"
+            if is_converted(target):  # converted by an older nanobark: it cannot be used as it is
+                cached = f"the copy cached at {target} is of an older format"
             raise ConnectionError(
-                f"could not download {name_or_path} from the Hugging Face Hub ({type(e).__name__}), and no converted "
-                f"copy is cached at {target}. Either connect to the internet once, or download the snapshot "
-                f"yourself (config.json, pytorch_model.bin or model.safetensors, vocab.txt, "
-                f"speaker_embeddings_path.json and speaker_embeddings/) into a folder and pass that folder, "
+                f"could not download {name_or_path} from the Hugging Face Hub ({type(e).__name__}), and {cached}. "
+                "Either connect to the internet once, or download the snapshot yourself (config.json, "
+                "pytorch_model.bin or model.safetensors, vocab.txt, speaker_embeddings_path.json and "
+                "speaker_embeddings/) into a folder and pass that folder, "
                 f"or run: python -m nanobark.convert SNAPSHOT {target}"
             ) from None
         convert_once(snapshot, target)

@@ -1,6 +1,7 @@
 """Bark's token layout: every id, offset, rate and window size, in one place, and the one check of token arrays.
 
-The values are Suno's (bark/generation.py); every other module reads them from here.
+The values are Suno's (bark/generation.py); the stages, the tokenizer, voices, long form and the scripts read
+them from here. (The model shapes, vocabulary sizes included, are in config.py: they belong to a checkpoint.)
 
     text:     BERT ids + TEXT_OFFSET, cut to TEXT_LENGTH, padded with TEXT_PAD          (256,)
     semantic: ids 0..9999 at SEMANTIC_RATE_HZ; SEMANTIC_PAD pads the voice history and is the EOS logit
@@ -54,10 +55,12 @@ def check_ids(a, what, high, rows=None, error=ValueError):
         raise error(f"{what} is not a rectangular array ({e})") from None
     if isinstance(rows, int):
         rows = (rows, rows)
-    lo_rows, hi_rows = rows or (None, None)
-    shape = (
-        "(S,)" if rows is None else f"({lo_rows}, T)" if lo_rows == hi_rows else f"({lo_rows}..{hi_rows}, T)"
-    )
+    if rows is None:
+        shape = "(S,)"
+    else:
+        shape = f"({rows[0]}, T)" if rows[0] == rows[1] else f"({rows[0]}..{rows[1]}, T)"
+    if a.size == 0:
+        raise error(f"{what} is empty, expected {shape} with at least one step")
     if a.dtype.kind not in "iu":
         if a.dtype.kind == "f" and np.isnan(a).any():
             raise error(f"{what} holds NaN; it should hold integer token ids")
@@ -67,8 +70,6 @@ def check_ids(a, what, high, rows=None, error=ValueError):
         )
     if a.ndim != (1 if rows is None else 2) or (rows is not None and not rows[0] <= a.shape[0] <= rows[1]):
         raise error(f"{what} has shape {a.shape}, expected {shape}")
-    if a.size == 0:
-        raise error(f"{what} is empty, expected {shape} with at least one step")
     lo, top = int(a.min()), int(a.max())
     if lo < 0 or top >= high:
         raise error(f"{what} values must lie in 0..{high - 1}, found {lo}..{top}")

@@ -35,7 +35,7 @@ def top_p_filter(logits, top_p):
 
 def top_k_filter(logits, top_k):
     """Keep the top_k logits per row (and any ties with the k-th); the rest become -inf."""
-    kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+    kth = torch.topk(logits, min(int(top_k), logits.shape[-1]), dim=-1).values[:, -1:]  # top_k=2.0 is 2
     return logits.masked_fill(logits < kth, -float("inf"))
 
 
@@ -92,10 +92,14 @@ def check_temperature(temp, name="temperature", allow_none=False):
     if temp is None and allow_none:
         return None
     if temp is None or not _number(name, temp) > 0:
-        raise ValueError(
-            f"{name} must be > 0, got {temp}"
-            + (" (use None for argmax)" if allow_none else " (use top_k=1 for greedy decoding)")
+        hint = (
+            ""
+            if name.startswith("--")
+            else " (use None for argmax)"
+            if allow_none
+            else " (top_k=1 is greedy)"
         )
+        raise ValueError(f"{name} must be > 0, got {temp}{hint}")
     return temp
 
 

@@ -42,8 +42,12 @@ def validate_voice(prompt, name="voice") -> dict:
     semantic = check_ids(
         prompt["semantic_prompt"], f"{name}: semantic_prompt", SEMANTIC_VOCAB_SIZE, error=VoiceError
     )
-    coarse = check_ids(prompt["coarse_prompt"], f"{name}: coarse_prompt", CODEBOOK_SIZE, N_COARSE, VoiceError)
-    fine = check_ids(prompt["fine_prompt"], f"{name}: fine_prompt", CODEBOOK_SIZE, N_FINE, VoiceError)
+    coarse = check_ids(
+        prompt["coarse_prompt"], f"{name}: coarse_prompt", CODEBOOK_SIZE, rows=N_COARSE, error=VoiceError
+    )
+    fine = check_ids(
+        prompt["fine_prompt"], f"{name}: fine_prompt", CODEBOOK_SIZE, rows=N_FINE, error=VoiceError
+    )
     if coarse.shape[1] != fine.shape[1]:
         raise VoiceError(
             f"{name}: coarse_prompt has {coarse.shape[1]} frames but fine_prompt {fine.shape[1]}; "

@@ -260,9 +260,8 @@ def step_bytes(model, head_rows=None):
         if callable(getattr(m, "weight", None)):  # an int8 Linear keeps its weight packed, not as a Parameter
             tensors.append(m.weight())
         n = sum(t.numel() * t.element_size() for t in tensors)
-        if (
-            head_rows and getattr(m, "out_features", None) == model.config.output_vocab_size
-        ):  # the output head
+        # the output head
+        if head_rows and getattr(m, "out_features", None) == model.config.output_vocab_size:
             n = n * head_rows // m.out_features
         total += n
     return total

@@ -320,9 +320,8 @@ def teacher_forced_top1(bark, sem, coarse, voice, fine_in):
         for a in ([sem_hist, sem], [coarse_hist, gen.flatten_codebooks(coarse)])
     )
     n_hist = len(coarse_hist)
-    for start in range(
-        0, N_COARSE, lay.COARSE_WINDOW
-    ):  # each window from its own context, as when generating
+    # each window from its own context, as when generating
+    for start in range(0, N_COARSE, lay.COARSE_WINDOW):
         ctx = gen.coarse_context(sem_t, flat[: n_hist + start], start, len(sem_hist))
         steps = flat[n_hist + start : n_hist + start + lay.COARSE_WINDOW]
         logits = m(torch.cat([ctx, steps[:-1]])[None])[0, len(ctx) - 1 :]

@@ -169,9 +169,8 @@ def main(argv=None):
             write_audio(args.out, audio, bark.sample_rate)
             n_samples = len(audio)
     except BrokenPipeError:
-        os.dup2(
-            os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno()
-        )  # no second error when Python flushes at exit
+        # no second error when Python flushes at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         print("error: the program reading standard output stopped reading", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

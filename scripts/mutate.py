@@ -53,6 +53,11 @@ CODEC, TOK, SAMP = "tests/test_codec.py", "tests/test_tokenizer.py", "tests/test
 G, S, C = "nanobark/generation.py", "nanobark/sampling.py", "nanobark/codec.py"
 T, L, B = "nanobark/tokenizer.py", "nanobark/longform.py", "nanobark/bark.py"
 LAYOUT = "nanobark/layout.py"
+GPT, CKPT, HUB = "nanobark/gpt.py", "nanobark/checkpoint.py", "nanobark/hub.py"
+GPT_TESTS, FAST = "tests/test_gpt.py", "tests/test_fast.py"
+RELIABILITY = "tests/test_reliability.py::test_"
+RELIABILITY_SIZES = RELIABILITY + "a_config_asking_for_more_than_the_weights_hold_is_refused_before_building"
+RELIABILITY_FORMAT = RELIABILITY + "a_folder_of_an_older_format_is_refused_and_the_cache_converts_it_again"
 M = Mutant
 
 # one mutant, two lines: the formatter leaves the table alone
@@ -153,6 +158,23 @@ MUTANTS = [
       "seed=0 is taken as no seed: draws come from the global RNG", (GEN, API, BATCH)),
     M("bark_stage_reseed", B, "top_k, top_p, seed=generators,", "top_k, top_p, seed=seed,",
       "the coarse stage restarts each sample's stream instead of continuing it", (GEN, API, BATCH)),
+    # ---- the reshaped model and loading code (added after the reshape)
+    M("gpt_mask_strict", GPT, "mask = k <= q", "mask = k < q",
+      "the causal mask hides each token from itself", (GPT_TESTS, FAST)),
+    M("gpt_pad_no_self", GPT, "| (k == q)  # (B, 1, T, S)", " # (B, 1, T, S)",
+      "a padding query attends to nothing (NaN that spreads)", (FAST, BATCH)),
+    M("gpt_forward_keys", GPT, "self._run(x, slots, start + T, pad", "self._run(x, slots, start + T - 1, pad",
+      "the eager path reads one cache slot too few", (GPT_TESTS, FAST)),
+    M("gpt_fixed_no_pad", GPT, "attention_mask(slots, self.config.block_size, pad)",
+      "attention_mask(slots, self.config.block_size, None)", "the fixed-shape step ignores left padding", (FAST,)),
+    M("ckpt_sizes_unchecked", CKPT, "if theirs is not None and not _at_most(ours, theirs)]", "if False]",
+      "config sizes are not checked against the weights file's header", (RELIABILITY_SIZES,)),
+    M("hub_old_format_kept", HUB, "if not is_current(target):  # missing", "if not is_converted(target):  # missing",
+      "a cached conversion of an older format is used as it is", (RELIABILITY_FORMAT,)),
+    M("ids_top_inclusive", LAYOUT, "if lo < 0 or top >= high:", "if lo < 0 or top > high:",
+      "a token id equal to the vocabulary size passes the check", ("tests/test_voices.py",)),
+    M("voice_ratio_check", "nanobark/voices.py", "!= 1.5:", "!= 1.4:",
+      "the coarse/semantic ratio check of voices is wrong", ("tests/test_voices.py",)),
 ]
 # fmt: on
 

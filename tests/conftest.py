@@ -172,7 +172,7 @@ def hf_snapshot(hf_bark, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def converted(hf_snapshot, tmp_path_factory):
-    from nanobark.convert.convert import convert
+    from nanobark.convert.folder import convert
 
     return convert(hf_snapshot, str(tmp_path_factory.mktemp("converted")))
 

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from nanobark.checkpoint import is_converted, load_config, load_stage
 from nanobark.config import PRESETS
-from nanobark.convert.convert import convert, from_transformers, main
+from nanobark.convert.folder import convert, from_transformers, main
 from nanobark.convert.gpt_keys import suno_model_args, suno_name
 from nanobark.convert.source import ConversionError
 

@@ -19,8 +19,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from nanobark import Bark
-from nanobark.checkpoint import CheckpointError, is_converted, load_stage
-from nanobark.convert.convert import convert, from_transformers
+from nanobark.checkpoint import CheckpointError, is_converted, is_current, load_stage
+from nanobark.convert.folder import convert, from_transformers
 from nanobark.convert.source import ConversionError
 from nanobark.hub import convert_once
 from nanobark.voices import PresetIndex, VoiceError, load_voice
@@ -244,6 +244,57 @@ def test_int_tensor_in_source_is_named(hf_bark, hf_snapshot):
         ConversionError, match="coarse_acoustics.lm_head.weight: dtype torch.int64, expected a float"
     ):
         from_transformers(sd, json.load(open(os.path.join(hf_snapshot, "config.json"))), "model.safetensors")
+
+
+ABSURD_CONFIG = """
+import json, os, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (4 * 2**30, 4 * 2**30))  # a runaway build fails here, not the machine
+path, stage, field, value = sys.argv[1:5]
+with open(os.path.join(path, "config.json")) as f:
+    config = json.load(f)
+config[stage][field] = eval(value)  # a Python expression: "10**6", "[2] * 10**5"
+with open(os.path.join(path, "config.json"), "w") as f:
+    json.dump(config, f)
+from nanobark import Bark
+try:
+    Bark.from_pretrained(path, device="cpu")
+except Exception as e:
+    print(type(e).__name__, e)
+"""
+
+
+@pytest.mark.parametrize("stage, field, value, said", [
+    ("semantic", "n_layer", "10**6", "n_layer is 1000000 but the weights hold 2"),
+    ("fine", "n_codes_total", "10**6", "n_codes_total is 1000000 but the weights hold 8"),
+    ("coarse", "n_head", "3", "n_head 3 does not divide n_embd 32"),
+    ("codec", "ratios", "[2] * 10**5", "len(ratios) is 100000 but the weights hold 4"),
+])  # fmt: skip
+def test_a_config_asking_for_more_than_the_weights_hold_is_refused_before_building(
+    converted, tmp_path, stage, field, value, said
+):
+    """The sizes in config.json are checked against the weights file's header before anything is built."""
+    shutil.copytree(converted, tmp_path / "m")
+    args = [sys.executable, "-c", ABSURD_CONFIG, str(tmp_path / "m"), stage, field, value]
+    p = subprocess.run(args, env=ENV, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and p.stdout.startswith("CheckpointError"), p.stdout + p.stderr[-2000:]
+    assert said in p.stdout and f"{stage}.safetensors" in p.stdout
+
+
+def test_a_folder_of_an_older_format_is_refused_and_the_cache_converts_it_again(
+    converted, hf_snapshot, tmp_path
+):
+    old = tmp_path / "old"
+    shutil.copytree(converted, old)
+    config = json.loads((old / "config.json").read_text())
+    (old / "config.json").write_text(json.dumps(dict(config, format_version=1)))
+    with pytest.raises(
+        CheckpointError, match=r"converted by another nanobark \(format 1; this one reads format 2\)"
+    ):
+        Bark.from_pretrained(str(old), device="cpu")
+    cached = tmp_path / "cache" / "suno--bark-small"  # as the Hub path leaves it after an upgrade of nanobark
+    shutil.copytree(old, cached)
+    assert convert_once(hf_snapshot, str(cached)) == str(cached) and is_current(str(cached))
+    assert json.loads((cached / "config.json").read_text())["format_version"] == 2
 
 
 def test_damaged_config_json_says_reconvert(converted, tmp_path):

@@ -1,6 +1,7 @@
 """The package's import graph, read from the source: no cycles, no lazy imports inside nanobark, layers one way.
 
-Needs nothing but the standard library, so it runs first and fast. The layers are the README's layout table.
+Needs nothing but the standard library. The layers below are the README's layout table's, grouped as the
+code has them; lazy imports of other packages (huggingface_hub, safetensors' writer, tqdm) are allowed.
 """
 
 import ast
@@ -22,7 +23,7 @@ LAYERS = [
             "nanobark.generation",
             "nanobark.checkpoint",
             "nanobark.convert",
-            "nanobark.convert.convert",
+            "nanobark.convert.folder",
             "nanobark.convert.source",
             "nanobark.convert.gpt_keys",
             "nanobark.convert.codec_keys",
@@ -48,23 +49,40 @@ def modules():
 
 
 def imports(name, path, known):
-    """[(imported module, at module level?)] for the package modules that `name` imports."""
+    """[(imported module, at module level?)] for the package modules that `name` imports.
+
+    Importing a.b.c runs a/__init__.py and a/b/__init__.py first, so the packages around an imported module
+    count as imported too, unless `name` lives inside them (its own packages are already running).
+    "At module level" means outside any function or class: a top-level `try:` or `if` still counts.
+    """
     tree = ast.parse(open(path, encoding="utf-8").read())
-    top = set(map(id, tree.body))
     package = name if path.endswith("__init__.py") else name.rpartition(".")[0]
     found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            targets = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join(parent + ([base] if base else []))
-            targets = [base] + [f"{base}.{a.name}" for a in node.names]
-        else:
-            continue
-        found += [(t, id(node) in top) for t in targets if t in known and t != name]
+
+    def visit(node, nested):
+        for child in ast.iter_child_nodes(node):
+            inner = nested or isinstance(
+                child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+            )
+            if isinstance(child, ast.Import):
+                targets = [a.name for a in child.names]
+            elif isinstance(child, ast.ImportFrom):
+                base = child.module or ""
+                if child.level:
+                    parent = package.split(".")[: len(package.split(".")) - child.level + 1]
+                    base = ".".join(parent + ([base] if base else []))
+                targets = [base] + [f"{base}.{a.name}" for a in child.names]
+            else:
+                visit(child, inner)
+                continue
+            for t in targets:
+                parts = t.split(".")
+                for k in range(1, len(parts) + 1):
+                    m = ".".join(parts[:k])
+                    if m in known and m != name and not (k < len(parts) and name.startswith(m + ".")):
+                        found.append((m, not nested))
+
+    visit(tree, False)
     return found
 
 

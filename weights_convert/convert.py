@@ -10,7 +10,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
-from nanobark.convert.convert import main  # noqa: E402
+from nanobark.convert.folder import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -21,8 +21,7 @@ def randomize_(model, std=0.05):
         elif "parametrizations" not in name and "weight_v" not in name and "lstm" not in name:
             p.normal_(0.0, std)
     for name, b in model.named_buffers():
-        if name.endswith(
-            "codebook.embed"
-        ):  # transformers' "...codebook.embed", encodec's "..._codebook.embed"
+        # transformers' "...codebook.embed", encodec's "..._codebook.embed"
+        if name.endswith("codebook.embed"):
             b.normal_(0.0, 1.0)
     return model

@@ -4,13 +4,13 @@ The runtime owns the converter, key tables included: `Bark.from_pretrained` conv
 use, so an installed nanobark must be able to convert without a checkout. weights_convert/convert.py (in a
 checkout) is only a command-line entry to `convert`.
 
-    convert.py      find the layout, read the files safely, write the converted folder
+    folder.py       find the layout, read the files safely, write the converted folder
     gpt_keys.py     the three GPTs' names: nanobark <- transformers, nanobark <- Suno
     codec_keys.py   EnCodec's decoder names, weight norm folded
     source.py       the source state dict, taken from key by key, with one report of what did not fit
 """
 
-from .convert import convert, from_transformers, read_checkpoint
+from .folder import convert, from_transformers, main, read_checkpoint
 from .source import ConversionError
 
-__all__ = ["ConversionError", "convert", "from_transformers", "read_checkpoint"]
+__all__ = ["ConversionError", "convert", "from_transformers", "main", "read_checkpoint"]

@@ -1,6 +1,7 @@
 """Convert a Bark checkpoint directory into nanobark's layout.
 
-    nanobark.convert.convert(SRC, OUT)            # or, from a checkout: python weights_convert/convert.py SRC OUT
+    nanobark.convert.convert(SRC, OUT)
+    python -m nanobark.convert SRC OUT           # the same, from the shell
 
 SRC is a local directory holding either
   * a Hugging Face snapshot of suno/bark-small or suno/bark (transformers layout): config.json and
@@ -257,7 +258,10 @@ def _write_text(path, text):
 def main(argv=None):
     import argparse
 
-    p = argparse.ArgumentParser(description="Convert a Bark checkpoint directory into nanobark's layout.")
+    prog = "python -m nanobark.convert" if sys.argv[0].endswith("__main__.py") else None
+    p = argparse.ArgumentParser(
+        prog=prog, description="Convert a Bark checkpoint directory into nanobark's layout."
+    )
     p.add_argument(
         "src", help="Hub snapshot of suno/bark-small or suno/bark, or a folder with Suno's .pt files"
     )

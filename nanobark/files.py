@@ -72,12 +72,25 @@ def remove_killed_folders(parent):
             os.close(fd)
 
 
+def _swap_in(tmp, target, parent):
+    """Put folder tmp at target, where a folder already is: the old one is renamed away first, then deleted.
+
+    A crash in between leaves no folder at target (never a mix), and the old one under a temporary name with
+    an unlocked lock file, which the next writer deletes (remove_killed_folders)."""
+    old = os.path.join(parent, f"{TEMP_PREFIX}old-{secrets.token_hex(4)}")
+    open(os.path.join(target, LOCK_FILE), "w").close()
+    os.rename(target, old)
+    os.rename(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 @contextlib.contextmanager
-def folder_atomic(target, is_finished):
+def folder_atomic(target, is_finished, replace=False):
     """Yield a locked temporary folder beside `target`; on success it is renamed to `target`.
 
-    If another process finished `target` first (is_finished(target)), its copy is kept and ours dropped;
-    an unfinished folder in the way is replaced. Leftovers of killed writers are deleted first.
+    A folder already at `target` is replaced if `replace`, or if it is not is_finished(target); otherwise
+    (another process finished first) it is kept and ours dropped. Either way `target` holds one whole
+    folder, never a mix of two. Leftovers of killed writers are deleted first.
     """
     parent = os.path.dirname(os.path.abspath(target))
     os.makedirs(parent, exist_ok=True)
@@ -91,10 +104,9 @@ def folder_atomic(target, is_finished):
             os.remove(os.path.join(tmp, LOCK_FILE))
         try:
             os.rename(tmp, target)
-        except OSError:  # another process finished first (or a stale unfinished folder is in the way)
-            if not is_finished(target):
-                shutil.rmtree(target, ignore_errors=True)
-                os.rename(tmp, target)
+        except OSError:  # a folder is in the way: an older one, a stale unfinished one, or another process's
+            if replace or not is_finished(target):
+                _swap_in(tmp, target, parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         if lock is not None:

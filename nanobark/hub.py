@@ -13,7 +13,7 @@ import os
 import shutil
 
 from .checkpoint import is_converted, is_current
-from .convert import convert
+from .convert.folder import write_converted
 from .files import folder_atomic
 
 HUB_MODELS = ("suno/bark-small", "suno/bark")
@@ -38,7 +38,7 @@ def convert_once(src_dir, target):
     """Convert src_dir into target unless a finished conversion is already there; returns target."""
     if not is_current(target):  # missing, unfinished, or converted by another nanobark: (re)convert
         with folder_atomic(target, is_current) as tmp:
-            convert(src_dir, tmp)
+            write_converted(src_dir, tmp)
     return target
 
 

@@ -40,7 +40,7 @@ def test_from_pretrained_snapshot_converts_once(hf_snapshot, cache, monkeypatch)
     def no_second_conversion(*a, **k):
         raise AssertionError("converted twice")
 
-    monkeypatch.setattr(hub, "convert", no_second_conversion)
+    monkeypatch.setattr(hub, "write_converted", no_second_conversion)
     second = Bark.from_pretrained(hf_snapshot, device="cpu")
     a = first.generate("Hello dog", voice="v2/en_speaker_6", seed=3, max_duration_s=0.3)
     b = second.generate("Hello dog", voice="v2/en_speaker_6", seed=3, max_duration_s=0.3)

@@ -443,6 +443,72 @@ def leftovers(folder):
     return sorted(n for n in os.listdir(folder) if n.startswith(".converting-"))
 
 
+def files_of(folder):
+    """{name: (inode, mtime)} of a folder's files: the very same files, not only the same bytes."""
+    return {n: (os.stat(os.path.join(folder, n)).st_ino, os.stat(os.path.join(folder, n)).st_mtime_ns)
+            for n in sorted(os.listdir(folder))}  # fmt: skip
+
+
+def test_an_interrupted_reconversion_leaves_the_earlier_conversion_whole(hf_snapshot, tmp_path, monkeypatch):
+    """Converting again into a finished folder and failing half-way: the old folder is untouched (no mix)."""
+    import safetensors.torch
+
+    out = convert(hf_snapshot, str(tmp_path / "out"))
+    before = files_of(out)
+    real_save, calls = safetensors.torch.save_file, []
+
+    def save_then_fail(state, path, metadata=None):  # the first stage file written, then a crash
+        calls.append(path)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        real_save(state, path, metadata)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", save_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        convert(hf_snapshot, out)
+    assert files_of(out) == before and os.listdir(tmp_path) == ["out"]  # same files, no leftover beside it
+    monkeypatch.setattr(safetensors.torch, "save_file", real_save)
+    convert(hf_snapshot, out)  # and a finished reconversion replaces it whole
+    assert is_current(out) and files_of(out) != before and os.listdir(tmp_path) == ["out"]
+
+
+FULL_DISK_AT_CONFIG = """
+import json, resource, signal, sys
+sys.path.insert(0, sys.argv[1])
+import nanobark.convert.folder as folder
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as on a full disk
+real_dumps = json.dumps
+
+def dumps_then_disk_full(*a, **k):  # called for config.json only, the last file written
+    resource.setrlimit(resource.RLIMIT_FSIZE, (16, resource.RLIM_INFINITY))
+    return real_dumps(*a, **k)
+
+folder.json.dumps = dumps_then_disk_full
+try:
+    folder.convert(sys.argv[2], sys.argv[3])
+    print("converted")
+except OSError as e:
+    print("OSError", e.errno)
+"""
+
+
+def test_a_full_disk_at_the_last_write_fails_and_leaves_nothing_finished(hf_snapshot, tmp_path):
+    out = tmp_path / "out"
+    p = subprocess.run([sys.executable, "-c", FULL_DISK_AT_CONFIG, ROOT, hf_snapshot, str(out)], env=ENV,
+                       capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert p.stdout.strip() == "OSError 27", p.stdout + p.stderr[-2000:]  # EFBIG, not "converted"
+    assert not out.exists() and os.listdir(tmp_path) == []  # nothing that looks finished, no temp folder
+    assert is_current(convert(hf_snapshot, str(out)))  # and the next run recovers
+
+
+@pytest.mark.parametrize("out", [".", "inner", ".."])
+def test_converting_into_the_source_or_around_it_is_refused(hf_snapshot, out):
+    before = sorted(os.listdir(hf_snapshot))
+    with pytest.raises(ConversionError, match="would replace the source"):
+        convert(hf_snapshot, os.path.join(hf_snapshot, out))
+    assert sorted(os.listdir(hf_snapshot)) == before
+
+
 def test_killed_conversion_is_redone_and_its_leftovers_removed(hf_snapshot, tmp_path):
     cache, started = tmp_path / "cache", tmp_path / "started"
     target = cache / "model"

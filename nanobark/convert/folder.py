@@ -29,9 +29,9 @@ import zipfile
 import numpy as np
 import torch
 
-from ..checkpoint import FORMAT_VERSION, CheckpointError, read_safetensors
+from ..checkpoint import FORMAT_VERSION, CheckpointError, is_converted, read_safetensors
 from ..config import BarkConfig, CodecConfig, GPTConfig
-from ..files import write_atomic
+from ..files import folder_atomic, write_atomic
 from .codec_keys import codec_from_encodec, codec_from_transformers
 from .gpt_keys import HF_ARGS, SUNO_ARGS, suno_name, take_gpt, transformers_name
 from .source import ConversionError, Source
@@ -219,13 +219,26 @@ def read_checkpoint(src_dir):
 def convert(src_dir, out_dir):
     """Convert `src_dir` into nanobark's layout at `out_dir`; returns out_dir.
 
-    Each file is written to a temporary name and renamed into place, config.json last, so an
-    interrupted conversion never looks finished.
+    The whole folder is written beside `out_dir` and renamed into place (files.folder_atomic), so an
+    interrupted or failed conversion leaves `out_dir` as it was, and one that replaces an earlier conversion
+    never leaves a mix of the two.
     """
+    src, out = (os.path.realpath(p) for p in (src_dir, out_dir))
+    if src == out or out.startswith(src + os.sep) or src.startswith(out + os.sep):
+        raise ConversionError(f"cannot convert {src_dir} into {out_dir}: the output would replace the source "
+                              "(or a folder holding it); choose an output folder outside the source")  # fmt: skip
+    cfg, states = read_checkpoint(src_dir)
+    with folder_atomic(out_dir, is_converted, replace=True) as tmp:
+        write_converted(src_dir, tmp, cfg, states)
+    return out_dir
+
+
+def write_converted(src_dir, out_dir, cfg=None, states=None):
+    """Write the converted files of `src_dir` into the (empty) folder `out_dir`, config.json last."""
     from safetensors.torch import save_file
 
-    cfg, states = read_checkpoint(src_dir)
-    os.makedirs(out_dir, exist_ok=True)
+    if states is None:
+        cfg, states = read_checkpoint(src_dir)
     for stage in STAGES:
         state = {k: v.contiguous() for k, v in states[stage].items()}
         write_atomic(

@@ -20,7 +20,7 @@ from .hub import resolve
 from .layout import CODEBOOK_SIZE, SAMPLE_RATE, SEMANTIC_VOCAB_SIZE, check_ids
 from .sampling import check_max_duration, check_sampling
 from .tokenizer import Tokenizer, normalize_text, text_prompt
-from .voices import PresetIndex, VoiceError, load_voice, save_voice
+from .voices import PresetIndex, VoiceError, is_voice_file, load_voice, save_voice
 
 DTYPES = {
     "float32": torch.float32,
@@ -126,7 +126,7 @@ class Bark:
 
     def load_voice(self, voice):
         """A preset name, a .npz path or a dict -> validated dict of int64 arrays (None stays None)."""
-        if isinstance(voice, str) and not voice.endswith(".npz") and self.presets is None:
+        if isinstance(voice, str) and not is_voice_file(voice) and self.presets is None:
             raise VoiceError(
                 f"voice {voice!r} looks like a preset name, but this model has no "
                 "speaker_embeddings_path.json; pass a .npz path or a dict instead"

@@ -30,8 +30,9 @@ SNAPSHOT_FILES = (
 
 
 def cache_root():
-    default = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "nanobark")
-    return os.environ.get("NANOBARK_CACHE", default)
+    """$NANOBARK_CACHE, else $XDG_CACHE_HOME/nanobark, else ~/.cache/nanobark (an empty variable counts as unset)."""
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return os.environ.get("NANOBARK_CACHE") or os.path.join(xdg, "nanobark")
 
 
 def convert_once(src_dir, target):

@@ -67,6 +67,11 @@ def draw(probs, generator=None):
     With a generator, argmax(p / E), E ~ Exp(1): the very computation torch.multinomial(probs, 1) does on
     the CPU, so a generator seeded like the global one gives the same tokens.
     """
+    if not bool(torch.isfinite(probs).all()):  # a seeded draw would silently turn NaN into token 0
+        raise FloatingPointError(
+            "the sampling probabilities hold NaN or Inf: the model's weights may be damaged, or the temperature "
+            "is so small that logits / temperature overflows (use a temperature of 0.01 or more, or top_k=1)"
+        )
     if generator is None:
         return torch.multinomial(probs.reshape(-1, probs.shape[-1]), num_samples=1).view(probs.shape[:-1])
     q = torch.empty_like(probs).exponential_(1, generator=generator)

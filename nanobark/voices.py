@@ -81,13 +81,18 @@ def _np_load(path):
         raise VoiceError(f"{path} is not a readable numpy .npz/.npy file ({e})") from None
 
 
+def is_voice_file(voice):
+    """A path (os.PathLike, or a str ending in .npz, any case) rather than a preset name."""
+    return isinstance(voice, os.PathLike) or (isinstance(voice, str) and voice.lower().endswith(".npz"))
+
+
 def load_voice(voice, presets=None):
     """None, a dict, a path to a Suno `.npz`, or a preset name looked up in `presets` -> validated dict (or None)."""
     if voice is None:
         return None
     if isinstance(voice, Mapping):
         return validate_voice(voice, "voice dict")
-    if isinstance(voice, os.PathLike) or (isinstance(voice, str) and voice.endswith(".npz")):
+    if is_voice_file(voice):
         return validate_voice(_np_load(os.fspath(voice)), os.fspath(voice))
     if isinstance(voice, str):
         if presets is None:
@@ -105,7 +110,7 @@ def load_voice(voice, presets=None):
 def save_voice(path, semantic, coarse, fine) -> str:
     """Write a voice as a Suno-style `.npz` (".npz" is appended if missing); returns the path written."""
     path = os.fspath(path)
-    path = path if path.endswith(".npz") else path + ".npz"
+    path = path if path.lower().endswith(".npz") else path + ".npz"
     arrays = validate_voice({"semantic_prompt": semantic, "coarse_prompt": coarse, "fine_prompt": fine}, path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):

@@ -297,6 +297,35 @@ def test_a_folder_of_an_older_format_is_refused_and_the_cache_converts_it_again(
     assert json.loads((cached / "config.json").read_text())["format_version"] == 2
 
 
+@pytest.mark.parametrize("damage", ["temperature", "weights"])
+def test_nan_probabilities_stop_with_an_error_instead_of_token_0(converted, damage, monkeypatch):
+    """A temperature that overflows the logits, or a NaN weight: seeded sampling used to draw token 0 silently."""
+    bark = Bark.from_pretrained(converted, device="cpu")
+    kwargs = dict(seed=0, max_duration_s=0.2)
+    if damage == "temperature":
+        kwargs["text_temp"] = 1e-39
+    else:
+        with torch.no_grad():
+            bark.models["coarse"].lm_head.weight[10_500, 0] = float("nan")
+    with pytest.raises(
+        FloatingPointError, match="NaN or Inf: the model's weights may be damaged, or the temperature"
+    ):
+        bark.generate("Hello", **kwargs)
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"NANOBARK_CACHE": "", "XDG_CACHE_HOME": ""}, "~/.cache/nanobark"),
+    ({"NANOBARK_CACHE": "", "XDG_CACHE_HOME": "/x/cache"}, "/x/cache/nanobark"),
+    ({"NANOBARK_CACHE": "/y/nb", "XDG_CACHE_HOME": ""}, "/y/nb"),
+])  # fmt: skip
+def test_an_empty_cache_variable_counts_as_unset(env, expected, monkeypatch):
+    from nanobark.hub import cache_root
+
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert cache_root() == os.path.expanduser(expected)  # never "" (the working directory)
+
+
 def test_damaged_config_json_says_reconvert(converted, tmp_path):
     path = tmp_path / "m"
     shutil.copytree(converted, path, ignore=shutil.ignore_patterns("*.safetensors"))

@@ -326,3 +326,11 @@ def test_save_rejects_bad_voice_and_missing_folder(tmp_path):
     assert os.listdir(tmp_path) == []
     with pytest.raises(VoiceFileNotFoundError, match="does not exist"):
         save_voice(tmp_path / "no" / "v.npz", *parts(raw))
+
+
+def test_a_voice_file_is_found_whatever_the_case_of_its_extension(tmp_path):
+    raw = suno_npz("en_speaker_6")
+    path = save_voice(tmp_path / "Me.NPZ", *parts(raw))
+    assert path == str(tmp_path / "Me.NPZ") and os.listdir(tmp_path) == ["Me.NPZ"]  # not "Me.NPZ.npz"
+    for key, value in load_voice(path).items():  # a file path, not "an unknown preset"
+        np.testing.assert_array_equal(value, raw[key])

@@ -6,11 +6,13 @@
     python scripts/generate.py --file story.txt --long --continuity previous --out story.wav
     python scripts/generate.py --file story.txt --stream --out - | aplay -f S16_LE -r 24000
 
-Exit codes: 0 done, 1 the generation failed, 2 bad arguments (checked before any work starts).
+Exit codes: 0 done, 1 the generation failed, 2 bad arguments (checked before any work starts), 130 / 143 / 129
+interrupted by Ctrl-C / SIGTERM / SIGHUP (nothing half-written is left).
 """
 
 import argparse
 import os
+import signal
 import sys
 import time
 
@@ -154,8 +156,23 @@ def audio_chunks(bark, args):
     return [bark.generate(args.text, voice=args.voice, **kwargs)]
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the program is, so that it cleans up (temporary files) as on Ctrl-C."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _stop(signum, frame):
+    raise Stopped(signum)
+
+
 def main(argv=None):
     args = parse_args(argv)
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):  # no SIGHUP on Windows
+        if sig is not None:
+            signal.signal(sig, _stop)
     try:
         t0 = time.perf_counter()
         bark = Bark.from_pretrained(args.model, device=args.device, dtype=args.dtype, offload=args.offload)
@@ -173,10 +190,10 @@ def main(argv=None):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         print("error: the program reading standard output stopped reading", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         done = "the audio streamed so far was written" if args.out == "-" else "nothing was written"
         print(f"interrupted; {done}", file=sys.stderr)
-        return 130
+        return 128 + getattr(e, "signum", signal.SIGINT)
     except Exception as e:
         if args.debug:
             raise

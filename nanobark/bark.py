@@ -33,6 +33,23 @@ DTYPES = {
 STAGES = ("semantic", "coarse", "fine", "codec")
 
 
+def check_device(device):
+    """A torch.device this torch build can run nanobark on, or one ValueError saying how to get one."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"{device!r} is not a device ({e}); use cpu, cuda, cuda:1, ... or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but torch sees no CUDA GPU; use device='cpu', or install a "
+                         "CUDA build of torch on a machine with an NVIDIA GPU (pytorch.org/get-started)")  # fmt: skip
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device 'mps' was asked for but this torch build has no MPS: it needs Apple silicon and "
+                         "macOS 12.3 or later, with the standard macOS torch wheel; use device='cpu'")  # fmt: skip
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {device.type!r} is not supported: nanobark runs on cpu, cuda or mps")
+    return device
+
+
 def _progress_bar(enabled, desc):
     """A progress(done, total) callback drawing a tqdm bar that closes when done == total, or None."""
     if not enabled:
@@ -72,9 +89,7 @@ class Bark:
         compile: capture the one-token decode step with torch.compile (CUDA graphs on a GPU).
         int8: int8 Linear weights for the three GPTs, for faster CPU decoding (see cpu_speed.py).
         """
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' was asked for but torch sees no CUDA GPU; use device='cpu'")
+        device = check_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if isinstance(dtype, str):
             if dtype not in DTYPES:
                 raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")

@@ -26,6 +26,7 @@ from nanobark.sampling import check_max_duration, check_min_eos_p, check_tempera
 from nanobark.tokenizer import normalize_text  # noqa: E402
 
 FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
+MAX_TEXT_CHARS = 1_000_000  # a long book; more is read no further (--file /dev/zero would fill the memory)
 
 
 def checked(convert, check, flag):
@@ -87,13 +88,15 @@ def parse_args(argv):
     try:
         if args.file:
             with open(args.file, encoding="utf-8") as f:
-                args.text = f.read()
+                args.text = f.read(MAX_TEXT_CHARS + 1)
         elif args.text in (None, "-"):
             if sys.stdin is None or sys.stdin.isatty():
                 p.error("no text given: pass it as an argument, with --file, or on standard input")
-            args.text = sys.stdin.read()
+            args.text = sys.stdin.read(MAX_TEXT_CHARS + 1)
     except (OSError, UnicodeDecodeError) as e:
         p.error(f"cannot read the text: {e}")
+    if len(args.text) > MAX_TEXT_CHARS:
+        p.error(f"the text is over {MAX_TEXT_CHARS:,} characters; split it and speak it in several runs")
     if not args.text.strip():
         p.error("the text is empty")
     if (args.continuity or args.silence is not None) and not (args.long or args.stream):

@@ -430,6 +430,10 @@ def test_preset_typo_lists_the_right_name_before_any_forward(bark, forwards, mon
         (dict(dtype="float64"), "unknown dtype 'float64'; use one of float32"),
         (dict(dtype="fp8"), "unknown dtype 'fp8'"),
         (dict(device="cuda"), "no CUDA GPU; use device='cpu'"),
+        (dict(device="mps"), "no MPS: it needs Apple silicon"),  # was: a "corrupt model, delete it" message
+        (dict(device="meta"), "device 'meta' is not supported"),
+        (dict(device="xpu"), "device 'xpu' is not supported"),
+        (dict(device="gpu"), "'gpu' is not a device"),
     ],
 )
 def test_bad_from_pretrained_arguments_fail_before_loading(kwargs, said, converted, monkeypatch):
@@ -661,6 +665,12 @@ def test_usage_errors_exit_2_with_one_message(args, said, capsys):
     assert ": error: " in err.splitlines()[-1] and re.search(
         said, err.splitlines()[-1]
     )  # after the usage lines
+
+
+def test_an_endless_text_file_is_a_usage_error_not_a_full_memory(capsys):
+    with pytest.raises(SystemExit) as e:
+        load_cli().parse_args(["--file", "/dev/zero"])  # before: read until memory ran out
+    assert e.value.code == 2 and "the text is over 1,000,000 characters" in capsys.readouterr().err
 
 
 def test_unreadable_text_file_is_a_usage_error(tmp_path, capsys):

@@ -19,6 +19,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
 from nanobark import Bark  # noqa: E402
+from nanobark.bark import check_device  # noqa: E402
 from nanobark.files import write_atomic  # noqa: E402
 from nanobark.layout import TEXT_LENGTH  # noqa: E402
 from nanobark.longform import check_silence, generate_long, stream  # noqa: E402
@@ -99,6 +100,11 @@ def parse_args(argv):
         p.error(f"the text is over {MAX_TEXT_CHARS:,} characters; split it and speak it in several runs")
     if not args.text.strip():
         p.error("the text is empty")
+    if args.device:
+        try:  # before anything is loaded: a device this torch cannot use is a usage error
+            check_device(args.device)
+        except ValueError as e:
+            p.error(str(e))
     if (args.continuity or args.silence is not None) and not (args.long or args.stream):
         p.error("--continuity and --silence apply to long-form generation; add --long (or --stream)")
     if args.out == "-":

@@ -655,6 +655,8 @@ def test_failed_write_keeps_the_old_output(fault, code, converted, tmp_path, mon
         (["--dtype", "float64"], "invalid choice: 'float64'"),
         (["--seed", "x"], "invalid int value: 'x'"),
         (["--bogus"], "unrecognized arguments: --bogus"),
+        (["--device", "mps"], "no MPS: it needs Apple silicon"),  # was exit 1, after loading
+        (["--device", "gpu"], "'gpu' is not a device"),
     ],
 )
 def test_usage_errors_exit_2_with_one_message(args, said, capsys):
@@ -691,16 +693,19 @@ def test_runtime_failures_exit_1_with_one_line_and_a_traceback_only_with_debug(c
     marker.unlink()
     evil = npz_voice(tmp_path / "evil.npz", semantic_prompt=trap)
     base = [GENERATE, "Hello", "--model", converted, "--out", tmp_path / "x.wav", "--quiet"]
+    damaged = shutil.copytree(converted, tmp_path / "damaged")  # a runtime failure: found only when loading
+    with open(damaged / "coarse.safetensors", "r+b") as f:
+        f.truncate(1000)
     procs = {
         "plain": python(*base, "--voice", evil),
-        "debug": python(*base, "--device", "cuda", "--debug", env={**ENV, "CUDA_VISIBLE_DEVICES": ""}),
+        "debug": python(*base[:3], damaged, *base[4:], "--debug"),
     }
     errs = {k: p.communicate(timeout=120)[1] for k, p in procs.items()}
     assert [p.returncode for p in procs.values()] == [1, 1], errs
     assert errs["plain"].startswith(f"error: {evil} holds pickled data") and "never loaded" in errs["plain"]
     assert "Traceback" not in errs["plain"] and len(errs["plain"].strip().splitlines()) == 1
-    assert "Traceback" in errs["debug"] and "ValueError: device 'cuda' was asked for" in errs["debug"]
-    assert not marker.exists() and sorted(os.listdir(tmp_path)) == ["evil.npz", "payload.npy"]
+    assert "Traceback" in errs["debug"] and "CheckpointError: " in errs["debug"] and "coarse" in errs["debug"]
+    assert not marker.exists() and sorted(os.listdir(tmp_path)) == ["damaged", "evil.npz", "payload.npy"]
 
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM", "SIGHUP"])

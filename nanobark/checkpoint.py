@@ -30,17 +30,20 @@ class CheckpointError(ValueError):
     """A weights file that is damaged, tampered with, or does not fit the model."""
 
 
-def converted_version(path):
-    """The format version of a finished conversion at `path` (config.json is written last), else None."""
-    cfg = os.path.join(path, "config.json")
-    if not os.path.isfile(cfg):
-        return None
+def _finished_config(path):
+    """The config.json of a finished conversion at `path` as a dict (config.json is written last), else None."""
     try:
-        with open(cfg) as f:
+        with open(os.path.join(path, "config.json")) as f:
             meta = json.load(f)
-        return meta.get("format_version", 1) if meta.get("format") == "nanobark" else None
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError):
         return None
+    return meta if isinstance(meta, dict) and meta.get("format") == "nanobark" else None
+
+
+def converted_version(path):
+    """The format version of a finished conversion at `path`, else None."""
+    meta = _finished_config(path)
+    return None if meta is None else meta.get("format_version", 1)
 
 
 def is_converted(path):
@@ -61,13 +64,12 @@ def _reconvert_hint(path):
 
 
 def load_config(path) -> BarkConfig:
-    if not is_converted(path):
+    d = _finished_config(path)  # read once: the config and its format version
+    if d is None:
         raise FileNotFoundError(
             f"{path} is not a nanobark checkpoint (no config.json written by nanobark.convert); "
             f"convert one with: python -m nanobark.convert SRC {path}"
         )
-    with open(os.path.join(path, "config.json")) as f:
-        d = json.load(f)
     try:
         config = BarkConfig.from_dict(d)
     except (KeyError, TypeError, ValueError) as e:
@@ -75,9 +77,10 @@ def load_config(path) -> BarkConfig:
             f"{path}/config.json does not describe a Bark model ({type(e).__name__}: {e}); "
             + _reconvert_hint(path)
         ) from None
-    if not is_current(path):
+    version = d.get("format_version", 1)
+    if version != FORMAT_VERSION:
         raise CheckpointError(
-            f"{path} was converted by another nanobark (format {converted_version(path)}; this one "
+            f"{path} was converted by another nanobark (format {version}; this one "
             f"reads format {FORMAT_VERSION}); " + _reconvert_hint(path)
         )
     return config

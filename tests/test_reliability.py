@@ -52,6 +52,13 @@ def wait_for(condition, timeout=60):
         time.sleep(0.05)
 
 
+def speak(model, out, seed, *args, **kw):
+    """scripts/generate.py speaking one sentence with `model` into `out`, as a running process."""
+    return python(
+        GENERATE, "Hello, my dog is cute", "--model", model, "--out", out, "--seed", seed, *args, **kw
+    )
+
+
 def python(*args, **kw):
     return subprocess.Popen(
         [sys.executable, *map(str, args)],
@@ -716,19 +723,7 @@ def test_ctrl_c_sigterm_or_sighup_mid_generation_stops_cleanly(converted, tmp_pa
     out.write_bytes(b"old audio")
     bars_on = {k: v for k, v in ENV.items() if k not in ("HF_HUB_DISABLE_PROGRESS_BARS", "TQDM_DISABLE")}
     with open(err, "w") as f:  # no --max-duration: minutes of generation, unless stopped
-        p = python(
-            GENERATE,
-            "Hello, my dog is cute",
-            "--model",
-            converted,
-            "--out",
-            out,
-            "--seed",
-            "0",
-            stdout=subprocess.DEVNULL,
-            stderr=f,
-            env=bars_on,
-        )
+        p = speak(converted, out, 0, stdout=subprocess.DEVNULL, stderr=f, env=bars_on)
     try:
         wait_for(
             lambda: "semantic" in err.read_text() or p.poll() is not None
@@ -750,22 +745,17 @@ def test_ctrl_c_sigterm_or_sighup_mid_generation_stops_cleanly(converted, tmp_pa
 def test_same_seed_gives_identical_bytes_in_two_processes(converted, tmp_path):
     outs = [tmp_path / f"run{i}.wav" for i in range(2)]
     procs = [
-        python(
-            GENERATE,
-            "Hello, my dog is cute",
-            "--model",
+        speak(
             converted,
-            "--out",
             out,
-            "--seed",
-            "7",
+            7,
             "--voice",
             "v2/en_speaker_6",
             "--max-duration",
             "0.1",
             "--quiet",
             env={**ENV, "PYTHONHASHSEED": str(i)},
-        )
+        )  # fmt: skip
         for i, out in enumerate(outs)
     ]
     results = [p.communicate(timeout=300) for p in procs]

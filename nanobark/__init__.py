@@ -1,22 +1,44 @@
-"""nanobark: Suno's Bark text-to-audio model in minimal, readable PyTorch."""
+"""nanobark: Suno's Bark text-to-audio model in minimal, readable PyTorch.
 
-from .bark import Bark
-from .config import PRESETS, BarkConfig, CodecConfig, GPTConfig
-from .layout import SAMPLE_RATE
-from .longform import generate_long, split_text, stream
-from .voices import load_voice, save_voice
+The names below are imported on first use (PEP 562), so that `import nanobark` is instant and the
+`nanobark` command can answer --help, or a Ctrl-C, before torch has loaded.
+"""
+
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
-__all__ = [
-    "Bark",
-    "BarkConfig",
-    "CodecConfig",
-    "GPTConfig",
-    "PRESETS",
-    "SAMPLE_RATE",
-    "generate_long",
-    "load_voice",
-    "save_voice",
-    "split_text",
-    "stream",
-]
+_WHERE = {  # public name -> the module that defines it
+    "Bark": "bark",
+    "BarkConfig": "config",
+    "CodecConfig": "config",
+    "GPTConfig": "config",
+    "PRESETS": "config",
+    "SAMPLE_RATE": "layout",
+    "generate_long": "longform",
+    "load_voice": "voices",
+    "save_voice": "voices",
+    "split_text": "longform",
+    "stream": "longform",
+}
+__all__ = sorted(_WHERE)
+
+if TYPE_CHECKING:  # for readers and tools: what the lazy names are
+    from .bark import Bark  # noqa: F401
+    from .config import PRESETS, BarkConfig, CodecConfig, GPTConfig  # noqa: F401
+    from .layout import SAMPLE_RATE  # noqa: F401
+    from .longform import generate_long, split_text, stream  # noqa: F401
+    from .voices import load_voice, save_voice  # noqa: F401
+
+
+def __getattr__(name):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'nanobark' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value  # once
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -13,14 +13,17 @@ import os
 import numpy as np
 import torch
 
-from .checkpoint import load_config, load_stage
+from .audio import load_clip
+from .checkpoint import load_config, load_encoder, load_hubert, load_quantizer, load_stage
+from .cloning import clone
 from .cpu_speed import lay_out_weights, quantize_int8_
 from .generation import generate_coarse, generate_fine, generate_semantic, semantic_history
-from .hub import resolve
+from .hub import cloning_weights, resolve
 from .layout import CODEBOOK_SIZE, SAMPLE_RATE, SEMANTIC_VOCAB_SIZE, check_ids
-from .sampling import check_max_duration, check_sampling
+from .progress import counter, progress_bar
+from .sampling import check_max_duration, check_sampling, check_seed
 from .tokenizer import Tokenizer, normalize_text, text_prompt
-from .voices import PresetIndex, VoiceError, is_voice_file, load_voice, save_voice
+from .voices import PresetIndex, VoiceError, find_voice_file, load_voice, save_voice
 
 DTYPES = {
     "float32": torch.float32,
@@ -50,28 +53,19 @@ def check_device(device):
     return device
 
 
-def _progress_bar(enabled, desc):
-    """A progress(done, total) callback drawing a tqdm bar that closes when done == total, or None."""
-    if not enabled:
-        return None
-    from huggingface_hub.utils import tqdm  # tqdm comes with huggingface_hub
-
-    bar = tqdm(total=0, desc=desc, leave=False, dynamic_ncols=True)
-
-    def progress(done, total):
-        bar.total = total
-        bar.update(done - bar.n)
-        if done >= total:
-            bar.close()
-
-    return progress
+def _progress_bar(progress, desc, unit):
+    """progress=True: a bar per stage on stderr; "transient": bars that vanish when done (long form draws its
+    own around them); False: none. -> a progress(done, total) callback, or None."""
+    return progress_bar(desc, unit, transient=progress == "transient") if progress else None
 
 
 class Bark:
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, models, tokenizer, presets=None, device="cpu", dtype=torch.float32, offload=False):
+    def __init__(self, models, tokenizer, presets=None, device="cpu", dtype=torch.float32, offload=False,
+                 path=None):  # fmt: skip
         self.models = models  # {"semantic", "coarse", "fine", "codec"}: nn.Modules
+        self.path = path  # the converted folder, where voice cloning finds the EnCodec encoder
         self.tokenizer = tokenizer
         self.presets = presets  # a PresetIndex, or None
         self.device = torch.device(device)
@@ -115,7 +109,7 @@ class Bark:
         if compile:
             for s in ("semantic", "coarse"):
                 models[s].compile_step()
-        return cls(models, Tokenizer.from_dir(path), presets, device, dtype, offload)
+        return cls(models, Tokenizer.from_dir(path), presets, device, dtype, offload, path)
 
     # -------------------------------------------------------------- plumbing
 
@@ -141,7 +135,7 @@ class Bark:
 
     def load_voice(self, voice):
         """A preset name, a .npz path or a dict -> validated dict of int64 arrays (None stays None)."""
-        if isinstance(voice, str) and not is_voice_file(voice) and self.presets is None:
+        if isinstance(voice, str) and find_voice_file(voice) is None and self.presets is None:
             raise VoiceError(
                 f"voice {voice!r} looks like a preset name, but this model has no "
                 "speaker_embeddings_path.json; pass a .npz path or a dict instead"
@@ -178,9 +172,8 @@ class Bark:
             if len(seed) != n or not all(isinstance(g, torch.Generator) for g in seed):
                 raise ValueError(f"seed must be an int, None, or a list of {n} torch.Generator")
             return list(seed)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise ValueError(f"seed must be an int or None, got {seed!r}")
-        return [torch.Generator(device=self.device).manual_seed(int(seed) + i) for i in range(n)]
+        seed = check_seed(seed, n=n)
+        return [torch.Generator(device=self.device).manual_seed(seed + i) for i in range(n)]
 
     # -------------------------------------------------------------- the stages
     # Each takes one item or a list (a batch); `voice` is one voice or one per item; `seed` is None,
@@ -197,7 +190,7 @@ class Bark:
         history = np.stack([semantic_history(v) for v in voices])
         generators = self._generators(seed, len(texts))
         with self._stage("semantic", len(texts)) as model:
-            bar = _progress_bar(progress, "semantic")
+            bar = _progress_bar(progress, "semantic", "tokens")
             out = generate_semantic(model, text_ids, history, temp, top_k, top_p, min_eos_p, allow_early_stop,
                                     max_duration_s, generators, bar)  # fmt: skip
         return out[0] if single else out
@@ -212,7 +205,14 @@ class Bark:
         generators = self._generators(seed, len(semantics))
         with self._stage("coarse", len(semantics)) as model:
             out = generate_coarse(
-                model, semantics, voices, temp, top_k, top_p, generators, _progress_bar(progress, "coarse")
+                model,
+                semantics,
+                voices,
+                temp,
+                top_k,
+                top_p,
+                generators,
+                _progress_bar(progress, "coarse", "tokens"),
             )
         return out[0] if single else out
 
@@ -225,7 +225,9 @@ class Bark:
             raise ValueError("all coarse arrays of a batch must have the same number of codebooks")
         generators = self._generators(seed, len(coarses))
         with self._stage("fine", len(coarses)) as model:
-            out = generate_fine(model, coarses, voices, temp, generators, _progress_bar(progress, "fine"))
+            out = generate_fine(
+                model, coarses, voices, temp, generators, _progress_bar(progress, "fine", "windows")
+            )
         return out[0] if single else out
 
     @torch.no_grad()
@@ -283,6 +285,30 @@ class Bark:
         else:
             out = audio
         return out[0] if single else out
+
+    def clone_voice(self, audio, sample_rate=None, quantizer=None, hubert=None, progress=False):
+        """A recording of someone speaking -> a voice dict, usable anywhere a preset is (and by save_voice).
+
+        audio: a file soundfile reads (wav, flac, ogg; any channels and sample rate; only its last 30 s are
+        read), or an array of samples with its sample_rate. 5-12 s of clean speech by one speaker, ending at
+        the end of a sentence, work best. The first call downloads and converts HuBERT base and the community's
+        semantic quantizer once (hub.cloning_weights); `quantizer` and `hubert` may name other files or
+        folders (e.g. a quantizer trained for another language: the default one is English).
+        """
+        wav24, wav16 = load_clip(audio, sample_rate)  # the recording is checked before any model is loaded
+        if self.path is None:
+            raise ValueError("this Bark was built without a model folder; load it with Bark.from_pretrained")
+        advance = counter("cloning", "step", 2) if progress else lambda n=1: None
+        hubert_dir, quantizer_dir = cloning_weights(quantizer, hubert)  # downloaded and converted once
+        models = (
+            load_encoder(self.path, device=self.device),
+            load_hubert(hubert_dir, device=self.device),
+            load_quantizer(quantizer_dir, device=self.device),
+        )
+        advance()
+        voice = clone(wav24, wav16, *models)
+        advance()
+        return voice
 
     def save_voice(self, path, full):
         """Save the dict returned by generate(..., output_full=True) as a reusable .npz voice prompt."""

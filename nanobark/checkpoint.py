@@ -1,4 +1,6 @@
-"""Read a directory written by nanobark.convert: config.json plus one safetensors file per stage.
+"""Read a directory written by nanobark.convert: config.json plus one safetensors file per stage,
+and the EnCodec encoder (encoder.safetensors) that only voice cloning reads; and voice cloning's other two
+models, each a file of its own (hubert.safetensors, quantizer.safetensors: nanobark.convert.cloning).
 
 The files are not trusted: every safetensors header is checked against the file's size before any
 tensor is read, and every tensor against the shape and kind the model expects, so a damaged or
@@ -10,12 +12,16 @@ import math
 import os
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
-from .codec import Codec
-from .config import BarkConfig
+from .codec import Codec, Encoder
+from .config import BarkConfig, HubertConfig
 from .fine import FineGPT
 from .gpt import GPT
+from .hubert import Hubert
+from .layout import SEMANTIC_VOCAB_SIZE
+from .quantizer import SemanticQuantizer, quantizer_config
 
 STAGE_CLASSES = {"semantic": GPT, "coarse": GPT, "fine": FineGPT, "codec": Codec}
 DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
@@ -58,7 +64,7 @@ def is_current(path):
 
 def _reconvert_hint(path):
     return (
-        f"delete {path} and convert again (python -m nanobark.convert SRC {path}); "
+        f"delete {path} and convert again (nanobark convert SRC {path}); "
         "a model in nanobark's cache is re-converted by the next from_pretrained"
     )
 
@@ -68,7 +74,7 @@ def load_config(path) -> BarkConfig:
     if d is None:
         raise FileNotFoundError(
             f"{path} is not a nanobark checkpoint (no config.json written by nanobark.convert); "
-            f"convert one with: python -m nanobark.convert SRC {path}"
+            f"convert one with: nanobark convert SRC {path}"
         )
     try:
         config = BarkConfig.from_dict(d)
@@ -148,7 +154,10 @@ def size_problems(stage, cfg, header):
     never make loading build more than the file holds; the shapes are compared after (state_problems).
     """
     shapes = {k: v.get("shape") for k, v in header.items() if k != "__metadata__"}
-    if stage == "codec":
+    if stage == "encoder":
+        sizes = {"len(ratios)": (len(cfg.ratios), _count(shapes, "downs.")),
+                 "lstm_layers": (cfg.lstm_layers, sum(k.startswith("lstm.weight_ih_l") for k in shapes))}  # fmt: skip
+    elif stage == "codec":
         sizes = {"len(ratios)": (len(cfg.ratios), _count(shapes, "ups.")),
                  "lstm_layers": (cfg.lstm_layers, sum(k.startswith("lstm.weight_ih_l") for k in shapes)),
                  "codebooks (n_codebooks, codebook_size, dimension)":
@@ -169,10 +178,11 @@ def size_problems(stage, cfg, header):
     return problems
 
 
-def read_safetensors(path, device="cpu", expect=None):
+def read_safetensors(path, device="cpu", expect=None, names=None):
     """{name: tensor} of a safetensors file, its header checked first; any failure is a CheckpointError.
 
-    expect(header) -> list of problems is asked before any tensor is read (see size_problems)."""
+    expect(header) -> list of problems is asked before any tensor is read (see size_problems).
+    names: read only these tensors (those the file has), not the whole file."""
     if not os.path.isfile(path):
         raise CheckpointError(f"{path} is missing")
     header = check_safetensors(path)
@@ -180,7 +190,10 @@ def read_safetensors(path, device="cpu", expect=None):
     if problems:
         raise CheckpointError(f"{path} does not fit the model in config.json: {'; '.join(problems)}")
     try:
-        return load_file(path, device=str(device))
+        if names is None:
+            return load_file(path, device=str(device))
+        with safe_open(path, framework="pt", device=str(device)) as f:
+            return {name: f.get_tensor(name) for name in names if name in header}
     except Exception as e:  # what the header check does not look for, e.g. overlapping byte ranges
         raise CheckpointError(f"{path} cannot be read ({type(e).__name__}: {e})") from None
 
@@ -198,6 +211,10 @@ def state_problems(expected, state):
     return sorted(problems)
 
 
+def _first_five(problems):
+    return "; ".join(problems[:5]) + (f"; ... ({len(problems) - 5} more)" if len(problems) > 5 else "")
+
+
 def load_stage(path, stage, config=None, device="cpu", dtype=torch.float32):
     """Build one stage ('semantic', 'coarse', 'fine' or 'codec') and load its weights, in eval mode."""
     config = config or load_config(path)
@@ -210,9 +227,94 @@ def load_stage(path, stage, config=None, device="cpu", dtype=torch.float32):
         model = STAGE_CLASSES[stage](cfg)
     problems = state_problems(model.state_dict(), state)
     if problems:
-        shown = "; ".join(problems[:5]) + (f"; ... ({len(problems) - 5} more)" if len(problems) > 5 else "")
         raise CheckpointError(
-            f"{file} does not fit the model in config.json: {shown}; {_reconvert_hint(path)}"
+            f"{file} does not fit the model in config.json: {_first_five(problems)}; {_reconvert_hint(path)}"
         )
     model.load_state_dict(state, strict=True, assign=True)
     return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+
+
+def load_encoder(path, config=None, device="cpu"):
+    """The EnCodec encoder of a converted folder, in eval mode: encoder.safetensors, plus the codebooks, which
+    are the codec's and are read (alone) from codec.safetensors. Only voice cloning needs it."""
+    config = config or load_config(path)
+    cfg, file = config.codec, os.path.join(path, "encoder.safetensors")
+    if not os.path.isfile(file):
+        raise CheckpointError(
+            f"{path} has no encoder.safetensors, the EnCodec encoder that voice cloning needs (it was converted "
+            "by an older nanobark, or from weights without the encoder); " + _reconvert_hint(path)
+        )
+    codec_file = os.path.join(path, "codec.safetensors")
+    try:
+        state = read_safetensors(file, device, expect=lambda header: size_problems("encoder", cfg, header))
+        books = read_safetensors(codec_file, device, names=["codebooks"],
+                                 expect=lambda header: size_problems("codec", cfg, header))  # fmt: skip
+    except CheckpointError as e:
+        raise CheckpointError(f"{e}; {_reconvert_hint(path)}") from None
+    with torch.device("meta"):
+        model = Encoder(cfg)
+    problems = state_problems(model.state_dict(), state)
+    problems += [f"{codec_file}: {p}" for p in state_problems({"codebooks": model.codebooks}, books)]
+    if problems:
+        raise CheckpointError(
+            f"{file} does not fit the model in config.json: {_first_five(problems)}; {_reconvert_hint(path)}"
+        )
+    model.load_state_dict(state, strict=True, assign=True)
+    model.codebooks = books["codebooks"]  # not in the state dict (persistent=False)
+    return model.to(device).eval().requires_grad_(False)
+
+
+# ---- voice cloning's HuBERT and semantic quantizer: a file each, no config.json (their sizes are fixed, or
+# read from the tensors' shapes)
+HUBERT_FILE, QUANTIZER_FILE = "hubert.safetensors", "quantizer.safetensors"
+
+
+def quantizer_problems(cfg):
+    """Why a quantizer of these sizes cannot make Bark's ids from HuBERT base's features, as strings."""
+    problems = []
+    if cfg.n_input != HubertConfig().n_embd:
+        problems.append(f"it reads {cfg.n_input}-wide features, HuBERT base gives {HubertConfig().n_embd}")
+    if cfg.vocab_size != SEMANTIC_VOCAB_SIZE:
+        problems.append(f"it gives {cfg.vocab_size} ids, Bark has {SEMANTIC_VOCAB_SIZE} semantic ids")
+    return problems
+
+
+def load_hubert(path, device="cpu", cfg=None):
+    """HuBERT base up to the layer the quantizer reads, from path/hubert.safetensors, in eval mode."""
+    cfg = cfg or HubertConfig()
+
+    def problems(shapes):  # refused before anything is built, as size_problems does for the stages
+        have = _count(shapes, "layers.")
+        return [] if _at_most(cfg.n_layer, have) else [f"n_layer is {cfg.n_layer}, the weights hold {have}"]
+
+    return _load_alone(os.path.join(path, HUBERT_FILE), problems, lambda shapes: Hubert(cfg), device)
+
+
+def load_quantizer(path, device="cpu"):
+    """The semantic quantizer of path/quantizer.safetensors (its version and sizes read from it), in eval mode."""
+    file = os.path.join(path, QUANTIZER_FILE)
+    return _load_alone(file, lambda shapes: quantizer_problems(quantizer_config(shapes)),
+                       lambda shapes: SemanticQuantizer(quantizer_config(shapes)), device)  # fmt: skip
+
+
+def _load_alone(file, problems, build, device):
+    """Check the file's header, then problems(shapes); build(shapes) on the meta device; check every tensor
+    against it; load. Any failure is a CheckpointError naming the file and what to do."""
+    hint = f"delete {file} and convert again (nanobark.convert.cloning)"
+    try:
+        if not os.path.isfile(file):
+            raise CheckpointError(f"{file} is missing")
+        shapes = {k: v["shape"] for k, v in check_safetensors(file).items() if k != "__metadata__"}
+        found = problems(shapes)
+        if found:
+            raise CheckpointError(f"{file} does not fit the model: {'; '.join(found)}")
+        state = read_safetensors(file, device)
+    except CheckpointError as e:
+        raise CheckpointError(f"{e}; {hint}") from None
+    with torch.device("meta"):
+        model = build(shapes)
+    found = state_problems(model.state_dict(), state)
+    if found:
+        raise CheckpointError(f"{file} does not fit the model: {_first_five(found)}; {hint}")
+    model.load_state_dict(state, strict=True, assign=True)
+    return model.to(device).eval().requires_grad_(False)

@@ -4,7 +4,7 @@ One Bark generation reads at most 256 text tokens and speaks at most ~15 s (768 
 quality drops well before that. So long text is cut at sentence ends first, then at clause ends, then
 between words (between characters in CJK text, which has no spaces), into segments of at most
 `max_tokens` tokenizer tokens; consecutive pieces are packed greedily while they fit. Bracketed cues
-such as "[laughter]" and "♪ ... ♪" lyrics are never cut.
+such as "[laughter]" are never cut, nor are "♪ ... ♪" lyrics that fit in one segment.
 
     split_text("Hello. How are you?", bark.tokenizer)  # -> ["Hello. How are you?"] (it fits: one segment)
     audio = generate_long(bark, story, voice="v2/en_speaker_6", seed=1)
@@ -15,7 +15,6 @@ Segments are stripped substrings of the normalized text, in order; between two o
 space or nothing, and `join_segments` puts that space back (see there), so nothing is lost or doubled.
 """
 
-import math
 import numbers
 import re
 from typing import NamedTuple
@@ -24,11 +23,14 @@ import numpy as np
 
 # TEXT_LENGTH: what one generation reads; a segment that cannot be cut below it is an error
 from .layout import TEXT_LENGTH
+from .progress import counter
+from .sampling import check_seed
 from .tokenizer import TextError, normalize_text
 from .voices import VoiceError, validate_voice
 
 MAX_TOKENS = 50  # default budget: ~35 English words, ~10-13 s of speech, safely under Bark's ~15 s
 CONTINUITY = ("voice", "previous")
+MAX_SILENCE = 60.0  # seconds between segments
 
 SENTENCE_ENDS = ".!?…‼⁇⁈⁉。！？｡．؟۔।॥።"
 CLAUSE_ENDS = ",;:،؛，、；：､"
@@ -66,17 +68,18 @@ def _level(text, a, next_char):
     return CLAUSE if last in CLAUSE_ENDS else WORD
 
 
-def _cuts(text):
+def _cuts(text, protected=()):
     """Every place `text` may be cut, in order: (a, b, level), the left part ending at a, the right starting at b.
 
     At a space (b = a + 1) the space is dropped; between two characters (b = a) nothing is. Each cut is one
     `join_segments` undoes exactly: a space cut only between characters of spaced scripts, a gap cut only
     next to a CJK character (and never before a closing mark or after an opening one). No cut falls inside
-    a protected cue, and since the text is normalized, 0 < a < len(text) and spaces come one at a time.
+    a `protected` (start, end) span, and since the text is normalized, 0 < a < len(text) and spaces come one
+    at a time.
     """
     inside = set()
-    for m in _PROTECTED.finditer(text):
-        inside.update(range(m.start() + 1, m.end()))
+    for start, end in protected:
+        inside.update(range(start + 1, end))
     cuts = []
     for a in range(1, len(text)):
         if a in inside or text[a - 1] == " ":
@@ -140,7 +143,15 @@ def split_text(text, tokenizer, max_tokens=MAX_TOKENS):
     def n_tokens(span):
         return len(tokenizer.encode(text[span[0] : span[1]]))
 
-    spans = _split((0, len(text)), _cuts(text), SENTENCE, lambda span: n_tokens(span) <= max_tokens)
+    # a cue is never cut; lyrics only when they cannot fit one segment (a ♪ near each end of a story)
+    protected = [
+        m.span()
+        for m in _PROTECTED.finditer(text)
+        if m[0].startswith("[") or n_tokens(m.span()) <= max_tokens
+    ]
+    spans = _split(
+        (0, len(text)), _cuts(text, protected), SENTENCE, lambda span: n_tokens(span) <= max_tokens
+    )
     for span in spans:
         if n_tokens(span) > TEXT_LENGTH:
             raise TextError(
@@ -189,14 +200,23 @@ def _carry(prompt, full):
         return prompt
 
 
-def _one_by_one(bark, texts, voice, continuity, seed, kwargs):
+def _one_by_one(bark, texts, voice, continuity, seed, kwargs, advance):
     """(full, audio) of each segment in order, each generated only when the one before is done."""
     prompt = voice
     for i, text in enumerate(texts):
         full, audio = bark.generate(text, voice=prompt, seed=_seed(seed, i), output_full=True, **kwargs)
+        advance(1)
         yield full, audio
         if continuity == "previous":
             prompt = _carry(prompt, full)
+
+
+def _segment_progress(texts, kwargs):
+    """With progress=True: a bar over the segments (n of N, time left), the stages' own bars transient inside."""
+    if not kwargs.get("progress"):
+        return lambda n: None
+    kwargs["progress"] = "transient"
+    return counter("segments", "segment", len(texts))
 
 
 def _chunk(audio, gap, last):
@@ -206,9 +226,9 @@ def _chunk(audio, gap, last):
 
 
 def check_silence(silence, name="silence"):
-    """Seconds of silence between segments: a finite number >= 0."""
-    if isinstance(silence, bool) or not isinstance(silence, numbers.Real) or not 0 <= silence < math.inf:
-        raise ValueError(f"{name} must be a number of seconds >= 0, got {silence!r}")
+    """Seconds of silence between segments: a number from 0 to MAX_SILENCE (more is a typo, not a pause)."""
+    if isinstance(silence, bool) or not isinstance(silence, numbers.Real) or not 0 <= silence <= MAX_SILENCE:
+        raise ValueError(f"{name} must be a number of seconds from 0 to {MAX_SILENCE:g}, got {silence!r}")
     return silence
 
 
@@ -220,9 +240,8 @@ def _prepare(bark, text, voice, continuity, silence, seed, max_tokens):
             f"the segment before), got {continuity!r}"
         )
     check_silence(silence)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-        raise ValueError(f"seed must be an int or None, got {seed!r} (segment i uses seed + i)")
     texts = split_text(text, bark.tokenizer, max_tokens)
+    check_seed(seed, n=len(texts))  # segment i uses seed + i
     return texts, bark.load_voice(voice), round(silence * bark.sample_rate)
 
 
@@ -241,14 +260,14 @@ def generate_long(bark, text, voice=None, continuity="voice", silence=0.25, min_
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     texts, voice, gap = _prepare(bark, text, voice, continuity, silence, seed, max_tokens)
     kwargs["min_eos_p"] = min_eos_p
+    advance = _segment_progress(texts, kwargs)
     if continuity == "voice":
-        pieces = [
-            piece
-            for i in range(0, len(texts), batch_size)
-            for piece in _generate_many(bark, texts[i : i + batch_size], voice, _seed(seed, i), **kwargs)
-        ]
+        pieces = []
+        for i in range(0, len(texts), batch_size):
+            pieces += _generate_many(bark, texts[i : i + batch_size], voice, _seed(seed, i), **kwargs)
+            advance(len(texts[i : i + batch_size]))
     else:
-        pieces = list(_one_by_one(bark, texts, voice, continuity, seed, kwargs))
+        pieces = list(_one_by_one(bark, texts, voice, continuity, seed, kwargs, advance))
     audio = np.concatenate([_chunk(a, gap, i == len(pieces) - 1) for i, (_, a) in enumerate(pieces)])
     if return_segments:
         return audio, [Segment(t, full, a) for t, (full, a) in zip(texts, pieces)]
@@ -265,5 +284,5 @@ def stream(bark, text, voice=None, continuity="voice", silence=0.25, min_eos_p=0
     """
     texts, voice, gap = _prepare(bark, text, voice, continuity, silence, seed, max_tokens)
     kwargs["min_eos_p"] = min_eos_p
-    pieces = _one_by_one(bark, texts, voice, continuity, seed, kwargs)
+    pieces = _one_by_one(bark, texts, voice, continuity, seed, kwargs, _segment_progress(texts, kwargs))
     return (_chunk(audio, gap, i == len(texts) - 1) for i, (_, audio) in enumerate(pieces))

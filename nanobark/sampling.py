@@ -132,6 +132,25 @@ def check_max_duration(seconds, name="max_duration_s"):
     return seconds
 
 
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed's range starts there to wrap; a stated range reads better
+
+
+def check_seed(seed, name="seed", n=1):
+    """None, or an integer such that seed + n - 1 (the last sample's or segment's seed) is at most MAX_SEED."""
+    if seed is None and not name.startswith("--"):
+        return None
+    if (
+        isinstance(seed, bool)
+        or not isinstance(seed, numbers.Integral)
+        or not 0 <= seed <= MAX_SEED - (n - 1)
+    ):
+        extra = f" (item i of {n} uses seed + i)" if n > 1 else ""
+        raise ValueError(
+            f"{name} must be an integer from 0 to 2**63 - 1{extra}{_or_none(name)}, got {seed!r}"
+        )
+    return int(seed)
+
+
 def check_sampling(temp, top_k=None, top_p=None, min_eos_p=None, allow_none_temp=False):
     """All of a stage's settings at once (raises ValueError naming the first bad one)."""
     check_temperature(temp, allow_none=allow_none_temp)

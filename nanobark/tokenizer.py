@@ -16,6 +16,7 @@ from tokenizers import models, normalizers, pre_tokenizers
 
 from .layout import TEXT_LENGTH, TEXT_OFFSET, TEXT_PAD
 
+MAX_TEXT_CHARS = 1_000_000  # a long book, and ~20 hours of speech; more is refused before any work
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 _MISSED_CJK = re.compile("([\U0002b820-\U0002b91f])")
 
@@ -32,6 +33,11 @@ def normalize_text(text: str) -> str:
     """Collapse every run of (Unicode) whitespace to one space and trim, as Suno does before tokenizing."""
     if not isinstance(text, str):
         raise TextError(f"text must be a str, got {type(text).__name__}; pass one string per prompt")
+    if len(text) > MAX_TEXT_CHARS:
+        raise TextError(
+            f"text is {len(text):,} characters, over the {MAX_TEXT_CHARS:,} nanobark takes at once; split it "
+            "and speak the parts in turn"
+        )
     text = re.sub(r"\s+", " ", text).strip()
     if not text:
         raise TextError("text is empty (or only whitespace); pass something to say")

@@ -18,6 +18,13 @@ from .files import write_atomic
 from .layout import CODEBOOK_SIZE, N_COARSE, N_FINE, SEMANTIC_VOCAB_SIZE, check_ids
 
 KEYS = ("semantic_prompt", "coarse_prompt", "fine_prompt")
+# Suno's languages and presets, as on the Hub (suno/bark-small, suno/bark) and in the original's ALLOWED_PROMPTS
+LANGUAGES = {"en": "English", "de": "German", "es": "Spanish", "fr": "French", "hi": "Hindi", "it": "Italian",
+             "ja": "Japanese", "ko": "Korean", "pl": "Polish", "pt": "Portuguese", "ru": "Russian",
+             "tr": "Turkish", "zh": "Chinese"}  # fmt: skip
+SUNO_PRESETS = ("announcer",) + tuple(
+    f"{generation}{code}_speaker_{n}" for generation in ("", "v2/") for code in LANGUAGES for n in range(10)
+)
 
 
 class VoiceError(ValueError):
@@ -26,6 +33,13 @@ class VoiceError(ValueError):
 
 class VoiceFileNotFoundError(FileNotFoundError):
     """A voice file that is not where it was looked for."""
+
+
+class PresetDownloadError(ConnectionError):
+    """A preset that is not on this machine and cannot be downloaded now (offline, or the Hub unreachable).
+
+    A ConnectionError, not a VoiceError: the voice is fine, the network is not; the same call works
+    once connected, and code that retries on network errors should retry this too."""
 
 
 def validate_voice(prompt, name="voice") -> dict:
@@ -86,14 +100,34 @@ def is_voice_file(voice):
     return isinstance(voice, os.PathLike) or (isinstance(voice, str) and voice.lower().endswith(".npz"))
 
 
+def find_voice_file(voice):
+    """The voice file `voice` names, or None (a preset name, or nothing there): a path ending in .npz (any case)
+    or an existing file as it is, else an existing `voice + ".npz"` (any case), as save_voice names files."""
+    if is_voice_file(voice) or (isinstance(voice, str) and os.path.isfile(voice)):
+        return os.fspath(voice)
+    if not isinstance(voice, str) or not voice:
+        return None
+    folder, base = os.path.split(voice)
+    try:
+        names = sorted(os.listdir(folder or "."))
+    except OSError:
+        return None
+    found = [n for n in names if n.startswith(base) and n[len(base) :].lower() == ".npz"]
+    return os.path.join(folder, found[0]) if found else None
+
+
 def load_voice(voice, presets=None):
-    """None, a dict, a path to a Suno `.npz`, or a preset name looked up in `presets` -> validated dict (or None)."""
+    """None, a dict, a path to a Suno `.npz` (the extension may be left out), or a preset name looked up in
+    `presets` (a preset wins over a file of the same name) -> validated dict (or None)."""
     if voice is None:
         return None
     if isinstance(voice, Mapping):
         return validate_voice(voice, "voice dict")
-    if is_voice_file(voice):
-        return validate_voice(_np_load(os.fspath(voice)), os.fspath(voice))
+    is_preset = isinstance(voice, str) and presets is not None and not is_voice_file(voice)
+    path = None if is_preset and voice.replace("\\", "/") in presets.names() else find_voice_file(voice)
+    if path is not None or is_voice_file(voice):
+        path = path or os.fspath(voice)
+        return validate_voice(_np_load(path), path)
     if isinstance(voice, str):
         if presets is None:
             raise VoiceError(
@@ -134,12 +168,44 @@ def _safe_relpath(rel, source):
     return clean
 
 
+def _read_hub_index(index_file):
+    """speaker_embeddings_path.json -> {name: {key: relative .npy path}}; what is wrong with it names the file."""
+    try:
+        with open(index_file, encoding="utf-8") as f:
+            table = json.load(f)
+    except (OSError, ValueError) as e:  # ValueError: not JSON, or not UTF-8
+        raise VoiceError(
+            f"{index_file} cannot be read as JSON ({e}); download it again with the model"
+        ) from None
+    if not isinstance(table, dict):
+        raise VoiceError(
+            f"{index_file} holds a JSON {type(table).__name__}, not an object of preset name -> files; "
+            "download it again with the model"
+        )
+    files = {}
+    for name, entry in table.items():
+        if not isinstance(entry, dict):  # "repo_or_path" is not a preset
+            continue
+        if set(entry) != set(KEYS):
+            raise VoiceError(f"{index_file}: preset {name!r} must list exactly {', '.join(KEYS)}")
+        files[name] = {k: _safe_relpath(entry[k], index_file) for k in KEYS}
+    return files
+
+
 class PresetIndex:
     """Preset name -> the file(s) holding it, read (or fetched) only when that preset is loaded."""
 
     def __init__(self, files, resolve):
-        self._files = files  # name -> relative .npz path, or {key: relative .npy path}
+        # name -> relative .npz path, or {key: relative .npy path}; or a function giving that, called on first
+        # use, so a damaged index only matters to whoever asks for a voice
+        self._table = files
         self._resolve = resolve  # relative path -> local path
+
+    @property
+    def _files(self):
+        if callable(self._table):
+            self._table = self._table()
+        return self._table
 
     @classmethod
     def from_dir(cls, model_dir, fetch=None):
@@ -160,16 +226,7 @@ class PresetIndex:
                 f"no speaker_embeddings_path.json in {model_dir}, so no voice presets; download it with the model, "
                 "pass a .npz path as the voice, or use PresetIndex.from_npz_dir(folder_of_npz)"
             )
-        with open(index_file, encoding="utf-8") as f:
-            table = json.load(f)
-        files = {}
-        for name, entry in table.items():
-            if not isinstance(entry, dict):  # "repo_or_path" is not a preset
-                continue
-            if set(entry) != set(KEYS):
-                raise VoiceError(f"{index_file}: preset {name!r} must list exactly {', '.join(KEYS)}")
-            files[name] = {k: _safe_relpath(entry[k], index_file) for k in KEYS}
-        return cls(files, resolve)
+        return cls(lambda: _read_hub_index(index_file), resolve)  # read when a preset is first asked for
 
     @classmethod
     def from_npz_dir(cls, folder):
@@ -202,9 +259,21 @@ class PresetIndex:
             close = difflib.get_close_matches(key, self._files, n=5, cutoff=0.6)
             hint = f"close names: {', '.join(close)}" if close else f"e.g. {', '.join(self.names()[:5])}"
             raise VoiceError(
-                f"unknown voice preset {name!r}; {hint} (PresetIndex.names() lists all {len(self._files)})"
+                f"unknown voice preset {name!r}; {hint} (`nanobark voices` lists them all, or PresetIndex.names())"
             )
         entry = self._files[key]
         if isinstance(entry, str):
-            return validate_voice(_np_load(self._resolve(entry)), key)
-        return validate_voice({k: _np_load(self._resolve(rel)) for k, rel in entry.items()}, key)
+            return validate_voice(_np_load(self._local(key, entry)), key)
+        return validate_voice({k: _np_load(self._local(key, rel)) for k, rel in entry.items()}, key)
+
+    def _local(self, key, rel):
+        """The local path of one file of preset `key`; offline, the error is about the voice, not one of its files."""
+        try:
+            return self._resolve(rel)
+        except PresetDownloadError as e:
+            raise PresetDownloadError(
+                f"voice preset {key!r} is not on this machine and cannot be downloaded now: {e}. Voice presets "
+                "are downloaded from the Hugging Face Hub on first use; connect to the internet once, or pass a "
+                ".npz voice file instead (--voice FILE.npz), or load the model from a snapshot folder that holds "
+                "speaker_embeddings/"
+            ) from None

@@ -7,8 +7,10 @@ torchaudio. The tests of the models, the sampler, the tokenizer's prompt layout 
 import no reference at module level, so they run with torch alone (the others are skipped there).
 """
 
+import hashlib
 import json
 import os
+import shutil
 import sys
 import types
 
@@ -144,12 +146,12 @@ def suno_prompts_dir():
     return os.path.join(os.path.dirname(bark.__file__), "assets", "prompts")
 
 
-def write_hub_extras(path):
+def write_hub_extras(path, presets=PRESETS_USED):
     """The tokenizer files and a speaker_embeddings/ tree, as on the Hub, next to a saved BarkModel."""
     with open(os.path.join(path, "vocab.txt"), "w", encoding="utf-8") as f:
         f.write("\n".join(VOCAB) + "\n")
     table = {"repo_or_path": str(path)}
-    for name in PRESETS_USED:
+    for name in presets:
         npz = np.load(os.path.join(suno_prompts_dir(), name + ".npz"))
         table[name] = {}
         for key in ("semantic_prompt", "coarse_prompt", "fine_prompt"):
@@ -168,6 +170,69 @@ def hf_snapshot(hf_bark, tmp_path_factory):
     hf_bark.save_pretrained(path)
     write_hub_extras(str(path))
     return str(path)
+
+
+def write_hf_cache(snapshot, hf_home, repo_id="suno/bark-small", leave_out=()):
+    """Lay a snapshot folder into huggingface_hub's cache under hf_home, as transformers leaves it.
+
+    After BarkModel.from_pretrained("suno/bark-small") and AutoProcessor.from_pretrained, the cache holds
+    hub/models--suno--bark-small/{blobs/<hash>, refs/main, snapshots/<commit>/<file> -> ../../blobs/<hash>},
+    with the weights as pytorch_model.bin: bark-small's model.safetensors is only on refs/pr/5. Files whose
+    path starts with one of `leave_out` are not cached (e.g. a preset never used). Returns hf_home.
+    """
+    from safetensors.torch import load_file
+
+    repo = os.path.join(hf_home, "hub", "models--" + repo_id.replace("/", "--"))
+    commit = hashlib.sha1(repo_id.encode()).hexdigest()
+    os.makedirs(os.path.join(repo, "blobs"), exist_ok=True)
+    os.makedirs(os.path.join(repo, "refs"), exist_ok=True)
+    with open(os.path.join(repo, "refs", "main"), "w") as f:
+        f.write(commit)  # no newline: huggingface_hub reads the file as it is
+
+    def add(rel, write):
+        tmp = os.path.join(repo, "blobs", "incoming")
+        write(tmp)
+        with open(tmp, "rb") as f:
+            blob = os.path.join(repo, "blobs", hashlib.sha256(f.read()).hexdigest())
+        os.replace(tmp, blob)
+        link = os.path.join(repo, "snapshots", commit, *rel.split("/"))
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        os.symlink(os.path.relpath(blob, os.path.dirname(link)), link)
+
+    for root, _, names in os.walk(snapshot):
+        for name in names:
+            rel = os.path.relpath(os.path.join(root, name), snapshot).replace(os.sep, "/")
+            if rel != "model.safetensors" and not rel.startswith(tuple(leave_out)):
+                add(rel, lambda tmp: shutil.copyfile(os.path.join(root, name), tmp))
+    if os.path.exists(os.path.join(snapshot, "model.safetensors")):
+        state = load_file(os.path.join(snapshot, "model.safetensors"))
+        add("pytorch_model.bin", lambda tmp: torch.save(state, tmp))
+    return str(hf_home)
+
+
+@pytest.fixture(scope="session")
+def hf_cache(hf_snapshot, tmp_path_factory):
+    """HF_HOME holding suno/bark-small (hf_snapshot's random weights) as transformers leaves it: see write_hf_cache."""
+    return write_hf_cache(hf_snapshot, str(tmp_path_factory.mktemp("hf_home")))
+
+
+@pytest.fixture(scope="session")
+def cloning_sources(tmp_path_factory):
+    """-> (a facebook/hubert-base-ls960 snapshot folder, a folder holding GitMylo/bark-voice-cloning's default
+    quantizer file): random weights in the layouts users download (a version-0 quantizer, saved as its
+    authors save it: a state dict)."""
+    references()
+    from transformers import HubertConfig, HubertModel
+
+    root = tmp_path_factory.mktemp("cloning_sources")
+    torch.manual_seed(0)
+    HubertModel(HubertConfig()).save_pretrained(root / "hubert-base-ls960")
+    lstm, fc = torch.nn.LSTM(768, 1024, 2, batch_first=True), torch.nn.Linear(1024, 10_000)
+    state = {f"lstm.{k}": v for k, v in lstm.state_dict().items()}
+    state.update({"fc.weight": fc.weight.detach() * 30, "fc.bias": fc.bias.detach()})  # ids that vary
+    (root / "quantizer").mkdir()
+    torch.save(state, root / "quantizer" / "quantifier_hubert_base_ls960_14.pth")
+    return str(root / "hubert-base-ls960"), str(root / "quantizer")
 
 
 @pytest.fixture(scope="session")
@@ -196,3 +261,37 @@ def suno_copy(model, fine=False):
     missing, unexpected = ref.load_state_dict(state, strict=False)
     assert not unexpected and all(k.endswith(".attn.bias") for k in missing)
     return ref.eval()
+
+
+def speech(seconds=6.0, rate=44_100, channels=2, seed=0):
+    """A voiced-sounding test signal: a wandering pitch with harmonics, and a little noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(seconds * rate)) / rate
+    f0 = 140 + 30 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / rate
+    mono = sum(np.sin(k * phase) / k for k in range(1, 6)) * 0.2 + 0.01 * rng.standard_normal(len(t))
+    return np.stack([mono, 0.8 * mono], axis=1)[:, :channels].astype(np.float32)
+
+
+def randomize_codec(model):
+    """Random weight-norm gains, biases and codebooks for an EnCodec reference (transformers' or the encodec
+    package's): a fresh one has g = ||v|| (so w = v) and all-zero codebooks, which would hide a dropped gain,
+    a broken decode or a broken nearest-codeword search. (randomize_ gives latents ten times smaller than the
+    codewords, so that every frame would pick the same few codes.)"""
+    with torch.no_grad():
+        for name, t in [*model.named_parameters(), *model.named_buffers()]:
+            if name.endswith(("codebook.embed", "original0", "weight_g")):
+                t.copy_(torch.rand_like(t) * 2 + 0.1 if "embed" not in name else torch.randn_like(t))
+            elif name.endswith("bias"):
+                t.copy_(torch.randn_like(t) * 0.1)
+    return model
+
+
+def legacy_weight_norm_names(sd):
+    """Rename to the Hub file's weight-norm names (weight_g, weight_v), as older transformers saved them."""
+    return {
+        k.replace("parametrizations.weight.original0", "weight_g").replace(
+            "parametrizations.weight.original1", "weight_v"
+        ): v
+        for k, v in sd.items()
+    }

@@ -109,14 +109,6 @@ def test_misuse_gets_clear_errors(bark, tmp_path):
         Bark.from_pretrained(str(tmp_path / "empty_model"))
 
 
-def test_offline_hub_id_without_cache_says_what_to_do(cache, monkeypatch):
-    import huggingface_hub.constants
-
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # as HF_HUB_OFFLINE=1 would
-    with pytest.raises(ConnectionError, match="download the snapshot"):
-        Bark.from_pretrained("suno/bark-small")
-
-
 def run_cli(*args, **kw):
     return subprocess.run(
         [sys.executable, os.path.join(ROOT, "scripts", "generate.py"), *args],
@@ -162,7 +154,10 @@ def test_cli_reads_stdin_and_rejects_bad_output_before_generating(converted, tmp
     r = run_cli("--model", converted, "--out", str(tmp_path / "x.wav"), input="   ")
     assert r.returncode == 2 and "empty" in r.stderr
     r = run_cli("Hello", "--model", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.wav"))
-    assert r.returncode == 1 and "error:" in r.stderr and "Traceback" not in r.stderr
+    # a model path that is not one is an argument problem, found before loading (it was exit 1)
+    assert (
+        r.returncode == 2 and "no such folder, and not a Hub id" in r.stderr and "Traceback" not in r.stderr
+    )
     r = run_cli(
         "--model",
         converted,
@@ -178,45 +173,3 @@ def test_cli_reads_stdin_and_rejects_bad_output_before_generating(converted, tmp
     assert r.returncode == 0, r.stderr
     assert sf.info(tmp_path / "s.wav").samplerate == 24_000
     assert sorted(os.listdir(tmp_path)) == ["s.wav"]
-
-
-def test_hub_id_downloads_safetensors_converts_once_and_fetches_only_the_asked_preset(
-    hf_snapshot, cache, monkeypatch
-):
-    """A stand-in for the Hub serving the snapshot: bark-small's weights come from refs/pr/5."""
-    import shutil
-
-    import huggingface_hub
-    from huggingface_hub.errors import RemoteEntryNotFoundError
-
-    shutil.rmtree(os.path.join(cache, "suno--bark-small"), ignore_errors=True)
-    calls = []
-
-    def fake_hub(repo_id, filename, revision=None, **kw):
-        calls.append((repo_id, filename, revision))
-        path = os.path.join(hf_snapshot, filename)
-        if (
-            filename == "pytorch_model.bin"
-            or not os.path.exists(path)
-            or (filename == "model.safetensors" and revision != "refs/pr/5")
-        ):
-            err = RemoteEntryNotFoundError.__new__(
-                RemoteEntryNotFoundError
-            )  # a 404, without an HTTP response
-            Exception.__init__(err, f"{filename} is not in {repo_id}@{revision}")
-            raise err
-        return path
-
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_hub)
-    bark = Bark.from_pretrained("suno/bark-small", device="cpu")
-    assert ("suno/bark-small", "model.safetensors", "refs/pr/5") in calls
-    assert not any(f.startswith("speaker_embeddings/") for _, f, _ in calls)
-    assert not os.path.exists(os.path.join(cache, "downloads", "suno--bark-small"))  # the links are gone
-    calls.clear()
-    bark.generate("Hello", voice="v2/en_speaker_6", seed=0, max_duration_s=0.1)
-    assert sorted(f for _, f, _ in calls) == [
-        f"speaker_embeddings/v2/en_speaker_6_{k}_prompt.npy" for k in ("coarse", "fine", "semantic")
-    ]
-    calls.clear()
-    Bark.from_pretrained("suno/bark-small", device="cpu")
-    assert calls == []  # the converted copy in nanobark's cache is used as it is

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import references
+from conftest import legacy_weight_norm_names, randomize_codec, references
 from nanobark.codec import Codec
 from nanobark.config import CodecConfig
 from nanobark.convert.codec_keys import codec_from_encodec, codec_from_transformers
@@ -13,24 +13,13 @@ CFG = CodecConfig()
 LENGTHS = [*range(1, 9), 75]  # T <= 6 hits the too-short-to-reflect branch of the first conv
 
 
-def _randomize(model):
-    """A fresh EnCodec has all-zero codebooks and g = ||v|| (so w = v): either would hide a broken decode."""
-    with torch.no_grad():
-        for name, t in [*model.named_parameters(), *model.named_buffers()]:
-            if name.endswith(("codebook.embed", "original0", "weight_g")):
-                t.copy_(torch.rand_like(t) * 2 + 0.1 if "embed" not in name else torch.randn_like(t))
-            elif name.endswith("bias"):
-                t.copy_(torch.randn_like(t) * 0.1)
-    return model
-
-
 @pytest.fixture(scope="module")
 def hf():
     references()
     from transformers import EncodecConfig, EncodecModel
 
     torch.manual_seed(1)
-    return _randomize(EncodecModel(EncodecConfig()).eval())
+    return randomize_codec(EncodecModel(EncodecConfig()).eval())
 
 
 @pytest.fixture(scope="module")
@@ -39,17 +28,7 @@ def encodec_ref():
     from encodec import EncodecModel as Original  # after the torchaudio stand-in
 
     torch.manual_seed(2)
-    return _randomize(Original.encodec_model_24khz(pretrained=False))
-
-
-def _legacy(sd):
-    """Rename to the Hub file's weight-norm names, as transformers saves them."""
-    return {
-        k.replace("parametrizations.weight.original0", "weight_g").replace(
-            "parametrizations.weight.original1", "weight_v"
-        ): v
-        for k, v in sd.items()
-    }
+    return randomize_codec(Original.encodec_model_24khz(pretrained=False))
 
 
 def _convert(fn, sd, **kw):
@@ -80,13 +59,13 @@ def _check_parity(codec, ref):
 def test_transformers_parity(hf, naming):
     sd = hf.state_dict()
     if naming == "legacy":
-        sd = _legacy(sd)
+        sd = legacy_weight_norm_names(sd)
         assert any(k.endswith("weight_g") for k in sd)
     _check_parity(_load(_convert(codec_from_transformers, sd, prefix="")), hf)
 
 
 def test_transformers_bark_prefix_and_fewer_codebooks(hf):
-    sd = {"codec_model." + k: v for k, v in _legacy(hf.state_dict()).items()}
+    sd = {"codec_model." + k: v for k, v in legacy_weight_norm_names(hf.state_dict()).items()}
     codec = _load(_convert(codec_from_transformers, sd))
     codes = torch.randint(0, CFG.codebook_size, (1, 2, 5))  # n_q = 2 < n_codebooks
     with torch.no_grad():
@@ -99,7 +78,7 @@ def test_encodec_parity(encodec_ref):
 
 
 def test_wrong_shape_names_key(hf):
-    sd = _legacy(hf.state_dict())
+    sd = legacy_weight_norm_names(hf.state_dict())
     key = "decoder.layers.6.conv.weight_v"
     sd[key] = sd[key][:, :, :-1]
     with pytest.raises(ConversionError, match=key):

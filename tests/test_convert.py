@@ -198,8 +198,9 @@ def test_pickle_that_runs_code_is_refused(hf_snapshot, tmp_path):
 
 
 def test_cli_reports_errors_and_succeeds(hf_snapshot, tmp_path, capsys):
-    assert main([str(tmp_path / "nope"), str(tmp_path / "out")]) == 1
-    assert "not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # an argument problem: exit 2, before any work
+        main([str(tmp_path / "nope"), str(tmp_path / "out")])
+    assert e.value.code == 2 and "is not a folder" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert main([str(tmp_path / "empty"), str(tmp_path / "out")]) == 1
     assert "is not a Bark checkpoint" in capsys.readouterr().err

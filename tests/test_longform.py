@@ -1,7 +1,6 @@
 """Long form: segmentation, generate_long in both continuity modes, stream, and the CLI's --long/--stream."""
 
 import contextlib
-import importlib.util
 import os
 import subprocess
 import sys
@@ -107,16 +106,26 @@ def test_split_one_long_sentence_packs_words_greedily():
 
 
 def test_split_keeps_an_overlong_cue_whole_and_refuses_an_uncuttable_text():
-    assert split_text(CUES, TOKENIZER, 6)[3:5] == [
-        "He said",
-        "[clears throat]",
-    ]  # 14 tokens, over 6, kept whole
+    segments = split_text(CUES, TOKENIZER, 6)
+    assert "[clears throat]" in segments  # 14 tokens, over 6, kept whole
+    assert not any("♪ the dog is cute and the dog is cute ♪" in s for s in segments)  # lyrics over 6: cut
     with pytest.raises(TextError, match="nowhere to cut"):
         split_text("hello " + "a." * 150, TOKENIZER, 10)  # 300 tokens: "a", "." ...
     with pytest.raises(ValueError, match="max_tokens must be an integer in 1..256"):
         split_text("Hello", TOKENIZER, 0)
     with pytest.raises(TextError, match="empty"):
         split_text("  ", TOKENIZER)
+
+
+def test_split_cuts_lyrics_too_long_for_one_generation():
+    """A story with one ♪ near each end is one 'lyric' of 300+ tokens: it is cut (it used to be refused as
+    'nowhere to cut'); lyrics that fit one segment stay whole (the "cues" case above)."""
+    story = "♪ " + " ".join([TEXT] * 6) + " ♪"
+    assert len(TOKENIZER.encode(story)) > 256
+    segments = split_text(story, TOKENIZER)
+    assert join_segments(segments) == normalize_text(story)
+    assert all(len(TOKENIZER.encode(s)) <= MAX_TOKENS for s in segments) and len(segments) >= 7
+    assert segments[0].startswith("♪ Hello,") and segments[-1].endswith("he said. ♪")
 
 
 # ---------------------------------------------------------------- generation
@@ -302,10 +311,12 @@ def test_stream_yields_generate_long_audio_before_the_last_segment_is_made(bark,
 def test_misuse_fails_before_generating(bark):
     with pytest.raises(ValueError, match="continuity must be 'voice'"):
         generate_long(bark, "Hello", continuity="sideways")
-    with pytest.raises(ValueError, match="silence must be a number of seconds >= 0"):
+    with pytest.raises(ValueError, match="silence must be a number of seconds from 0 to 60"):
         stream(bark, "Hello", silence=-1)  # at the call, not at the first chunk
-    with pytest.raises(ValueError, match="seed must be an int"):
+    with pytest.raises(ValueError, match="seed must be an integer from 0 to 2"):
         generate_long(bark, "Hello", seed="1")
+    with pytest.raises(ValueError, match=r"item i of 2 uses seed \+ i"):  # the last segment's seed overflows
+        generate_long(bark, TEXT, seed=2**63 - 1)
     with pytest.raises(ValueError, match="batch_size"):
         generate_long(bark, "Hello", batch_size=0)
 
@@ -374,17 +385,14 @@ def stub_generate_long(bark, text, voice=None, **kwargs):
     return np.zeros(10, np.float32)
 
 
-def test_cli_switches_to_long_form_for_text_over_256_tokens(capsys):
-    spec = importlib.util.spec_from_file_location(
-        "generate_cli", os.path.join(ROOT, "scripts", "generate.py")
-    )
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
-    cli.generate_long = stub_generate_long
+def test_cli_switches_to_long_form_for_text_over_256_tokens(capsys, monkeypatch):
+    import nanobark.cli as cli
+
+    monkeypatch.setattr(cli, "generate_long", stub_generate_long)
     long_text = " ".join(["The dog said hello to the world, and the world said hello to the dog."] * 16)
     for text, expected in ((TEXT, "generate"), (long_text, "generate_long")):
         bark = StubBark()
-        cli.audio_chunks(bark, cli.parse_args([text, "--out", "-"]))
+        cli.audio_chunks(bark, cli.parse_speak([text, "--out", "-"]))
         assert [name for name, _ in bark.calls] == [expected]
         assert "min_eos_p" not in bark.calls[0][1]  # each API's own default: 0.2, or 0.05 in long form
     assert "the text is 272 tokens" in capsys.readouterr().err
@@ -394,4 +402,4 @@ def test_cli_rejects_long_form_options_without_long(converted, tmp_path):
     r = run_cli("--model", converted, "--continuity", "previous", "--out", str(tmp_path / "x.wav"))
     assert r.returncode == 2 and b"add --long" in r.stderr
     r = run_cli("--model", converted, "--long", "--silence", "-1", "--out", str(tmp_path / "x.wav"))
-    assert r.returncode == 2 and b"--silence must be a number of seconds >= 0" in r.stderr
+    assert r.returncode == 2 and b"--silence must be a number of seconds from 0 to 60" in r.stderr

@@ -620,10 +620,9 @@ def test_unfinished_folder_in_the_way_is_replaced(hf_snapshot, tmp_path):
 
 
 def load_cli():
-    spec = importlib.util.spec_from_file_location("generate_cli", GENERATE)
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
-    return cli
+    import nanobark.cli
+
+    return nanobark.cli
 
 
 @pytest.mark.parametrize("fault, code", [(OSError("disk full"), 1), (KeyboardInterrupt(), 130)])
@@ -668,7 +667,7 @@ def test_failed_write_keeps_the_old_output(fault, code, converted, tmp_path, mon
 )
 def test_usage_errors_exit_2_with_one_message(args, said, capsys):
     with pytest.raises(SystemExit) as e:
-        load_cli().parse_args(["Hello", "--model", "nowhere", *args])
+        load_cli().parse_speak(["Hello", "--model", "suno/bark-small", *args])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "Traceback" not in err
     assert ": error: " in err.splitlines()[-1] and re.search(
@@ -678,7 +677,7 @@ def test_usage_errors_exit_2_with_one_message(args, said, capsys):
 
 def test_an_endless_text_file_is_a_usage_error_not_a_full_memory(capsys):
     with pytest.raises(SystemExit) as e:
-        load_cli().parse_args(["--file", "/dev/zero"])  # before: read until memory ran out
+        load_cli().parse_speak(["--file", "/dev/zero"])  # before: read until memory ran out
     assert e.value.code == 2 and "the text is over 1,000,000 characters" in capsys.readouterr().err
 
 
@@ -686,12 +685,12 @@ def test_unreadable_text_file_is_a_usage_error(tmp_path, capsys):
     (tmp_path / "latin1.txt").write_bytes("café".encode("latin-1"))
     for name, said in [("latin1.txt", "can't decode byte 0xe9"), ("missing.txt", "No such file")]:
         with pytest.raises(SystemExit) as e:
-            load_cli().parse_args(["--file", str(tmp_path / name)])
+            load_cli().parse_speak(["--file", str(tmp_path / name)])
         err = capsys.readouterr().err
         assert e.value.code == 2 and "cannot read the text" in err and said in err and "Traceback" not in err
 
 
-def test_runtime_failures_exit_1_with_one_line_and_a_traceback_only_with_debug(converted, tmp_path):
+def test_failures_exit_with_one_line_and_a_traceback_only_with_debug(converted, tmp_path):
     marker = tmp_path / "created_by_pickle"
     trap = np.array([MakesFile(marker)], dtype=object)
     np.save(tmp_path / "payload.npy", trap, allow_pickle=True)
@@ -708,8 +707,12 @@ def test_runtime_failures_exit_1_with_one_line_and_a_traceback_only_with_debug(c
         "debug": python(*base[:3], damaged, *base[4:], "--debug"),
     }
     errs = {k: p.communicate(timeout=120)[1] for k, p in procs.items()}
-    assert [p.returncode for p in procs.values()] == [1, 1], errs
-    assert errs["plain"].startswith(f"error: {evil} holds pickled data") and "never loaded" in errs["plain"]
+    # a voice file is an argument: checked before the model loads, a usage error (it was exit 1, after loading)
+    assert [p.returncode for p in procs.values()] == [2, 1], errs
+    assert (
+        errs["plain"].startswith(f"nanobark: error: {evil} holds pickled data")
+        and "never loaded" in errs["plain"]
+    )
     assert "Traceback" not in errs["plain"] and len(errs["plain"].strip().splitlines()) == 1
     assert "Traceback" in errs["debug"] and "CheckpointError: " in errs["debug"] and "coarse" in errs["debug"]
     assert not marker.exists() and sorted(os.listdir(tmp_path)) == ["damaged", "evil.npz", "payload.npy"]

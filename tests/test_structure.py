@@ -12,28 +12,63 @@ PACKAGES = ("nanobark", "weights_convert")
 
 # lowest first: a module may import modules of its own layer or below, never above
 LAYERS = [
-    ("ground", ["nanobark.layout", "nanobark.config", "nanobark.files", "weights_convert.random_init"]),
-    ("models", ["nanobark.gpt", "nanobark.fine", "nanobark.codec", "nanobark.cpu_speed"]),
+    (
+        "ground",
+        [
+            "nanobark.layout",
+            "nanobark.config",
+            "nanobark.files",
+            "nanobark.progress",
+            "weights_convert.random_init",
+        ],
+    ),
+    (
+        "models",
+        [
+            "nanobark.gpt",
+            "nanobark.fine",
+            "nanobark.codec",
+            "nanobark.hubert",
+            "nanobark.quantizer",
+            "nanobark.cpu_speed",
+        ],
+    ),
     (
         "algorithms",
         [
             "nanobark.sampling",
             "nanobark.tokenizer",
+            "nanobark.audio",
             "nanobark.voices",
             "nanobark.generation",
+            "nanobark.cloning",
             "nanobark.checkpoint",
             "nanobark.convert",
             "nanobark.convert.folder",
             "nanobark.convert.source",
             "nanobark.convert.gpt_keys",
             "nanobark.convert.codec_keys",
+            "nanobark.convert.hubert_keys",
+            "nanobark.convert.cloning",
         ],
     ),
     ("model files", ["nanobark.hub"]),
     ("api", ["nanobark.bark"]),
     ("jobs", ["nanobark.longform"]),
-    ("entry points", ["nanobark", "nanobark.convert.__main__", "weights_convert", "weights_convert.convert"]),
+    (
+        "entry points",
+        [
+            "nanobark",
+            "nanobark.cli",
+            "nanobark.__main__",
+            "nanobark.convert.__main__",
+            "weights_convert",
+            "weights_convert.convert",
+        ],
+    ),
 ]
+# the one import allowed inside a function, and why
+DEFERRED = {("nanobark.__main__", "nanobark.cli"): "a Ctrl-C while torch loads ends the command quietly"}
 
 
 def modules():
@@ -119,7 +154,9 @@ def test_imports_run_down_the_layers_at_module_level():
     layer = {m: i for i, (_, names) in enumerate(LAYERS) for m in names}
     for a, targets in graph().items():
         for b, at_top in targets:
-            assert at_top, f"{a} imports {b} inside a function: package imports go at the top of the file"
+            assert at_top or (a, b) in DEFERRED, (
+                f"{a} imports {b} inside a function: package imports go at the top of the file"
+            )
             assert layer[b] <= layer[a], (
                 f"{a} ({LAYERS[layer[a]][0]}) imports {b} ({LAYERS[layer[b]][0]}), a layer above it"
             )

@@ -1,7 +1,7 @@
-"""python -m nanobark.convert SRC OUT"""
+"""python -m nanobark.convert SRC OUT (the same as `nanobark convert SRC OUT`)"""
 
 import sys
 
 from .folder import main
 
-sys.exit(main())
+sys.exit(main(prog="python -m nanobark.convert"))

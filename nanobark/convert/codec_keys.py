@@ -1,20 +1,24 @@
-"""EnCodec 24 kHz checkpoints -> nanobark's Codec state dict (names in nanobark/codec.py).
+"""EnCodec 24 kHz checkpoints -> nanobark's Codec and Encoder state dicts (names in nanobark/codec.py).
 
 Two source layouts, which differ only in names:
   transformers (EncodecModel, or BarkModel under "codec_model."):
       decoder.layers.{0,15}.conv, decoder.layers.{3,6,9,12}.conv (transposed), decoder.layers.{4,7,10,13}.
-      {block.1,block.3,shortcut}.conv, decoder.layers.1.lstm, quantizer.layers.J.codebook.embed
+      {block.1,block.3,shortcut}.conv, decoder.layers.1.lstm, quantizer.layers.J.codebook.embed;
+      encoder.layers.{0,15}.conv, encoder.layers.{3,6,9,12}.conv (strided), encoder.layers.{1,4,7,10}.
+      {block.1,block.3,shortcut}.conv, encoder.layers.13.lstm
   the encodec package (encodec_24khz-d7cc33bc.th):
-      decoder.model.N.conv.conv / .convtr.convtr / .block.1.conv.conv ..., quantizer.vq.layers.J._codebook.embed
+      decoder.model.N.conv.conv / .convtr.convtr / .block.1.conv.conv ..., encoder.model.N.conv.conv ...,
+      quantizer.vq.layers.J._codebook.embed
 Every conv is weight-normed: g ("weight_g" or "parametrizations.weight.original0") and v ("weight_v" or
-"...original1"); we fold them into one plain weight. The encoder and the unused codebooks are discarded.
+"...original1"); we fold them into one plain weight. The codebooks past the 8th and the quantizer's training
+state are discarded, and so is the encoder by codec_from_*: take it first, with encoder_from_*, to keep it.
 """
 
 import re
 
 import torch
 
-from ..codec import Codec
+from ..codec import Codec, Encoder
 
 
 def codec_from_transformers(src, cfg, prefix="codec_model."):
@@ -51,6 +55,17 @@ def codec_from_encodec(src, cfg):
     )
 
 
+def encoder_from_transformers(src, cfg, prefix="codec_model."):
+    """Take the encoder's tensors of a transformers Encodec/Bark state dict out of `src`: nanobark's Encoder
+    state dict (its codebooks are the codec's), or None if `src` holds no encoder at all."""
+    return _take_encoder(src, cfg, f"{prefix}encoder.layers.", "conv")
+
+
+def encoder_from_encodec(src, cfg):
+    """Same, for the original encodec package's 24 kHz checkpoint (no prefix)."""
+    return _take_encoder(src, cfg, "encoder.model.", "conv.conv")
+
+
 def _decoder_convs(cfg):
     """(our module name, source decoder index, source sub-path, transposed?) for every conv, in order.
     Source decoder layout: 0 conv, 1 lstm, then per upsampling block i: 2+3i ELU, 3+3i upsample, 4+3i residual block."""
@@ -63,21 +78,51 @@ def _decoder_convs(cfg):
     yield "conv_out", 3 + 3 * n, "", False
 
 
+def _encoder_convs(cfg):
+    """(our module name, source encoder index, source sub-path) for every conv, in order. Source encoder
+    layout: 0 conv, then per downsampling block i: 1+3i residual block, 2+3i ELU, 3+3i strided conv;
+    then 1+3n lstm, 2+3n ELU, 3+3n conv."""
+    n = len(cfg.ratios)
+    yield "conv_in", 0, ""
+    for i in range(n):
+        for ours, theirs in (("conv1", "block.1."), ("conv2", "block.3."), ("shortcut", "shortcut.")):
+            yield f"downs.{i}.res.{ours}", 1 + 3 * i, theirs
+        yield f"downs.{i}.down", 3 + 3 * i, ""
+    yield "conv_out", 3 + 3 * n, ""
+
+
 def _take_decoder(src, cfg, conv_name, lstm, codebook_key, unused):
     with torch.device("meta"):  # only for the names and shapes nanobark expects
         shapes = {k: tuple(v.shape) for k, v in Codec(cfg).state_dict().items()}
+    convs = [(ours, conv_name(idx, sub, transposed)) for ours, idx, sub, transposed in _decoder_convs(cfg)]
+    out = _take_convs_and_lstm(src, shapes, convs, lstm)
+    books = [src.take(codebook_key(j), shapes["codebooks"][1:]) for j in range(cfg.n_codebooks)]
+    out["codebooks"] = None if any(b is None for b in books) else torch.stack(books)
+    src.discard(unused.fullmatch)  # the encoder and the other codebooks' state, after taking what we need
+    return {k: v for k, v in out.items() if v is not None}  # anything missing is in src's report
+
+
+def _take_encoder(src, cfg, layers, conv):
+    """layers: the source's name for the list of encoder layers; conv: where a layer's conv sits in it."""
+    if not any(k.startswith(layers) for k in src.sd):
+        return None  # a decoder-only source: no encoder.safetensors, and load_encoder says why
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in Encoder(cfg).state_dict().items()}  # no codebooks in it
+    convs = [(ours, f"{layers}{idx}.{sub}{conv}") for ours, idx, sub in _encoder_convs(cfg)]
+    out = _take_convs_and_lstm(src, shapes, convs, f"{layers}{1 + 3 * len(cfg.ratios)}.lstm")
+    return {k: v for k, v in out.items() if v is not None}  # anything missing is in src's report
+
+
+def _take_convs_and_lstm(src, shapes, convs, lstm):
+    """convs: (our conv's name, the source conv's name) pairs; lstm: the source LSTM's name."""
     out = {}
-    for ours, idx, sub, transposed in _decoder_convs(cfg):
-        theirs = conv_name(idx, sub, transposed)
+    for ours, theirs in convs:
         out[f"{ours}.weight"] = _take_weight_norm(src, theirs, shapes[f"{ours}.weight"])
         out[f"{ours}.bias"] = src.take(f"{theirs}.bias", shapes[f"{ours}.bias"])
     for k in shapes:
         if k.startswith("lstm."):
             out[k] = src.take(lstm + k[len("lstm") :], shapes[k])
-    books = [src.take(codebook_key(j), shapes["codebooks"][1:]) for j in range(cfg.n_codebooks)]
-    out["codebooks"] = None if any(b is None for b in books) else torch.stack(books)
-    src.discard(unused.fullmatch)  # the encoder and the other codebooks' state, after taking what we need
-    return {k: v for k, v in out.items() if v is not None}  # anything missing is in src's report
+    return out
 
 
 def _take_weight_norm(src, key, shape):

@@ -1,7 +1,7 @@
 """Convert a Bark checkpoint directory into nanobark's layout.
 
     nanobark.convert.convert(SRC, OUT)
-    python -m nanobark.convert SRC OUT           # the same, from the shell
+    nanobark convert SRC OUT                     # the same, from the shell (or python -m nanobark.convert)
 
 SRC is a local directory holding either
   * a Hugging Face snapshot of suno/bark-small or suno/bark (transformers layout): config.json and
@@ -11,8 +11,10 @@ SRC is a local directory holding either
     facebook/encodec_24khz snapshot in SRC/encodec_24khz/.
 
 OUT receives config.json and one safetensors file per stage (semantic, coarse, fine, codec), so a
-stage can be loaded alone, plus the tokenizer and speaker-embedding files found in SRC. config.json
-is written last: a directory without it is an unfinished conversion.
+stage can be loaded alone, plus the tokenizer and speaker-embedding files found in SRC. The EnCodec
+encoder, which only voice cloning needs, goes to encoder.safetensors of its own (its codebooks are the
+codec's; loading the generation models never reads it). config.json is written last: a directory
+without it is an unfinished conversion.
 
 Nothing is ever unpickled beyond plain tensors (torch.load with weights_only=True).
 """
@@ -32,7 +34,12 @@ import torch
 from ..checkpoint import FORMAT_VERSION, CheckpointError, is_converted, read_safetensors
 from ..config import BarkConfig, CodecConfig, GPTConfig
 from ..files import folder_atomic, write_atomic
-from .codec_keys import codec_from_encodec, codec_from_transformers
+from .codec_keys import (
+    codec_from_encodec,
+    codec_from_transformers,
+    encoder_from_encodec,
+    encoder_from_transformers,
+)
 from .gpt_keys import HF_ARGS, SUNO_ARGS, suno_name, take_gpt, transformers_name
 from .source import ConversionError, Source
 
@@ -130,6 +137,8 @@ def from_transformers(state_dict, hf_config, origin):
         s: take_gpt(src, getattr(cfg, s), s == "fine", transformers_name, HF_PREFIXES[s])
         for s in ("semantic", "coarse", "fine")
     }
+    # the encoder first: codec_from_* discards whatever of the encoder is still there
+    states["encoder"] = encoder_from_transformers(src, cfg.codec, prefix="codec_model.")
     states["codec"] = codec_from_transformers(src, cfg.codec, prefix="codec_model.")
     src.finish()
     return cfg, states
@@ -151,12 +160,13 @@ def convert_transformers(src_dir):
 
 
 def _find_codec(src_dir):
-    """The codec weights beside Suno's checkpoints -> nanobark codec state dict."""
+    """The codec weights beside Suno's checkpoints -> (CodecConfig, codec state dict, encoder state dict)."""
     th = sorted(glob.glob(os.path.join(src_dir, "encodec_24khz*.th")))
     snap = os.path.join(src_dir, "encodec_24khz")
     cfg = CodecConfig()
     if th:
         src = Source(load_file(th[0]), th[0])
+        encoder = encoder_from_encodec(src, cfg)  # first, as above
         state = codec_from_encodec(src, cfg)
     elif os.path.isdir(snap):
         files = [
@@ -166,6 +176,7 @@ def _find_codec(src_dir):
             raise ConversionError(f"{snap} holds no model.safetensors or pytorch_model.bin")
         path = os.path.join(snap, files[0])
         src = Source(load_file(path), path)
+        encoder = encoder_from_transformers(src, cfg, prefix="")
         state = codec_from_transformers(src, cfg, prefix="")
     else:
         raise ConversionError(
@@ -173,7 +184,7 @@ def _find_codec(src_dir):
             f"(from the encodec package's download) or a facebook/encodec_24khz snapshot in {snap}"
         )
     src.finish()
-    return cfg, state
+    return cfg, state, encoder
 
 
 def convert_suno(src_dir, files):
@@ -192,7 +203,7 @@ def convert_suno(src_dir, files):
         src.discard(lambda k: k.endswith(".attn.bias"))  # causal-mask buffers of the non-flash path
         states[stage] = take_gpt(src, cfgs[stage], fine, suno_name)
         src.finish()
-    codec_cfg, states["codec"] = _find_codec(src_dir)
+    codec_cfg, states["codec"], states["encoder"] = _find_codec(src_dir)
     return BarkConfig(cfgs["semantic"], cfgs["coarse"], cfgs["fine"], codec_cfg), states
 
 
@@ -239,7 +250,7 @@ def write_converted(src_dir, out_dir, cfg=None, states=None):
 
     if states is None:
         cfg, states = read_checkpoint(src_dir)
-    for stage in STAGES:
+    for stage in STAGES + (("encoder",) if states.get("encoder") is not None else ()):
         state = {k: v.contiguous() for k, v in states[stage].items()}
         write_atomic(
             os.path.join(out_dir, f"{stage}.safetensors"),
@@ -268,18 +279,26 @@ def _write_text(path, text):
         f.write(text)
 
 
-def main(argv=None):
+def main(argv=None, prog=None, adjust=lambda parser: parser):
+    """`nanobark convert SRC OUT` -> exit code: 0 done, 1 the conversion failed, 2 bad arguments."""
     import argparse
 
-    prog = "python -m nanobark.convert" if sys.argv[0].endswith("__main__.py") else None
     p = argparse.ArgumentParser(
-        prog=prog, description="Convert a Bark checkpoint directory into nanobark's layout."
+        prog=prog or "nanobark convert",
+        description="Convert a Bark checkpoint folder into nanobark's layout (what nanobark does by itself on "
+        "first use of a Hub model; by hand for a snapshot you downloaded, or Suno's original .pt files).",
     )
     p.add_argument(
-        "src", help="Hub snapshot of suno/bark-small or suno/bark, or a folder with Suno's .pt files"
+        "src", help="a Hub snapshot folder of suno/bark-small or suno/bark, or a folder with Suno's .pt files"
     )
-    p.add_argument("out", help="output directory")
-    args = p.parse_args(argv)
+    p.add_argument("out", help="output folder (replaced whole if it holds an earlier conversion)")
+    args = adjust(p).parse_args(argv)
+    if not os.path.isdir(args.src):
+        p.error(f"{args.src} is not a folder; pass the folder holding config.json (or Suno's text.pt)")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
+        p.error(
+            f"cannot write {args.out}: folder {os.path.dirname(os.path.abspath(args.out))} does not exist"
+        )
     try:
         convert(args.src, args.out)
     except (ConversionError, FileNotFoundError) as e:

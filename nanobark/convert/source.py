@@ -11,10 +11,14 @@ class ConversionError(ValueError):
     pass
 
 
+BARK_HINT = "Is this the right checkpoint for the chosen model size (bark-small vs bark)?"
+
+
 class Source:
-    def __init__(self, state_dict, origin):
+    def __init__(self, state_dict, origin, hint=BARK_HINT):
         self.sd = dict(state_dict)  # name -> tensor
         self.origin = origin  # for error messages: a file path or a description
+        self.hint = hint  # the last line of the error: what the mismatch most likely means
         self.missing, self.misshaped = [], []
 
     def has(self, key):
@@ -54,10 +58,9 @@ class Source:
         if self.sd:
             problems.append(f"unexpected {len(self.sd)} tensor(s): " + _short(sorted(self.sd)))
         if problems:
+            lines = "\n  ".join(problems)
             raise ConversionError(
-                f"{self.origin} does not match the expected Bark layout:\n  "
-                + "\n  ".join(problems)
-                + "\nIs this the right checkpoint for the chosen model size (bark-small vs bark)?"
+                f"{self.origin} does not match the expected layout:\n  {lines}\n{self.hint}"
             )
 
 

@@ -1,0 +1,255 @@
+"""The `nanobark` command (nanobark/cli.py): subcommands, arguments checked before any model is loaded, exit
+codes, speed options, progress. The installed command itself, in a fresh venv, is tests/test_install.py."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import nanobark.cli as cli
+from conftest import references
+from nanobark import Bark, save_voice
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
+
+
+@pytest.fixture
+def no_loading(monkeypatch):
+    """Loading a model fails the test: argument errors must be found before."""
+
+    def refuse(*a, **k):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(Bark, "from_pretrained", refuse)
+
+
+@pytest.fixture
+def voice_file(tmp_path):
+    full = {
+        "semantic_prompt": np.arange(20) % 10_000,
+        "coarse_prompt": np.zeros((2, 30), np.int64),
+        "fine_prompt": np.zeros((8, 30), np.int64),
+    }
+    return save_voice(tmp_path / "me", *full.values())  # -> me.npz
+
+
+def usage_error(argv, capsys):
+    """argv -> the one line a usage error prints (asserting exit 2, one line, no traceback)."""
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+# ---- arguments: exit 2 before anything is loaded
+
+
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        (
+            ["--voice", "v2/en_speaker_66"],
+            "has no preset 'v2/en_speaker_66' \\(close: v2/en_speaker_6",
+        ),  # was exit 1, after loading
+        (["--voice", "missing.npz"], "missing.npz not found"),
+        (["--model", "no/such/place"], "no such folder, and not a Hub id"),
+        (["--seed", "-1"], "--seed must be an integer from 0 to 2\\*\\*63 - 1"),  # was a crash mid-run
+        (["--seed", str(2**64)], "--seed must be an integer from 0 to 2\\*\\*63 - 1"),
+        (["--text-temp", "nan"], "--text-temp must be a finite number"),
+        (["--silence", "1e9", "--long"], "--silence must be a number of seconds from 0 to 60"),
+        (["--int8", "--dtype", "float16"], "--int8 is for CPU decoding in float32"),
+        (["--device", "cuda:0"], "torch sees no CUDA GPU; .* install a CUDA build of torch"),
+        (["--device", "mps"], "needs Apple silicon"),
+        (["--quiet", "--out", "x.mp3"], "--out must end in .wav, .flac, .ogg"),
+    ],
+)
+def test_argument_problems_exit_2_with_one_line_before_loading(args, said, no_loading, capsys):
+    import re
+
+    err = usage_error(["Hello", *args], capsys)
+    assert err.startswith("nanobark: error: ") and re.search(said, err), err
+
+
+def test_a_model_folder_without_config_and_a_bad_voice_file_are_usage_errors(tmp_path, no_loading, capsys):
+    (tmp_path / "empty").mkdir()
+    assert "has no config.json" in usage_error(["Hi", "--model", str(tmp_path / "empty")], capsys)
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    assert "is not a numpy file" in usage_error(["Hi", "--voice", str(tmp_path / "bad.npz")], capsys)
+
+
+def test_raw_audio_to_a_terminal_is_refused(monkeypatch, no_loading, capsys):
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert "standard output, which is a terminal" in usage_error(["Hi", "--out", "-"], capsys)
+
+
+def test_a_voice_file_is_found_with_or_without_npz_in_any_case(voice_file, tmp_path, converted, capsys):
+    base = os.path.splitext(voice_file)[0]
+    for given in (voice_file, base):
+        args = cli.parse_speak(["Hi", "--voice", given, "--model", converted, "--quiet", "--out", "-"])
+        assert os.path.samefile(args.voice, voice_file)
+    upper = tmp_path / "LOUD.NPZ"
+    os.rename(voice_file, upper)
+    args = cli.parse_speak(["Hi", "--voice", str(tmp_path / "LOUD"), "--model", converted, "--out", "-"])
+    assert os.path.samefile(args.voice, upper)
+
+
+def test_speed_options_reach_the_model_and_cpu_notes_are_printed(converted, tmp_path, monkeypatch, capsys):
+    seen = {}
+
+    class Loaded(Exception):
+        pass
+
+    def capture(name, **kwargs):
+        seen.update(kwargs)
+        raise Loaded
+
+    monkeypatch.setattr(Bark, "from_pretrained", capture)
+    out = str(tmp_path / "x.wav")
+    with pytest.raises(Loaded):
+        cli.speak(["Hi", "--model", converted, "--device", "cpu", "--int8", "--compile", "--out", out])
+    assert seen["int8"] is True and seen["compile"] is True and seen["device"] == "cpu"
+    with pytest.raises(Loaded):
+        cli.speak(
+            ["Hi", "--model", converted, "--device", "cpu", "--dtype", "float16", "--offload", "--out", out]
+        )
+    err = capsys.readouterr().err
+    assert "float16 on the CPU is much slower" in err and "--int8 is the CPU's fast option" in err
+    assert "on the CPU it does nothing" in err
+
+
+def test_help_shows_defaults_commands_and_exit_codes(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0
+    for said in ("(default: 0.7)", "(default: suno/bark-small)", "exit codes:", "130  stopped by Ctrl-C",
+                 "nanobark voices", "nanobark convert SRC OUT", "--int8", "HF_HUB_OFFLINE=1"):  # fmt: skip
+        assert said in out, said
+
+
+# ---- voices
+
+
+def test_voices_lists_suno_presets_by_language(capsys):
+    references()
+    from bark.generation import ALLOWED_PROMPTS, SUPPORTED_LANGS
+
+    assert cli.main(["voices"]) == 0
+    out = capsys.readouterr().out
+    listed = {w for line in out.splitlines() if line.startswith("  ") for w in line.split()}
+    assert listed == {p.replace(os.sep, "/") for p in ALLOWED_PROMPTS}  # Suno's own list, 261 names
+    for name, code in SUPPORTED_LANGS:  # the 13 languages, named
+        assert f"{name} ({code}):" in out
+    assert cli.main(["voices", "--language", "fr"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("French (fr):") and "v2/fr_speaker_0" in out and "en_speaker" not in out
+
+
+def test_voices_of_a_local_model_come_from_its_index(converted, tmp_path, capsys):
+    assert cli.main(["voices", "--model", converted]) == 0
+    out = capsys.readouterr().out
+    assert "English (en):" in out and "v2/en_speaker_6" in out and "announcer" in out
+    (tmp_path / "config.json").write_text("{}")
+    err = usage_error(["voices", "--model", str(tmp_path)], capsys)
+    assert "has no voice presets" in err
+
+
+# ---- convert
+
+
+def test_convert_command(hf_snapshot, tmp_path, capsys):
+    assert "not a folder" in usage_error(["convert", str(tmp_path / "none"), str(tmp_path / "out")], capsys)
+    assert cli.main(["convert", hf_snapshot, str(tmp_path / "out")]) == 0
+    assert sorted(os.listdir(tmp_path)) == ["out"] and "config.json" in os.listdir(tmp_path / "out")
+
+
+# ---- progress, and the process as a whole
+
+
+def run(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "nanobark", *args], capture_output=True, text=True,
+                          env=ENV, cwd=kw.pop("cwd", ROOT), timeout=300, **kw)  # fmt: skip
+
+
+def test_progress_without_a_terminal_is_one_line_per_stage_and_segment(converted, tmp_path):
+    """stderr to a file or pipe: plain lines, no carriage returns (they were tqdm bars that counted to 768)."""
+    r = run("Hello, my dog is cute.", "--model", converted, "--seed", "1", "--max-duration", "0.2",
+            "--out", str(tmp_path / "a.wav"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    assert "\r" not in r.stderr and [line.split(":")[0] for line in lines] == ["semantic", "coarse", "fine"]
+    assert lines[0].startswith("semantic: 10 tokens in ")  # where speech ended (0.2 s), not 768
+    assert lines[2].startswith("fine: 1 windows in ")
+    text = (  # two sentences of 25 and 29 tokens: two segments
+        "Hello, my dog is cute, and the dog said hello to the world, and the world said hello to the dog. "
+        "She said hello to my dog, and my dog said hello to her and to the cute world of the cute dog, he said."
+    )
+    r = run(text, "--long", "--model", converted, "--seed", "1", "--max-duration", "0.2",
+            "--out", str(tmp_path / "b.wav"), "--continuity", "previous")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines()[0].startswith("segments: 1 of 2 segments done in ")
+    assert "s left" in r.stderr.splitlines()[0] and r.stderr.splitlines()[1].startswith("segments: 2 of 2")
+
+
+def test_a_ctrl_c_while_torch_loads_exits_130_without_a_traceback(tmp_path):
+    p = subprocess.Popen([sys.executable, "-m", "nanobark", "Hi", "--out", str(tmp_path / "x.wav")],
+                         stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)  # fmt: skip
+    time.sleep(0.4)  # python is up, torch is still loading (it takes seconds)
+    p.send_signal(signal.SIGINT)
+    err = p.communicate(timeout=60)[1]
+    assert p.returncode == 130 and "Traceback" not in err and "interrupted" in err, err
+    assert os.listdir(tmp_path) == []
+
+
+def test_python_m_nanobark_speaks_and_shows_its_version(converted, tmp_path):
+    r = run("--version")
+    assert r.returncode == 0 and r.stdout.strip() == "nanobark 0.1.0"
+    r = run("Hi there", "--model", converted, "--seed", "2", "--max-duration", "0.1", "--quiet",
+            "--out", str(tmp_path / "x.flac"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert sf.info(tmp_path / "x.flac").samplerate == 24_000 and "s of audio in" in r.stdout
+
+
+def test_an_error_without_a_message_still_says_what_failed(converted, tmp_path, monkeypatch, capsys):
+    def fail(*a, **k):
+        raise RuntimeError()
+
+    monkeypatch.setattr(Bark, "from_pretrained", fail)
+    assert cli.main(["Hi", "--model", converted, "--out", str(tmp_path / "x.wav")]) == 1
+    assert capsys.readouterr().err == "error: RuntimeError\n"  # was an empty "error: " line
+
+
+def test_messages_name_commands_an_installed_nanobark_has():
+    """No string in the package points users at a checkout's files (weights_convert/, scripts/): after a plain
+    pip install only `nanobark ...` and `python -m nanobark...` exist."""
+    import ast
+
+    package = os.path.join(ROOT, "nanobark")
+    for folder, _, files in os.walk(package):
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                tree = ast.parse(open(path, encoding="utf-8").read())
+                docstrings = {
+                    id(n.body[0].value)
+                    for n in ast.walk(tree)
+                    if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef)) and ast.get_docstring(n)
+                }
+                for node in ast.walk(tree):
+                    if (
+                        isinstance(node, ast.Constant)
+                        and isinstance(node.value, str)
+                        and id(node) not in docstrings
+                    ):
+                        assert "weights_convert" not in node.value and "scripts/" not in node.value, (
+                            path,
+                            node.value,
+                        )

@@ -1,0 +1,232 @@
+"""Finding a model offline and keeping nanobark's cache tidy: an unreachable Hub fails in seconds, a cache
+filled by transformers is used without the network, a preset that would need downloading says so by name,
+a damaged preset index only matters to whoever asks for a voice, and a touched snapshot is not converted twice."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file, save_file
+
+from conftest import write_hf_cache
+from nanobark import Bark
+from nanobark.voices import PresetDownloadError, VoiceError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HUB_VARIABLES = (
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "HF_ENDPOINT",
+    "HF_HUB_CACHE",
+    "HUGGINGFACE_HUB_CACHE",
+)
+NOT_CACHED = "v2/zh_speaker_9"  # a preset listed in speaker_embeddings_path.json whose files are not cached
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("NANOBARK_CACHE", str(tmp_path / "nanobark"))
+    return tmp_path / "nanobark"
+
+
+def closed_port():
+    """A local port nothing listens on: connecting is refused at once, like a Hub that cannot be reached."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# loads suno/bark-small, then generates with each voice in argv[2:] ("" for none); prints what happened as JSON
+CHILD = r"""
+import json, sys, time
+import numpy as np
+from nanobark import Bark
+
+def attempt(f):
+    start, value, error = time.monotonic(), None, None
+    try:
+        value = f()
+    except Exception as e:
+        error = e
+    chained = bool(error and (error.__cause__ or error.__context__ and not error.__suppress_context__))
+    return value, {"seconds": time.monotonic() - start, "error": error and [c.__name__ for c in type(error).__mro__],
+                   "message": str(error), "chained": chained}
+
+bark, report = attempt(lambda: Bark.from_pretrained("suno/bark-small", device="cpu"))
+reports, audio = [report], {}
+for i, voice in enumerate(sys.argv[2:] if bark else []):
+    audio[str(i)], report = attempt(lambda: bark.generate("Hello dog", voice=voice or None, seed=3, max_duration_s=0.3))
+    reports.append(report)
+np.savez(sys.argv[1], **{k: v for k, v in audio.items() if v is not None})
+print(json.dumps(reports))
+"""
+
+
+def run_child(tmp_path, env, *voices):
+    """Run CHILD in a fresh process (huggingface_hub reads its variables at import) -> (reports, audio)."""
+    env = {k: v for k, v in os.environ.items() if k not in HUB_VARIABLES} | {"OMP_NUM_THREADS": "1", **env}
+    out = tmp_path / "audio.npz"
+    p = subprocess.run(
+        [sys.executable, "-c", CHILD, str(out), *voices],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    with np.load(out) as audio:
+        return json.loads(p.stdout.splitlines()[-1]), {int(k): audio[k] for k in audio.files}
+
+
+def offline_env(mode, hf_home, cache):
+    """HF_HUB_OFFLINE=1, or a Hub endpoint that refuses connections (no network, HF_HUB_OFFLINE unset)."""
+    hub = (
+        {"HF_HUB_OFFLINE": "1"}
+        if mode == "HF_HUB_OFFLINE=1"
+        else {"HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}"}
+    )
+    return {"HF_HOME": str(hf_home), "NANOBARK_CACHE": str(cache), **hub}
+
+
+def test_unreachable_hub_without_cache_fails_fast_and_says_what_to_do(tmp_path):
+    """Before: huggingface_hub retried for ~25 s (5 retries, 1+2+4+8+8 s) before the error."""
+    env = offline_env("unreachable", tmp_path / "hf_home", tmp_path / "nanobark")
+    [load], _ = run_child(tmp_path, env)
+    assert "ConnectionError" in load["error"] and not load["chained"], load
+    for advice in ("cannot be reached", "--model FOLDER", "HF_HUB_OFFLINE=1", "on first use"):
+        assert advice in load["message"], load["message"]
+    assert load["seconds"] < 10, load  # one request, no retry loop
+
+
+def test_offline_hub_id_without_cache_says_what_to_do(cache, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # as HF_HUB_OFFLINE=1 would
+    # an empty huggingface_hub cache, whatever this machine's holds
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
+    with pytest.raises(ConnectionError, match=r"HF_HUB_OFFLINE=1 is set.*--model FOLDER"):
+        Bark.from_pretrained("suno/bark-small")
+
+
+@pytest.mark.parametrize("mode", ["HF_HUB_OFFLINE=1", "unreachable"])
+def test_a_cache_filled_by_transformers_is_used_offline(hf_cache, converted, cache, tmp_path, mode):
+    """pytorch_model.bin on main, no model.safetensors (refs/pr/5): converted once, presets read from the cache."""
+    reports, audio = run_child(tmp_path, offline_env(mode, hf_cache, cache), "", "v2/en_speaker_6")
+    assert not any(r["error"] for r in reports), reports
+    # no ~25 s retry loop on the way (before: ~23 s, unreachable, for the safetensors file of refs/pr/5)
+    assert reports[0]["seconds"] < 20 and reports[2]["seconds"] < 10, reports  # the load converts
+    bark = Bark.from_pretrained(converted, device="cpu")  # the same snapshot, loaded from its folder
+    for i, voice in enumerate([None, "v2/en_speaker_6"]):
+        want = bark.generate("Hello dog", voice=voice, seed=3, max_duration_s=0.3)
+        np.testing.assert_allclose(audio[i], want, rtol=0, atol=1e-5)  # same tokens; the threads differ
+    assert sorted(os.listdir(cache)) == ["downloads", "suno--bark-small"]
+    assert not os.listdir(cache / "downloads")  # the links gathering the cached files are gone
+
+
+@pytest.mark.parametrize("mode", ["HF_HUB_OFFLINE=1", "unreachable"])
+def test_a_preset_to_download_while_offline_says_which_and_what_to_do(hf_snapshot, cache, tmp_path, mode):
+    """Before: huggingface_hub's LocalEntryNotFoundError about one .npy file (after ~25 s of retries, unreachable)."""
+    hf_home = write_hf_cache(
+        hf_snapshot, str(tmp_path / "hf_home"), leave_out=[f"speaker_embeddings/{NOT_CACHED}"]
+    )
+    reports, audio = run_child(tmp_path, offline_env(mode, hf_home, cache), NOT_CACHED, "v2/en_speaker_6")
+    load, missing, cached = reports
+    assert not load["error"] and not cached["error"] and len(audio[1]), reports
+    assert missing["error"][:2] == [PresetDownloadError.__name__, "ConnectionError"], missing
+    assert not missing["chained"]  # no huggingface_hub error in the traceback
+    for said in (f"voice preset {NOT_CACHED!r}", "on first use", "connect to the internet once", ".npz",
+                 "speaker_embeddings/"):  # fmt: skip
+        assert said in missing["message"], missing["message"]
+    assert missing["seconds"] < 10, missing
+
+
+@pytest.mark.parametrize(
+    "content, said",
+    [
+        (b"{not json", "cannot be read as JSON"),
+        (b"\xff\xfe{}", "cannot be read as JSON"),  # not UTF-8
+        (b"[1, 2]", "holds a JSON list, not an object of preset name -> files"),
+        (b'{"x": {"semantic_prompt": "a.npy"}}', "preset 'x' must list exactly"),
+    ],
+    ids=["not-json", "not-utf8", "a-list", "an-entry-without-3-files"],
+)
+def test_a_broken_preset_index_matters_only_when_a_voice_is_used(converted, tmp_path, content, said):
+    """Before: from_pretrained parsed speaker_embeddings_path.json and failed (JSONDecodeError), voice or not."""
+    model = tmp_path / "model"
+    shutil.copytree(converted, model)
+    (model / "speaker_embeddings_path.json").write_bytes(content)
+    bark = Bark.from_pretrained(str(model), device="cpu")
+    assert len(bark.generate("Hello", seed=0, max_duration_s=0.1))
+    with pytest.raises(VoiceError, match=said) as e:
+        bark.generate("Hello", voice="v2/en_speaker_6", seed=0, max_duration_s=0.1)
+    assert str(model / "speaker_embeddings_path.json") in str(e.value)
+
+
+def test_a_touched_or_changed_snapshot_is_converted_again_in_place(hf_snapshot, cache, tmp_path):
+    """Before: the cache folder was keyed by the weights' size and time, so a touch made a second full copy."""
+    snapshot = tmp_path / "snapshot"
+    shutil.copytree(hf_snapshot, snapshot)
+    weights = snapshot / "model.safetensors"
+
+    def load():
+        bark = Bark.from_pretrained(str(snapshot), device="cpu")
+        assert len(os.listdir(cache / "local")) == 1  # one copy, no temporary folder left
+        return bark.models["semantic"].lm_head.weight.clone()
+
+    first = load()
+    os.utime(weights, ns=(os.stat(weights).st_atime_ns, os.stat(weights).st_mtime_ns + 10**9))  # touch
+    np.testing.assert_array_equal(load(), first)
+    state = load_file(weights)
+    state["semantic.lm_head.weight"] += 1  # new content
+    save_file(state, weights, metadata={"format": "pt"})
+    np.testing.assert_array_equal(load(), first + 1)
+
+
+def test_hub_id_downloads_safetensors_converts_once_and_fetches_only_the_asked_preset(
+    hf_snapshot, cache, monkeypatch
+):
+    """A stand-in for the Hub serving the snapshot: bark-small's weights come from refs/pr/5."""
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError, RemoteEntryNotFoundError
+
+    import nanobark.hub as hub
+
+    calls = []
+
+    def fake_hub(repo_id, filename, revision=None, local_files_only=False, **kw):
+        path = os.path.join(hf_snapshot, filename)
+        if local_files_only and filename.startswith("speaker_embeddings/"):  # not cached yet: ask the Hub
+            raise LocalEntryNotFoundError(f"{filename} is not cached")
+        calls.append((repo_id, filename, revision))
+        if (
+            filename == "pytorch_model.bin"
+            or not os.path.exists(path)
+            or (filename == "model.safetensors" and revision != "refs/pr/5")
+        ):
+            err = RemoteEntryNotFoundError.__new__(
+                RemoteEntryNotFoundError
+            )  # a 404, without an HTTP response
+            Exception.__init__(err, f"{filename} is not in {repo_id}@{revision}")
+            raise err
+        return path
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_hub)
+    monkeypatch.setattr(hub, "why_offline", lambda repo_id, filename="config.json": None)  # the Hub answers
+    bark = Bark.from_pretrained("suno/bark-small", device="cpu")
+    assert ("suno/bark-small", "model.safetensors", "refs/pr/5") in calls
+    assert not any(f.startswith("speaker_embeddings/") for _, f, _ in calls)
+    assert not os.path.exists(os.path.join(cache, "downloads", "suno--bark-small"))  # the links are gone
+    calls.clear()
+    bark.generate("Hello", voice="v2/en_speaker_6", seed=0, max_duration_s=0.1)
+    assert sorted(f for _, f, _ in calls) == [
+        f"speaker_embeddings/v2/en_speaker_6_{k}_prompt.npy" for k in ("coarse", "fine", "semantic")
+    ]
+    calls.clear()
+    Bark.from_pretrained("suno/bark-small", device="cpu")
+    assert calls == []  # the converted copy in nanobark's cache is used as it is

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 _WHERE = {  # public name -> the module that defines it
     "Bark": "bark",
+    "clone_voice": "bark",
     "BarkConfig": "config",
     "CodecConfig": "config",
     "GPTConfig": "config",
@@ -23,7 +24,7 @@ _WHERE = {  # public name -> the module that defines it
 __all__ = sorted(_WHERE)
 
 if TYPE_CHECKING:  # for readers and tools: what the lazy names are
-    from .bark import Bark  # noqa: F401
+    from .bark import Bark, clone_voice  # noqa: F401
     from .config import PRESETS, BarkConfig, CodecConfig, GPTConfig  # noqa: F401
     from .layout import SAMPLE_RATE  # noqa: F401
     from .longform import generate_long, split_text, stream  # noqa: F401

@@ -25,6 +25,9 @@ HUBERT_RATE = 16_000  # HuBERT base was trained on 16 kHz speech
 MAX_SECONDS = 30.0  # the tail of a longer recording that is read; Bark only uses its last ~5-7 s anyway
 MIN_SECONDS = 1.0  # below ~0.83 s the coarse stage's 1.5-frames-per-token assert fails
 ADVISED_SECONDS = (3.0, 30.0)  # warn outside this; the community advises 5-12 s of clean speech
+MAX_PHASES = (
+    10**6
+)  # orig * new after dividing by their gcd: 44.1 kHz -> 24 kHz is 147 * 80, 11.025 kHz 147 * 320
 SILENCE_RMS = 1e-4  # -80 dBFS, about 3 steps of 16-bit audio: below it there is nothing to clone
 ZEROS, ROLLOFF = 6, 0.99  # torchaudio's defaults: lowpass_filter_width and rolloff
 
@@ -64,7 +67,13 @@ def _reduced(orig_rate, new_rate):
         if not (real and rate > 0 and rate == int(rate)):
             raise ValueError(f"sample rates must be positive whole numbers, got {orig_rate} and {new_rate}")
     g = math.gcd(int(orig_rate), int(new_rate))
-    return int(orig_rate) // g, int(new_rate) // g
+    orig, new = int(orig_rate) // g, int(new_rate) // g
+    if orig * new > MAX_PHASES:  # the kernel is (new, 2 * width + orig): 44101 -> 24000 Hz would be 8 GB
+        raise AudioError(
+            f"cannot resample {orig_rate} Hz to {new_rate} Hz: the rates share no large factor, so the filter "
+            "would take gigabytes; convert the recording to a common rate first (e.g. ffmpeg -i IN -ar 48000 OUT)"
+        )
+    return orig, new
 
 
 def resampled_length(length, orig_rate, new_rate):

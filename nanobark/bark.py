@@ -20,7 +20,7 @@ from .cpu_speed import lay_out_weights, quantize_int8_
 from .generation import generate_coarse, generate_fine, generate_semantic, semantic_history
 from .hub import cloning_weights, resolve
 from .layout import CODEBOOK_SIZE, SAMPLE_RATE, SEMANTIC_VOCAB_SIZE, check_ids
-from .progress import counter, progress_bar
+from .progress import progress_bar
 from .sampling import check_max_duration, check_sampling, check_seed
 from .tokenizer import Tokenizer, normalize_text, text_prompt
 from .voices import PresetIndex, VoiceError, find_voice_file, load_voice, save_voice
@@ -289,27 +289,38 @@ class Bark:
     def clone_voice(self, audio, sample_rate=None, quantizer=None, hubert=None, progress=False):
         """A recording of someone speaking -> a voice dict, usable anywhere a preset is (and by save_voice).
 
-        audio: a file soundfile reads (wav, flac, ogg; any channels and sample rate; only its last 30 s are
-        read), or an array of samples with its sample_rate. 5-12 s of clean speech by one speaker, ending at
-        the end of a sentence, work best. The first call downloads and converts HuBERT base and the community's
-        semantic quantizer once (hub.cloning_weights); `quantizer` and `hubert` may name other files or
-        folders (e.g. a quantizer trained for another language: the default one is English).
-        """
-        wav24, wav16 = load_clip(audio, sample_rate)  # the recording is checked before any model is loaded
+        See clone_voice (the function): this one uses this model's codec and device."""
         if self.path is None:
             raise ValueError("this Bark was built without a model folder; load it with Bark.from_pretrained")
-        advance = counter("cloning", "step", 2) if progress else lambda n=1: None
-        hubert_dir, quantizer_dir = cloning_weights(quantizer, hubert)  # downloaded and converted once
-        models = (
-            load_encoder(self.path, device=self.device),
-            load_hubert(hubert_dir, device=self.device),
-            load_quantizer(quantizer_dir, device=self.device),
-        )
-        advance()
-        voice = clone(wav24, wav16, *models)
-        advance()
-        return voice
+        return clone_voice(self.path, audio, sample_rate, quantizer, hubert, self.device, progress)
 
     def save_voice(self, path, full):
         """Save the dict returned by generate(..., output_full=True) as a reusable .npz voice prompt."""
         return save_voice(path, full["semantic_prompt"], full["coarse_prompt"], full["fine_prompt"])
+
+
+def clone_voice(model, audio, sample_rate=None, quantizer=None, hubert=None, device="cpu", progress=False):
+    """A recording of someone speaking -> a voice dict (semantic_prompt, coarse_prompt, fine_prompt).
+
+    model: a converted folder, a Hub id or a snapshot folder, as for from_pretrained: only its EnCodec encoder
+    is loaded. audio: a file soundfile reads (wav, flac, ogg; any channels and sample rate; only its last
+    30 s are read), an array of samples with its sample_rate, or the (24 kHz, 16 kHz) pair audio.load_clip
+    returns. 5-12 s of clean speech by one speaker, ending at the end of a sentence, work best. The first
+    call downloads and converts HuBERT base and the community's semantic quantizer once
+    (hub.cloning_weights); `quantizer` and `hubert` may name other files or folders (e.g. a quantizer
+    trained for another language: the default one is English).
+    """
+    wav24, wav16 = audio if isinstance(audio, tuple) else load_clip(audio, sample_rate)  # checked first
+    bar = progress_bar("cloning", "steps") if progress else lambda done, total: None
+    path = resolve(os.fspath(model))[0]  # a converted folder as it is; a Hub id or snapshot: converted once
+    hubert_dir, quantizer_dir = cloning_weights(quantizer, hubert)  # downloaded and converted once
+    device = check_device(device)
+    models = (
+        load_encoder(path, device=device),
+        load_hubert(hubert_dir, device=device),
+        load_quantizer(quantizer_dir, device=device),
+    )
+    bar(1, 2)
+    voice = clone(wav24, wav16, *models)
+    bar(2, 2)
+    return voice

@@ -58,8 +58,10 @@ def is_converted(path):
 
 
 def is_current(path):
-    """True for a finished conversion that this nanobark reads."""
-    return converted_version(path) == FORMAT_VERSION
+    """True for a finished conversion that this nanobark reads and that has all it writes: a copy in the cache
+    converted before the EnCodec encoder was kept (no "encoder" entry) is converted again, once, for cloning."""
+    meta = _finished_config(path) or {}
+    return meta.get("format_version", 1) == FORMAT_VERSION and "encoder" in meta
 
 
 def _reconvert_hint(path):
@@ -300,7 +302,9 @@ def load_quantizer(path, device="cpu"):
 def _load_alone(file, problems, build, device):
     """Check the file's header, then problems(shapes); build(shapes) on the meta device; check every tensor
     against it; load. Any failure is a CheckpointError naming the file and what to do."""
-    hint = f"delete {file} and convert again (nanobark.convert.cloning)"
+    hint = (
+        f"delete {file}: the next clone converts it again (a file you converted yourself: convert it again)"
+    )
     try:
         if not os.path.isfile(file):
             raise CheckpointError(f"{file} is missing")

@@ -1,8 +1,9 @@
 """Atomic writes: a file or a folder is written under a temporary name beside its target, then renamed.
 
 A crash, a kill or a full disk therefore never leaves a half-written file under the real name: readers
-see the old version or the new one. Files get the permissions the umask gives a new file (mkstemp's
-0600 would make a shared cache or a served file unreadable to others).
+see the old version or the new one. Files and folders get the permissions the umask gives new ones:
+mkstemp's and mkdtemp's 0600 / 0700 (and safetensors' save_file, which re-creates its file 0600) would
+make a shared cache or a served file unreadable to others.
 """
 
 import contextlib
@@ -20,16 +21,23 @@ TEMP_PREFIX = ".converting-"  # a folder being written (or killed): never mistak
 LOCK_FILE = ".lock"  # inside it, locked by the live writing process
 
 
+def _umask():
+    mask = os.umask(0)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path, write):
     """Call write(tmp_path) for a temporary file beside `path`, flush it to disk, rename it to `path`."""
     path = os.fspath(path)
     folder, name = os.path.split(os.path.abspath(path))
     tmp = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
-    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))  # the kernel applies the umask
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # whoever wrote it (a library may re-create the file 0600)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -97,6 +105,7 @@ def folder_atomic(target, is_finished, replace=False):
     remove_killed_folders(parent)
     tmp, lock = tempfile.mkdtemp(dir=parent, prefix=TEMP_PREFIX), None
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would hide a shared cache from other users
         lock = _hold_lock(tmp)
         yield tmp
         if lock is not None:

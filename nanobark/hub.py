@@ -289,7 +289,8 @@ def _cloning_part(src, name, convert, repo_id, hub_file):
             raise ConnectionError(
                 f"voice cloning needs {repo_id}/{hub_file}, downloaded once on first use, but {offline}, and "
                 "huggingface_hub's cache does not hold it; connect once, or pass a downloaded copy "
-                "(quantizer=PATH / hubert=PATH, --quantizer / --hubert on the command line)"
+                "(clone_voice(..., quantizer=PATH, hubert=PATH); on the command line `nanobark clone RECORDING "
+                "--quantizer PATH --hubert PATH --out VOICE.npz`, then --voice VOICE.npz)"
             ) from None
         raise FileNotFoundError(
             f"{hub_file} is not in {repo_id} on the Hugging Face Hub ({type(e).__name__})"

@@ -93,9 +93,16 @@ def _number(name, value):
     return value
 
 
+MIN_TEMPERATURE = 1e-6  # far below any useful one; from ~1e-37 on, logits / temperature overflows float32
+
+
 def check_temperature(temp, name="temperature", allow_none=False):
     if temp is None and allow_none:
         return None
+    if temp is not None and 0 < _number(name, temp) < MIN_TEMPERATURE:
+        greedy = "--top-k 1" if name.startswith("--") else "top_k=1"
+        raise ValueError(f"{name} {temp:g} is too small (logits / temperature would overflow): use at least "
+                         f"{MIN_TEMPERATURE:g}, or {greedy} for greedy decoding")  # fmt: skip
     if temp is None or not _number(name, temp) > 0:
         hint = (
             ""

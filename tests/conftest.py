@@ -295,3 +295,13 @@ def legacy_weight_norm_names(sd):
         ): v
         for k, v in sd.items()
     }
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """torch on one thread for the rest of the module, as in subprocesses with OMP_NUM_THREADS=1 (the same
+    bytes), and no two threads spinning against each other on a busy 2-core machine (tiny models run faster)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -381,3 +381,13 @@ def test_bad_arrays_and_arguments(tmp_path):
     with pytest.raises(ValueError, match="max_seconds must be at least 1"):
         load_audio(good, 8000, max_seconds=0.5)
     assert issubclass(AudioError, ValueError) and issubclass(AudioFileNotFoundError, FileNotFoundError)
+
+
+def test_an_odd_sample_rate_is_refused_before_gigabytes_are_allocated(tmp_path):
+    """44101 Hz shares no large factor with 24000: the filter bank would be 24000 x 44113 float64 (8.5 GB)."""
+    path = tmp_path / "odd.wav"
+    sf.write(path, np.random.default_rng(0).standard_normal(44_101 * 2) * 0.1, 44_101)
+    with pytest.raises(AudioError, match="share no large factor.*ffmpeg"):
+        load_audio(str(path))
+    for rate in (8_000, 11_025, 22_050, 32_000, 37_800, 44_100, 48_000, 96_000):  # common rates still work
+        resample(torch.zeros(rate // 10), rate, 24_000)

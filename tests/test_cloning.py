@@ -32,9 +32,13 @@ def weights(cloning_sources):
 
 @pytest.fixture(scope="module")
 def bark(converted, tmp_path_factory):
-    cache = tmp_path_factory.mktemp("nanobark_cache")
+    cache, old = tmp_path_factory.mktemp("nanobark_cache"), os.environ.get("NANOBARK_CACHE")
     os.environ["NANOBARK_CACHE"] = str(cache)  # cloning's converted weights go here
-    return Bark.from_pretrained(converted, device="cpu")
+    yield Bark.from_pretrained(converted, device="cpu")
+    if old is None:
+        del os.environ["NANOBARK_CACHE"]
+    else:
+        os.environ["NANOBARK_CACHE"] = old
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +116,57 @@ def test_the_clone_command_writes_a_voice_and_bad_recordings_write_nothing(
         err = capsys.readouterr().err
         assert e.value.code == 2 and said in err and len(err.strip().splitlines()) == 1, err
     assert sorted(os.listdir(tmp_path)) == sorted(["me.npz", *bad])  # no voice written for a bad one
+    # the other arguments, each a usage error before any model is loaded (they were exit 1, after loading)
+    (tmp_path / "taken.npz").mkdir()
+    cases = [
+        (["--quantizer", str(tmp_path / "nothere" / "q.pth")], "no such file or folder, nor a file name"),
+        (["--hubert", recording], "is a recording"),
+        (["--out", str(tmp_path / "taken.npz")], "it is a folder"),
+        (["--out", str(tmp_path / "no" / "me.npz")], "does not exist"),
+    ]
+    for args, said in cases:
+        with pytest.raises(SystemExit) as e:
+            cli.main(["clone", "--model", converted, recording, "--out", str(tmp_path / "x.npz"), *args])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and said in err, err
+
+
+def test_a_cache_converted_before_the_encoder_existed_is_converted_again(hf_snapshot, tmp_path, monkeypatch):
+    """An upgrade: the cached copy has no encoder.safetensors (nor the "encoder" entry); the next load
+    converts it again, once, instead of every clone failing with "delete it and convert again"."""
+    import json
+
+    from nanobark.checkpoint import load_encoder
+
+    monkeypatch.setenv("NANOBARK_CACHE", str(tmp_path))
+    Bark.from_pretrained(hf_snapshot, device="cpu")
+    (cached,) = (tmp_path / "local").iterdir()
+    os.remove(cached / "encoder.safetensors")
+    meta = json.loads((cached / "config.json").read_text())
+    del meta["encoder"]
+    (cached / "config.json").write_text(json.dumps(meta))
+    bark = Bark.from_pretrained(hf_snapshot, device="cpu")
+    assert bark.path == str(cached) and load_encoder(bark.path) is not None
+    assert json.loads((cached / "config.json").read_text())["encoder"] is True
+
+
+def test_a_clip_outside_the_advice_gets_one_note(converted, weights, tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "short.wav"
+    sf.write(path, speech(2.0), 44_100)
+    hubert, quantizer = weights
+    argv = ["clone", str(path), "--out", str(tmp_path / "v"), "--model", converted, "--hubert", hubert]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {
+        **os.environ,
+        "PYTHONPATH": root,
+        "NANOBARK_CACHE": str(tmp_path / "cache"),
+        "OMP_NUM_THREADS": "1",
+    }
+    r = subprocess.run([sys.executable, "-m", "nanobark", *argv, "--quantizer", quantizer], env=env,
+                       capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    notes = [line for line in r.stderr.splitlines() if "5-12 s of clean speech" in line]
+    assert len(notes) == 1 and notes[0].startswith("note: "), r.stderr  # was twice, as raw Python warnings

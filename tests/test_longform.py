@@ -8,7 +8,6 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from conftest import VOCAB
 from nanobark import Bark
@@ -132,12 +131,8 @@ def test_split_cuts_lyrics_too_long_for_one_generation():
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny models run faster on one thread than on two shared cores; restored after this file."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every test of this file on one thread (conftest's one_thread)."""
 
 
 @pytest.fixture(scope="module")

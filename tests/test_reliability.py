@@ -309,11 +309,14 @@ def test_nan_probabilities_stop_with_an_error_instead_of_token_0(converted, dama
     """A temperature that overflows the logits, or a NaN weight: seeded sampling used to draw token 0 silently."""
     bark = Bark.from_pretrained(converted, device="cpu")
     kwargs = dict(seed=0, max_duration_s=0.2)
-    if damage == "temperature":
-        kwargs["text_temp"] = 1e-39
-    else:
-        with torch.no_grad():
-            bark.models["coarse"].lm_head.weight[10_500, 0] = float("nan")
+    if damage == "temperature":  # now refused by the check, before any work
+        with pytest.raises(
+            ValueError, match="temperature 1e-39 is too small .* use at least 1e-06, or top_k=1"
+        ):
+            bark.generate("Hello", text_temp=1e-39, **kwargs)
+        return
+    with torch.no_grad():
+        bark.models["coarse"].lm_head.weight[10_500, 0] = float("nan")
     with pytest.raises(
         FloatingPointError, match="NaN or Inf: the model's weights may be damaged, or the temperature"
     ):

@@ -54,7 +54,7 @@ LAYERS = [
     ),
     ("model files", ["nanobark.hub"]),
     ("api", ["nanobark.bark"]),
-    ("jobs", ["nanobark.longform"]),
+    ("jobs", ["nanobark.longform", "nanobark.manifest", "nanobark.corpus"]),
     (
         "entry points",
         [

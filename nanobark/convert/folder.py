@@ -238,10 +238,21 @@ def convert(src_dir, out_dir):
     if src == out or out.startswith(src + os.sep) or src.startswith(out + os.sep):
         raise ConversionError(f"cannot convert {src_dir} into {out_dir}: the output would replace the source "
                               "(or a folder holding it); choose an output folder outside the source")  # fmt: skip
+    check_output(out_dir)
     cfg, states = read_checkpoint(src_dir)
     with folder_atomic(out_dir, is_converted, replace=True) as tmp:
         write_converted(src_dir, tmp, cfg, states)
     return out_dir
+
+
+def check_output(out_dir):
+    """A conversion replaces only what a conversion wrote: out_dir must be missing, empty, or converted."""
+    if os.path.exists(out_dir) and not is_converted(out_dir):
+        if not os.path.isdir(out_dir) or os.listdir(out_dir):
+            raise ConversionError(
+                f"{out_dir} exists and is not a nanobark conversion; a conversion would replace it whole, so "
+                "choose a new folder (or an empty one, or one that `nanobark convert` wrote)"
+            )
 
 
 def write_converted(src_dir, out_dir, cfg=None, states=None):
@@ -267,7 +278,9 @@ def write_converted(src_dir, out_dir, cfg=None, states=None):
             os.path.join(out_dir, "speaker_embeddings"),
             dirs_exist_ok=True,
         )
-    meta = {"format": "nanobark", "format_version": FORMAT_VERSION, **cfg.to_dict()}
+    # "encoder": whether encoder.safetensors was written (a cache converted before there was one gets one)
+    has_encoder = states.get("encoder") is not None
+    meta = {"format": "nanobark", "format_version": FORMAT_VERSION, "encoder": has_encoder, **cfg.to_dict()}
     write_atomic(
         os.path.join(out_dir, "config.json"), lambda tmp: _write_text(tmp, json.dumps(meta, indent=2))
     )
@@ -291,7 +304,7 @@ def main(argv=None, prog=None, adjust=lambda parser: parser):
     p.add_argument(
         "src", help="a Hub snapshot folder of suno/bark-small or suno/bark, or a folder with Suno's .pt files"
     )
-    p.add_argument("out", help="output folder (replaced whole if it holds an earlier conversion)")
+    p.add_argument("out", help="output folder: a new or empty one, or an earlier conversion (replaced whole)")
     args = adjust(p).parse_args(argv)
     if not os.path.isdir(args.src):
         p.error(f"{args.src} is not a folder; pass the folder holding config.json (or Suno's text.pt)")
@@ -299,6 +312,10 @@ def main(argv=None, prog=None, adjust=lambda parser: parser):
         p.error(
             f"cannot write {args.out}: folder {os.path.dirname(os.path.abspath(args.out))} does not exist"
         )
+    try:
+        check_output(args.out)
+    except ConversionError as e:
+        p.error(str(e))
     try:
         convert(args.src, args.out)
     except (ConversionError, FileNotFoundError) as e:

@@ -1,0 +1,424 @@
+"""Corpus synthesis: many texts in, one audio file each out, resumable, spread over torchrun's processes.
+
+    torchrun --nproc_per_node=8 -m nanobark synthesize corpus.jsonl --out-dir out    (the command: cli.py)
+
+    out/<id>.wav                   an item's audio, written atomically (a temporary name, then renamed)
+    out/.manifest.rank{r}.jsonl    rank r's finished items, a line each, appended and synced as each is done
+    out/.errors.rank{r}.jsonl      rank r's failed items
+    out/manifest.jsonl             every finished item, merged by rank 0 at the start and at the end of a run
+    out/errors.jsonl               the wrong rows and the failed items (line, id, error), rewritten every run
+
+Determinism: an item's audio depends only on the model, its text, voice, settings and seed: the row's seed,
+or the job's base seed plus a hash of its id. Each item draws from its own torch.Generator through all three
+stages (Bark.generate's per-item generators), so neither its batch nor its rank nor the order changes its
+tokens. On the CPU the bytes also depend on the number of threads per process (the codec sums in another
+order): compare runs at the same OMP_NUM_THREADS (torchrun gives each of several workers 1).
+
+Resuming: an item is done when a manifest line records the same file, text, voice, seed, settings and model
+as this run asks for, and the file is there; the rest are made (again). The audio is renamed into place
+before its manifest line is written, so a kill between the two only costs that item being made again.
+
+The ranks meet (torch.distributed, gloo: they exchange a few small objects, never tensors) when rank 0 has
+folded an earlier run's leftovers into manifest.jsonl and says what is done, when the last one has finished
+(then rank 0 merges), and to add up the totals. Plain `python` is world size 1: no process group at all.
+"""
+
+import datetime
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable, NamedTuple
+
+import torch
+import torch.distributed as dist
+
+from .files import write_atomic
+from .layout import TEXT_LENGTH
+from .longform import generate_long
+from .manifest import Problem, Row
+from .progress import counter
+from .sampling import MAX_SEED
+from .tokenizer import normalize_text
+
+MANIFEST, ERRORS = "manifest.jsonl", "errors.jsonl"
+RANK_FILE = re.compile(r"^\.(manifest|errors)\.rank(\d+)\.jsonl$")
+TEMP_FILE = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")  # files.write_atomic's temporary names
+# the ranks wait for each other at the end for as long as the slowest one works: a long timeout (a dead rank
+# is torchrun's to notice: it stops the others)
+WAIT = datetime.timedelta(days=7)
+DEFAULTS = dict(text_temp=0.7, waveform_temp=0.7, fine_temp=0.5, top_k=None, top_p=None, min_eos_p=None,
+                max_duration=None)  # fmt: skip
+SHOWN_PROBLEMS = 10  # printed at the start; all of them go to errors.jsonl
+
+
+# ---------------------------------------------------------------- the ranks
+
+
+class Ranks:
+    """This process among torchrun's (RANK, WORLD_SIZE, LOCAL_RANK: its GPU on its machine); 0 of 1 without."""
+
+    def __init__(self, env=os.environ):
+        self.rank, self.world = int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1))
+        self.local = int(env.get("LOCAL_RANK", 0))
+
+    def start(self):
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("gloo", timeout=WAIT)  # MASTER_ADDR/PORT etc. from torchrun
+        return self
+
+    def stop(self):
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+    def barrier(self):
+        if self.world > 1:
+            dist.barrier()
+
+    def from_rank0(self, obj):
+        """Rank 0's obj, on every rank."""
+        if self.world == 1:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather(self, obj):
+        """[obj of rank 0, obj of rank 1, ...], on every rank."""
+        if self.world == 1:
+            return [obj]
+        out = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
+
+def local_rank_first(ranks, task):
+    """task() on every machine's local rank 0 first (a first run downloads and converts the model into the
+    cache once), then on its other ranks, which find it there."""
+    value = task() if ranks.local == 0 else None
+    ranks.barrier()
+    return value if ranks.local == 0 else task()
+
+
+# ---------------------------------------------------------------- the plan
+
+
+@dataclass
+class Job:
+    out_dir: str
+    manifest: str  # the input's name, for messages
+    model: str  # recorded in the manifest: the --model given, and int8/float16/bfloat16 if used
+    save: Callable  # save(path, audio): writes the file atomically
+    ext: str = "wav"
+    seed: int = 0  # the base seed
+    batch_size: int = 8
+    defaults: dict = field(default_factory=dict)  # the job's settings, under each row's own
+    overwrite: bool = False
+    progress: bool = True
+
+
+class Item(NamedTuple):
+    row: Row
+    file: str  # "<id>.<ext>", in out_dir
+    seed: int
+    settings: dict  # every setting, as recorded (with "long": generate_long or one generation)
+    n_tokens: int  # the text's length, to sort and batch by
+
+    @property
+    def long(self):
+        return self.settings["long"]
+
+
+def item_seed(id_, base):
+    """base + a stable 31-bit hash of the id (sha256: Python's hash() changes from process to process)."""
+    digest = hashlib.sha256(id_.encode("utf-8", "surrogatepass")).digest()
+    return (base + int.from_bytes(digest[:8], "big") % 2**31) % (MAX_SEED + 1)
+
+
+def item_settings(row, defaults, long):
+    settings = {**DEFAULTS, **{k: v for k, v in defaults.items() if v is not None}, **row.settings}
+    if settings["min_eos_p"] is None:  # the API's defaults: 0.2, and Suno's long-form 0.05
+        settings["min_eos_p"] = 0.05 if long else 0.2
+    return {**settings, "long": long}
+
+
+def plan(rows, job, tokenizer):
+    """Rows -> (items, problems): each item's file, seed, settings and length (a text of no tokens is a problem)."""
+    items, problems = [], []
+    for row in rows:
+        n = len(tokenizer.encode(normalize_text(row.text)))
+        if n == 0:
+            message = f"{job.manifest} line {row.line}: the text gives no tokens (only control characters?)"
+            problems.append(Problem(row.line, row.id, message))
+            continue
+        long = row.long or n > TEXT_LENGTH  # one generation reads 256 tokens: more are spoken in segments
+        seed = row.seed if row.seed is not None else item_seed(row.id, job.seed)
+        items.append(Item(row, f"{row.id}.{job.ext}", seed, item_settings(row, job.defaults, long), n))
+    return items, problems
+
+
+def share(items, rank, world):
+    """Rank r's items: every world-th, after sorting longest first (ties by id, so every rank sorts alike).
+
+    Dealing them out like cards gives each rank as many long texts as short ones, so the ranks finish at about
+    the same time, and longest first means no rank ends on a long item while the others wait (nor finds out
+    only at the end that its largest batch does not fit in memory)."""
+    return sorted(items, key=lambda it: (-it.n_tokens, it.row.id))[rank::world]
+
+
+def batches(items, size):
+    """Items (longest first) -> lists to generate together: a long item alone (generate_long batches its own
+    segments), the others batch_size at a time with the same voice and settings, which one batched call
+    needs; taken in order, each batch holds texts of about the same length, so few samples wait for one."""
+    units, open_ = [], {}
+    for it in items:
+        if it.long:
+            units.append([it])
+            continue
+        key = (it.row.voice_ref, tuple(it.settings.items()))
+        batch = open_.setdefault(key, [])
+        if not batch:
+            units.append(batch)  # queued where its first (longest) item was
+        batch.append(it)
+        if len(batch) == size:
+            del open_[key]
+    return units
+
+
+def record(item, job):
+    """What a manifest line must say for the item to count as done."""
+    r = item.row
+    return {"id": r.id, "file": item.file, "text": r.text, "voice": r.voice, "seed": item.seed, "model": job.model,
+            "settings": item.settings}  # fmt: skip
+
+
+# ---------------------------------------------------------------- the files in out_dir
+
+
+def read_jsonl(path):
+    """The objects of a JSON Lines file; a line cut short by a kill (or edited into garbage) is skipped."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = f.read().split("\n")
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            out.append(obj)
+    return out
+
+
+def _json(obj):
+    try:
+        return (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, from a \ud800 escape in the manifest: written escaped
+        return (json.dumps(obj) + "\n").encode("ascii")
+
+
+def append_line(path, obj):
+    """One JSON line, in one write, synced to disk: a kill leaves whole lines, or one cut last line."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        os.write(fd, _json(obj))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_jsonl(path, objs):
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            f.writelines(_json(o) for o in objs)
+
+    write_atomic(path, write)
+
+
+def rank_files(out_dir, kind):
+    """The .{kind}.rank{r}.jsonl files in out_dir, by rank."""
+    found = [(m, n) for n in os.listdir(out_dir) for m in [RANK_FILE.match(n)] if m and m[1] == kind]
+    return [os.path.join(out_dir, n) for m, n in sorted(found, key=lambda mn: int(mn[0][2]))]
+
+
+def merge(out_dir, order):
+    """manifest.jsonl and the rank manifests -> one manifest.jsonl: the latest line per id whose file is there,
+    in the input's order (ids it no longer has last); then the rank files go. -> {id: line}.
+
+    Within a run every id is made by one rank, and every run starts with this merge, so "latest" is clear."""
+    found = {}
+    for path in [os.path.join(out_dir, MANIFEST), *rank_files(out_dir, "manifest")]:
+        for entry in read_jsonl(path):
+            name = entry.get("file")
+            if isinstance(entry.get("id"), str) and isinstance(name, str) and os.path.basename(name) == name:
+                found[entry["id"]] = entry
+    entries = {i: e for i, e in found.items() if os.path.isfile(os.path.join(out_dir, e["file"]))}
+    lines = sorted(entries.values(), key=lambda e: (order.get(e["id"], len(order)), e["id"]))
+    write_jsonl(os.path.join(out_dir, MANIFEST), lines)
+    for path in rank_files(out_dir, "manifest"):
+        os.remove(path)
+    return entries
+
+
+def write_errors(out_dir, problems):
+    """errors.jsonl: this run's wrong rows and the rank files' failed items, by line; then the rank files go."""
+    lines = [{"line": p.line, "id": p.id, "error": p.message} for p in problems]
+    for path in rank_files(out_dir, "errors"):
+        lines += read_jsonl(path)
+    write_jsonl(
+        os.path.join(out_dir, ERRORS), sorted(lines, key=lambda e: (e.get("line") or 0, str(e.get("id"))))
+    )
+    for path in rank_files(out_dir, "errors"):
+        os.remove(path)
+
+
+def start(job, items, problems, rows):
+    """Rank 0, before any rank writes: fold an earlier run's leftovers into manifest.jsonl, delete the temporary
+    files of killed writes, list the wrong rows -> the ids already done (none with overwrite)."""
+    for name in os.listdir(job.out_dir):
+        if TEMP_FILE.match(name):
+            os.remove(os.path.join(job.out_dir, name))
+    for path in rank_files(job.out_dir, "errors"):  # an earlier run's failures are tried again
+        os.remove(path)
+    entries = merge(job.out_dir, {r.id: i for i, r in enumerate(rows)})
+    write_errors(job.out_dir, problems)
+    if job.overwrite:
+        return []
+    return [
+        it.row.id for it in items if it.row.id in entries and _matches(entries[it.row.id], record(it, job))
+    ]
+
+
+def _matches(entry, wanted):
+    return all(entry.get(k) == v for k, v in wanted.items())
+
+
+# ---------------------------------------------------------------- the work
+
+
+def _generate(bark, unit, voices):
+    """THE CALL: one long item through generate_long, or a batch through Bark.generate, with a torch.Generator
+    per item seeded with the item's seed (what it would draw alone) -> a float32 array per item."""
+    s, voice = unit[0].settings, voices(unit[0].row.voice_ref)
+    kwargs = {("max_duration_s" if k == "max_duration" else k): v for k, v in s.items() if k != "long"}
+    if unit[0].long:  # segment i gets seed + i, however generate_long batches them
+        return [generate_long(bark, unit[0].row.text, voice, seed=unit[0].seed, **kwargs)]
+    generators = [torch.Generator(device=bark.device).manual_seed(it.seed) for it in unit]
+    return bark.generate([it.row.text for it in unit], voice=voice, seed=generators, **kwargs)
+
+
+def _attempt(bark, unit, voices):
+    """-> [(item, audio or the exception, seconds)]. A failed batch is tried again item by item, so that one
+    bad item does not take its batch with it (each item's own generator gives it the same audio alone)."""
+    t0 = time.perf_counter()
+    try:
+        audios = _generate(bark, unit, voices)
+    except Exception as e:
+        if len(unit) == 1:
+            return [(unit[0], e, time.perf_counter() - t0)]
+        return [result for it in unit for result in _attempt(bark, [it], voices)]
+    seconds = (time.perf_counter() - t0) / len(unit)  # a batch's time, shared
+    return [(it, audio, seconds) for it, audio in zip(unit, audios)]
+
+
+def _voices(bark):
+    """voice_ref -> the loaded voice, each read once."""
+    loaded = {}
+
+    def get(ref):
+        if ref not in loaded:
+            loaded[ref] = bark.load_voice(ref)
+        return loaded[ref]
+
+    return get
+
+
+def _progress(job, ranks, total):
+    if not job.progress or total == 0 or (ranks.world > 1 and ranks.rank != 0 and sys.stderr.isatty()):
+        return lambda n=1: None  # on a terminal, one bar (rank 0's): several would overwrite each other
+    return counter("items" if ranks.world == 1 else f"rank {ranks.rank}", "item", total)
+
+
+def work(bark, items, job, ranks):
+    """Make this rank's items -> (done, failed, seconds of audio)."""
+    mine = os.path.join(job.out_dir, f".manifest.rank{ranks.rank}.jsonl")
+    failures = os.path.join(job.out_dir, f".errors.rank{ranks.rank}.jsonl")
+    advance, voices = _progress(job, ranks, len(items)), _voices(bark)
+    done = failed = 0
+    audio_seconds = 0.0
+    for unit in batches(items, job.batch_size):
+        for item, audio, seconds in _attempt(bark, unit, voices):
+            if isinstance(audio, Exception):
+                why = str(audio) or type(audio).__name__
+                message = f"{job.manifest} line {item.row.line}: id {item.row.id!r} failed: {why}"
+                print(message, file=sys.stderr, flush=True)
+                append_line(failures, {"line": item.row.line, "id": item.row.id, "error": message})
+                failed += 1
+                continue
+            job.save(os.path.join(job.out_dir, item.file), audio)  # renamed into place, then recorded
+            duration = len(audio) / bark.sample_rate
+            append_line(
+                mine, {**record(item, job), "duration": round(duration, 6), "seconds": round(seconds, 3)}
+            )
+            done, audio_seconds = done + 1, audio_seconds + duration
+        advance(len(unit))
+    return done, failed, audio_seconds
+
+
+class Totals(NamedTuple):
+    rows: int
+    done: int
+    failed: int  # wrong rows, and items whose generation failed
+    skipped: int  # already done by an earlier run
+    audio_seconds: float
+    wall_seconds: float
+
+    def exit_code(self):
+        """1 only when every item failed; nothing to do, or anything made, is a success."""
+        return 1 if self.failed and not self.done and not self.skipped else 0
+
+    def summary(self, out_dir):
+        rate = self.audio_seconds / self.wall_seconds if self.wall_seconds else 0.0
+        errors = f"; the failures are in {os.path.join(out_dir, ERRORS)}" if self.failed else ""
+        return (f"{self.rows} rows: {self.done} done, {self.failed} failed, {self.skipped} skipped (done before); "
+                f"{self.audio_seconds:.2f} s of audio in {self.wall_seconds:.1f} s ({rate:.3f} s of audio per "
+                f"second); {os.path.join(out_dir, MANIFEST)}{errors}")  # fmt: skip
+
+
+def run(bark, rows, problems, job, ranks):
+    """Synthesize the rows on this rank's share; every rank calls it -> the job's Totals (the same on every rank).
+
+    bark may be None when there are no rows (every row was wrong)."""
+    t0 = time.perf_counter()
+    items, unusable = plan(rows, job, bark.tokenizer) if rows else ([], [])
+    problems = [*problems, *unusable]
+    done = None
+    if ranks.rank == 0:
+        for p in problems[:SHOWN_PROBLEMS]:
+            print(p.message, file=sys.stderr)
+        if len(problems) > SHOWN_PROBLEMS:
+            print(f"... and {len(problems) - SHOWN_PROBLEMS} more wrong rows: see {ERRORS}", file=sys.stderr)
+        done = start(job, items, problems, rows)
+    done = set(ranks.from_rank0(done))  # every rank has read the same state, before any rank writes
+    pending = [it for it in items if it.row.id not in done]
+    made, failed, audio_seconds = work(bark, share(pending, ranks.rank, ranks.world), job, ranks)
+    ranks.barrier()  # the last rank is done: every rank file is complete
+    if ranks.rank == 0:
+        merge(job.out_dir, {r.id: i for i, r in enumerate(rows)})
+        write_errors(job.out_dir, problems)
+    made, failed, audio_seconds = (sum(x) for x in zip(*ranks.gather((made, failed, audio_seconds))))
+    wall = ranks.from_rank0(time.perf_counter() - t0)
+    return Totals(
+        len(rows) + len(problems) - len(unusable),
+        made,
+        failed + len(problems),
+        len(done),
+        audio_seconds,
+        wall,
+    )

@@ -41,7 +41,7 @@ from .sampling import (
     check_top_k,
     check_top_p,
 )
-from .tokenizer import MAX_TEXT_CHARS, normalize_text
+from .tokenizer import MAX_TEXT_CHARS, match_slow_cleanup, normalize_text
 from .voices import LANGUAGES, SUNO_PRESETS, PresetIndex, VoiceError, find_voice_file, load_voice, save_voice
 
 FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
@@ -230,6 +230,8 @@ def _read_text(p, args):
         p.error(f"the text is over {MAX_TEXT_CHARS:,} characters; split it and speak it in several runs")
     if not args.text.strip():
         p.error("the text is empty")
+    if not match_slow_cleanup(args.text).strip():  # what the tokenizer keeps: nothing but spaces left
+        p.error("the text has nothing to say: only control or zero-width characters; pass some words")
 
 
 def _check_writable(out):

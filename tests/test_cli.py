@@ -82,6 +82,11 @@ def test_argument_problems_exit_2_with_one_line_before_loading(args, said, no_lo
     assert err.startswith("nanobark: error: ") and re.search(said, err), err
 
 
+def test_a_text_of_zero_width_characters_is_a_usage_error(no_loading, capsys):
+    err = usage_error(["\u200b\u200d\u2060 \u200b", "--out", "x.wav"], capsys)  # was exit 1, after loading
+    assert "only control or zero-width characters" in err
+
+
 def test_a_model_folder_without_config_and_a_bad_voice_file_are_usage_errors(tmp_path, no_loading, capsys):
     (tmp_path / "empty").mkdir()
     assert "has no config.json" in usage_error(["Hi", "--model", str(tmp_path / "empty")], capsys)

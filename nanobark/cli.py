@@ -131,8 +131,8 @@ def preset_names(model):
 
 
 def check_voice(voice, model):
-    """A preset name the model has (a preset wins over a file of the same name, as in load_voice), or a voice
-    file that loads and validates; else one line (VoiceError) naming the voice and where to look."""
+    """A preset name the model has (a preset wins over a file of the same name, as in load_voice), a voice
+    file that loads and validates, or a recording's loaded clip; else one line (VoiceError) naming the voice."""
     try:
         names, broken = preset_names(model), None
     except VoiceError as e:  # a damaged speaker_embeddings_path.json matters only if the voice is not a file
@@ -140,8 +140,9 @@ def check_voice(voice, model):
     if voice.replace("\\", "/") in names:
         return voice
     if voice.lower().endswith(AUDIO_FILES):
-        load_clip(voice)  # a recording to clone, read and checked now (too short, silent, not audio: exit 2)
-        return voice
+        # a recording to clone, read and checked now (too short, silent, not audio: exit 2), and read only once:
+        # its (24 kHz, 16 kHz) pair is what clone_voice takes
+        return load_clip(voice)
     path = find_voice_file(voice)
     if path is not None:
         load_voice(path)  # read and validated now: a bad file is a usage error, found before the model loads
@@ -307,7 +308,7 @@ def write_pcm(chunks, out):
 
 def audio_chunks(bark, args):
     """The audio as a list of one array, or for --stream an iterator with one chunk per segment as it is done."""
-    if args.voice is not None and args.voice.lower().endswith(AUDIO_FILES):
+    if isinstance(args.voice, tuple):  # a recording, loaded by check_voice
         args.voice = bark.clone_voice(args.voice)
     # fmt: off
     kwargs = dict(seed=args.seed, text_temp=args.text_temp, waveform_temp=args.waveform_temp, fine_temp=args.fine_temp,

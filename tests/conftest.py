@@ -305,3 +305,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """NANOBARK_CACHE at a fresh folder for the module's tests (restored after): -> its path."""
+    path = str(tmp_path_factory.mktemp("cache"))
+    old = os.environ.get("NANOBARK_CACHE")
+    os.environ["NANOBARK_CACHE"] = path
+    yield path
+    if old is None:
+        del os.environ["NANOBARK_CACHE"]
+    else:
+        os.environ["NANOBARK_CACHE"] = old

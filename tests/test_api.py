@@ -15,18 +15,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("cache"))
-    old = os.environ.get("NANOBARK_CACHE")
-    os.environ["NANOBARK_CACHE"] = path
-    yield path
-    if old is None:
-        del os.environ["NANOBARK_CACHE"]
-    else:
-        os.environ["NANOBARK_CACHE"] = old
-
-
-@pytest.fixture(scope="module")
 def bark(converted):
     return Bark.from_pretrained(converted, device="cpu")
 

@@ -31,14 +31,8 @@ def weights(cloning_sources):
 
 
 @pytest.fixture(scope="module")
-def bark(converted, tmp_path_factory):
-    cache, old = tmp_path_factory.mktemp("nanobark_cache"), os.environ.get("NANOBARK_CACHE")
-    os.environ["NANOBARK_CACHE"] = str(cache)  # cloning's converted weights go here
-    yield Bark.from_pretrained(converted, device="cpu")
-    if old is None:
-        del os.environ["NANOBARK_CACHE"]
-    else:
-        os.environ["NANOBARK_CACHE"] = old
+def bark(converted, cache):  # cloning's converted weights go into `cache`
+    return Bark.from_pretrained(converted, device="cpu")
 
 
 @pytest.fixture(scope="module")

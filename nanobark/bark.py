@@ -13,44 +13,19 @@ import os
 import numpy as np
 import torch
 
-from .audio import load_clip
-from .checkpoint import load_config, load_encoder, load_hubert, load_quantizer, load_stage
-from .cloning import clone
+from .cloning import clone_voice
 from .cpu_speed import lay_out_weights, quantize_int8_
+from .device import check_device, check_dtype, check_int8
 from .generation import generate_coarse, generate_fine, generate_semantic, semantic_history
-from .hub import cloning_weights, resolve
 from .layout import CODEBOOK_SIZE, SAMPLE_RATE, SEMANTIC_VOCAB_SIZE, check_ids
 from .progress import progress_bar
 from .sampling import check_max_duration, check_sampling, check_seed
 from .tokenizer import Tokenizer, normalize_text, text_prompt
 from .voices import PresetIndex, VoiceError, find_voice_file, load_voice, save_voice
+from .weights.checkpoint import load_config, load_stage
+from .weights.hub import resolve
 
-DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-}
 STAGES = ("semantic", "coarse", "fine", "codec")
-
-
-def check_device(device):
-    """A torch.device this torch build can run nanobark on, or one ValueError saying how to get one."""
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"{device!r} is not a device ({e}); use cpu, cuda, cuda:1, ... or mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but torch sees no CUDA GPU; use device='cpu', or install a "
-                         "CUDA build of torch on a machine with an NVIDIA GPU (pytorch.org/get-started)")  # fmt: skip
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("device 'mps' was asked for but this torch build has no MPS: it needs Apple silicon and "
-                         "macOS 12.3 or later, with the standard macOS torch wheel; use device='cpu'")  # fmt: skip
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device {device.type!r} is not supported: nanobark runs on cpu, cuda or mps")
-    return device
 
 
 def _progress_bar(progress, desc, unit):
@@ -83,14 +58,8 @@ class Bark:
         compile: capture the one-token decode step with torch.compile (CUDA graphs on a GPU).
         int8: int8 Linear weights for the three GPTs, for faster CPU decoding (see cpu_speed.py).
         """
-        device = check_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        if isinstance(dtype, str):
-            if dtype not in DTYPES:
-                raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
-            dtype = DTYPES[dtype]
-        dtype = dtype or torch.float32
-        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-            raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
+        device, dtype = check_device(device), check_dtype(dtype)
+        check_int8(int8, device, dtype)
         if not isinstance(name_or_path, (str, os.PathLike)):
             raise TypeError(f"name_or_path must be a Hub id or a folder, got {type(name_or_path).__name__}")
         path, fetch = resolve(os.fspath(name_or_path))
@@ -102,8 +71,6 @@ class Bark:
         has_presets = os.path.exists(os.path.join(path, "speaker_embeddings_path.json"))
         presets = PresetIndex.from_dir(path, fetch) if has_presets else None
         if int8:
-            if device.type != "cpu" or dtype != torch.float32:
-                raise ValueError("int8=True is for CPU decoding in float32: use device='cpu' and no dtype")
             for s in ("semantic", "coarse", "fine"):
                 quantize_int8_(models[s])
         if compile:
@@ -297,30 +264,3 @@ class Bark:
     def save_voice(self, path, full):
         """Save the dict returned by generate(..., output_full=True) as a reusable .npz voice prompt."""
         return save_voice(path, full["semantic_prompt"], full["coarse_prompt"], full["fine_prompt"])
-
-
-def clone_voice(model, audio, sample_rate=None, quantizer=None, hubert=None, device="cpu", progress=False):
-    """A recording of someone speaking -> a voice dict (semantic_prompt, coarse_prompt, fine_prompt).
-
-    model: a converted folder, a Hub id or a snapshot folder, as for from_pretrained: only its EnCodec encoder
-    is loaded. audio: a file soundfile reads (wav, flac, ogg; any channels and sample rate; only its last
-    30 s are read), an array of samples with its sample_rate, or the (24 kHz, 16 kHz) pair audio.load_clip
-    returns. 5-12 s of clean speech by one speaker, ending at the end of a sentence, work best. The first
-    call downloads and converts HuBERT base and the community's semantic quantizer once
-    (hub.cloning_weights); `quantizer` and `hubert` may name other files or folders (e.g. a quantizer
-    trained for another language: the default one is English).
-    """
-    wav24, wav16 = audio if isinstance(audio, tuple) else load_clip(audio, sample_rate)  # checked first
-    bar = progress_bar("cloning", "steps") if progress else lambda done, total: None
-    path = resolve(os.fspath(model))[0]  # a converted folder as it is; a Hub id or snapshot: converted once
-    hubert_dir, quantizer_dir = cloning_weights(quantizer, hubert)  # downloaded and converted once
-    device = check_device(device)
-    models = (
-        load_encoder(path, device=device),
-        load_hubert(hubert_dir, device=device),
-        load_quantizer(quantizer_dir, device=device),
-    )
-    bar(1, 2)
-    voice = clone(wav24, wav16, *models)
-    bar(2, 2)
-    return voice

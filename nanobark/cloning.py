@@ -12,12 +12,18 @@ tokens of history) and the codec frames of that same span, so that T / S stays B
 """
 
 import math
+import os
 
 import numpy as np
 import torch
 
+from .audio import load_clip
+from .device import check_device
 from .layout import COARSE_RATE_HZ, N_COARSE, SEMANTIC_HISTORY, SEMANTIC_RATE_HZ
+from .progress import progress_bar
 from .voices import validate_voice
+from .weights.checkpoint import load_encoder, load_hubert, load_quantizer
+from .weights.hub import cloning_weights, resolve
 
 
 def prompt_from_tokens(semantic, codes):
@@ -47,3 +53,30 @@ def clone(wav24, wav16, encoder, hubert, quantizer):
             "HuBERT made no usable features from this recording; the clip is too short or damaged"
         )
     return prompt_from_tokens(semantic.cpu().numpy(), codes.cpu().numpy())
+
+
+def clone_voice(model, audio, sample_rate=None, quantizer=None, hubert=None, device=None, progress=False):
+    """A recording of someone speaking -> a voice dict (semantic_prompt, coarse_prompt, fine_prompt).
+
+    model: a converted folder, a Hub id or a snapshot folder, as for from_pretrained: only its EnCodec encoder
+    is loaded. audio: a file soundfile reads (wav, flac, ogg; any channels and sample rate; only its last
+    30 s are read), an array of samples with its sample_rate, or the (24 kHz, 16 kHz) pair audio.load_clip
+    returns. 5-12 s of clean speech by one speaker, ending at the end of a sentence, work best. The first
+    call downloads and converts HuBERT base and the community's semantic quantizer once
+    (hub.cloning_weights); `quantizer` and `hubert` may name other files or folders (e.g. a quantizer
+    trained for another language: the default one is English).
+    """
+    wav24, wav16 = audio if isinstance(audio, tuple) else load_clip(audio, sample_rate)  # checked first
+    bar = progress_bar("cloning", "steps") if progress else lambda done, total: None
+    path = resolve(os.fspath(model))[0]  # a converted folder as it is; a Hub id or snapshot: converted once
+    hubert_dir, quantizer_dir = cloning_weights(quantizer, hubert)  # downloaded and converted once
+    device = check_device(device)
+    models = (
+        load_encoder(path, device=device),
+        load_hubert(hubert_dir, device=device),
+        load_quantizer(quantizer_dir, device=device),
+    )
+    bar(1, 2)
+    voice = clone(wav24, wav16, *models)
+    bar(2, 2)
+    return voice

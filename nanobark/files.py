@@ -3,14 +3,17 @@
 A crash, a kill or a full disk therefore never leaves a half-written file under the real name: readers
 see the old version or the new one. Files and folders get the permissions the umask gives new ones:
 mkstemp's and mkdtemp's 0600 / 0700 (and safetensors' save_file, which re-creates its file 0600) would
-make a shared cache or a served file unreadable to others.
+make a shared cache or a served file unreadable to others. The umask is never read by setting it (a
+process-wide change, unsafe in a threaded host such as a server): the kernel applies it when we create the
+temporary file or folder ourselves, and we keep the mode it gave (as huggingface_hub's _chmod_and_move does).
 """
 
 import contextlib
 import os
 import secrets
+import re
 import shutil
-import tempfile
+import stat
 
 try:
     import fcntl
@@ -21,10 +24,7 @@ TEMP_PREFIX = ".converting-"  # a folder being written (or killed): never mistak
 LOCK_FILE = ".lock"  # inside it, locked by the live writing process
 
 
-def _umask():
-    mask = os.umask(0)  # the only way to read it is to set it
-    os.umask(mask)
-    return mask
+TEMP_FILE = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")  # write_atomic's temporary names: .NAME.HEX12.tmp
 
 
 def write_atomic(path, write):
@@ -32,17 +32,27 @@ def write_atomic(path, write):
     path = os.fspath(path)
     folder, name = os.path.split(os.path.abspath(path))
     tmp = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
-    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)  # the kernel applies the umask
+    mode = stat.S_IMODE(os.fstat(fd).st_mode)
+    os.close(fd)
     try:
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # whoever wrote it (a library may re-create the file 0600)
+        os.chmod(tmp, mode)  # whoever wrote it (a library may re-create the file 0600)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def remove_temp_files(folder):
+    """Delete the temporary files that killed write_atomic calls left in `folder` (only the caller may know
+    that no other writer is alive there)."""
+    for name in os.listdir(folder):
+        if TEMP_FILE.match(name):
+            os.remove(os.path.join(folder, name))
 
 
 def _hold_lock(tmp):
@@ -103,9 +113,9 @@ def folder_atomic(target, is_finished, replace=False):
     parent = os.path.dirname(os.path.abspath(target))
     os.makedirs(parent, exist_ok=True)
     remove_killed_folders(parent)
-    tmp, lock = tempfile.mkdtemp(dir=parent, prefix=TEMP_PREFIX), None
+    tmp, lock = os.path.join(parent, TEMP_PREFIX + secrets.token_hex(6)), None
+    os.mkdir(tmp, 0o777)  # the umask applies (mkdtemp's 0700 would hide a shared cache from other users)
     try:
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would hide a shared cache from other users
         lock = _hold_lock(tmp)
         yield tmp
         if lock is not None:

@@ -64,7 +64,7 @@ HEAD_ROWS = {"semantic": None, "coarse": 1024}
 
 def converter():
     """What the scripts use of the checkpoint converter. Every import of it is here, so a move is a change here."""
-    from nanobark.convert import convert, gpt_keys
+    from nanobark.weights.convert import convert, gpt_keys
     from weights_convert.random_init import randomize_  # random weights with the real layout (a checkout's)
 
     return types.SimpleNamespace(

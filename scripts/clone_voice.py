@@ -1,4 +1,4 @@
-"""A voice from a recording, from a checkout: the same as the installed `nanobark clone` (nanobark/cli.py).
+"""A voice from a recording, from a checkout: the same as the installed `nanobark clone` (nanobark/cli/).
 
 python scripts/clone_voice.py me.wav --out me.npz
 python scripts/generate.py "Hello, it is me." --voice me.npz --out hello.wav

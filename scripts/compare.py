@@ -71,7 +71,7 @@ def suno_runner(weights, device, config, voice):
     from safetensors.torch import load_file
     from transformers import BertTokenizer
 
-    from nanobark.checkpoint import load_config
+    from nanobark.weights.checkpoint import load_config
 
     suno_name = converter().suno_name
     nb, offload = os.path.join(weights, "nanobark"), parse_config(config)["offload"]

@@ -1,4 +1,4 @@
-"""Text to speech from a checkout: the same as the installed `nanobark` command (nanobark/cli.py).
+"""Text to speech from a checkout: the same as the installed `nanobark` command (nanobark/cli/).
 
 python scripts/generate.py "Hello, my dog is cute" --out hello.wav
 python scripts/generate.py --help

@@ -1,4 +1,4 @@
-"""Many texts to audio files, from a checkout: the same as the installed `nanobark synthesize` (nanobark/cli.py).
+"""Many texts to audio files, from a checkout: the same as the installed `nanobark synthesize` (nanobark/cli/).
 
 python scripts/synthesize.py corpus.jsonl --out-dir out
 torchrun --nproc_per_node=8 scripts/synthesize.py corpus.jsonl --out-dir out     # a process per GPU

@@ -237,7 +237,7 @@ def cloning_sources(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def converted(hf_snapshot, tmp_path_factory):
-    from nanobark.convert.folder import convert
+    from nanobark.weights.convert.folder import convert
 
     return convert(hf_snapshot, str(tmp_path_factory.mktemp("converted")))
 
@@ -250,7 +250,7 @@ def suno_copy(model, fine=False):
     from bark.model_fine import FineGPT as SunoFine
     from bark.model_fine import FineGPTConfig
 
-    from nanobark.convert.gpt_keys import suno_model_args, suno_name
+    from nanobark.weights.convert.gpt_keys import suno_model_args, suno_name
 
     c = model.config
     args = suno_model_args(c)

@@ -23,7 +23,7 @@ def test_from_pretrained_snapshot_converts_once(hf_snapshot, cache, monkeypatch)
     first = Bark.from_pretrained(hf_snapshot, device="cpu")
     done = [d for d in os.listdir(os.path.join(cache, "local")) if not d.startswith(".")]
     assert len(done) == 1 and not [d for d in os.listdir(os.path.join(cache, "local")) if d.startswith(".")]
-    import nanobark.hub as hub
+    import nanobark.weights.hub as hub
 
     def no_second_conversion(*a, **k):
         raise AssertionError("converted twice")

@@ -1,4 +1,4 @@
-"""The `nanobark` command (nanobark/cli.py): subcommands, arguments checked before any model is loaded, exit
+"""The `nanobark` command (nanobark/cli/__init__.py): subcommands, arguments checked before any model is loaded, exit
 codes, speed options, progress. The installed command itself, in a fresh venv, is tests/test_install.py."""
 
 import os
@@ -71,7 +71,7 @@ def usage_error(argv, capsys):
         (["--silence", "1e9", "--long"], "--silence must be a number of seconds from 0 to 60"),
         (["--int8", "--dtype", "float16"], "--int8 is for CPU decoding in float32"),
         (["--device", "cuda:0"], "torch sees no CUDA GPU; .* install a CUDA build of torch"),
-        (["--device", "mps"], "needs Apple silicon"),
+        (["--device", "mps"], "has no MPS \\(Apple silicon"),
         (["--quiet", "--out", "x.mp3"], "--out must end in .wav, .flac, .ogg"),
     ],
 )
@@ -287,7 +287,7 @@ def test_convert_never_deletes_a_folder_it_did_not_write(hf_snapshot, tmp_path, 
 def test_conversions_and_caches_honour_the_umask(hf_snapshot, tmp_path, monkeypatch):
     """umask 002 (a group sharing a cache): folders 775, files 664 (they were 700 and 600: mkdtemp, and
     safetensors re-creating its files 0600)."""
-    from nanobark.convert.folder import convert
+    from nanobark.weights.convert.folder import convert
 
     monkeypatch.setenv("NANOBARK_CACHE", str(tmp_path / "cache"))
     old = os.umask(0o002)

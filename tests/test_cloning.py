@@ -130,7 +130,7 @@ def test_a_cache_converted_before_the_encoder_existed_is_converted_again(hf_snap
     converts it again, once, instead of every clone failing with "delete it and convert again"."""
     import json
 
-    from nanobark.checkpoint import load_encoder
+    from nanobark.weights.checkpoint import load_encoder
 
     monkeypatch.setenv("NANOBARK_CACHE", str(tmp_path))
     Bark.from_pretrained(hf_snapshot, device="cpu")

@@ -6,8 +6,8 @@ import torch
 from conftest import legacy_weight_norm_names, randomize_codec, references
 from nanobark.codec import Codec
 from nanobark.config import CodecConfig
-from nanobark.convert.codec_keys import codec_from_encodec, codec_from_transformers
-from nanobark.convert.source import ConversionError, Source
+from nanobark.weights.convert.codec_keys import codec_from_encodec, codec_from_transformers
+from nanobark.weights.convert.source import ConversionError, Source
 
 CFG = CodecConfig()
 LENGTHS = [*range(1, 9), 75]  # T <= 6 hits the too-short-to-reflect branch of the first conv

@@ -1,4 +1,4 @@
-"""nanobark.convert: both source layouts, the real checkpoints' key tables, and hostile files."""
+"""nanobark.weights.convert: both source layouts, the real checkpoints' key tables, and hostile files."""
 
 import json
 import os
@@ -9,11 +9,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from nanobark.checkpoint import is_converted, load_config, load_stage
 from nanobark.config import PRESETS
-from nanobark.convert.folder import convert, from_transformers, main
-from nanobark.convert.gpt_keys import suno_model_args, suno_name
-from nanobark.convert.source import ConversionError
+from nanobark.weights.checkpoint import is_converted, load_config, load_stage
+from nanobark.weights.convert.folder import convert, from_transformers, main
+from nanobark.weights.convert.gpt_keys import suno_model_args, suno_name
+from nanobark.weights.convert.source import ConversionError
 
 STAGES = ("semantic", "coarse", "fine", "codec")
 
@@ -138,7 +138,7 @@ def test_key_tables_match_real_checkpoint_layouts(preset, n_keys, layers, hidden
         }
     cfg, states = from_transformers(sd, hf_config.to_dict(), "meta model")
     assert cfg.to_dict() == PRESETS[preset]().to_dict()
-    from nanobark.checkpoint import STAGE_CLASSES
+    from nanobark.weights.checkpoint import STAGE_CLASSES
 
     for stage in STAGES:
         with torch.device("meta"):

@@ -19,17 +19,17 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from conftest import legacy_weight_norm_names, randomize_codec, references
-from nanobark.checkpoint import STAGE_CLASSES, CheckpointError, load_encoder, load_stage
 from nanobark.codec import Codec, Encoder
 from nanobark.config import CodecConfig
-from nanobark.convert.codec_keys import (
+from nanobark.weights.checkpoint import STAGE_CLASSES, CheckpointError, load_encoder, load_stage
+from nanobark.weights.convert.codec_keys import (
     codec_from_encodec,
     codec_from_transformers,
     encoder_from_encodec,
     encoder_from_transformers,
 )
-from nanobark.convert.folder import _find_codec, from_transformers
-from nanobark.convert.source import Source
+from nanobark.weights.convert.folder import _find_codec, from_transformers
+from nanobark.weights.convert.source import Source
 
 CFG = CodecConfig()
 # a few samples (the too-short-to-reflect branches), around one frame, whole and partial frames, 1 to 5 s

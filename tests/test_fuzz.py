@@ -17,8 +17,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from nanobark import Bark
-from nanobark.checkpoint import CheckpointError, read_safetensors
 from nanobark.tokenizer import TextError, Tokenizer, normalize_text, text_prompt
+from nanobark.weights.checkpoint import CheckpointError, read_safetensors
 
 try:  # transformers 5 renamed the pure-Python tokenizer; in 4.x BertTokenizer is the slow one
     from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy as SlowBertTokenizer

@@ -9,8 +9,8 @@ import torch
 from conftest import randomize_, suno_copy
 from nanobark import Bark
 from nanobark.config import CodecConfig
-from nanobark.convert.codec_keys import codec_from_encodec
-from nanobark.convert.source import Source
+from nanobark.weights.convert.codec_keys import codec_from_encodec
+from nanobark.weights.convert.source import Source
 
 TEXT = "Hello, my dog is cute [laughter] and the world  is   café ♪"
 

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from conftest import suno_copy
-from nanobark.checkpoint import load_stage
 from nanobark.config import GPTConfig
 from nanobark.fine import FineGPT
 from nanobark.gpt import GPT
+from nanobark.weights.checkpoint import load_stage
 
 TOL = 1e-5
 

@@ -195,7 +195,7 @@ def test_hub_id_downloads_safetensors_converts_once_and_fetches_only_the_asked_p
     import huggingface_hub
     from huggingface_hub.errors import LocalEntryNotFoundError, RemoteEntryNotFoundError
 
-    import nanobark.hub as hub
+    import nanobark.weights.hub as hub
 
     calls = []
 

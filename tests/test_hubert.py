@@ -17,13 +17,13 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
 from conftest import randomize_, references
-from nanobark.checkpoint import CheckpointError, load_hubert, load_quantizer
 from nanobark.config import HubertConfig, QuantizerConfig
-from nanobark.convert.cloning import convert_hubert, convert_quantizer
-from nanobark.convert.hubert_keys import hubert_layout, take_hubert
-from nanobark.convert.source import ConversionError, Source
 from nanobark.hubert import Hubert, n_frames
 from nanobark.quantizer import SemanticQuantizer, quantizer_config
+from nanobark.weights.checkpoint import CheckpointError, load_hubert, load_quantizer
+from nanobark.weights.convert.cloning import convert_hubert, convert_quantizer
+from nanobark.weights.convert.hubert_keys import hubert_layout, take_hubert
+from nanobark.weights.convert.source import ConversionError, Source
 
 CFG = HubertConfig()
 # one frame exactly, 1 s, 1 s and a sample (an odd length), 3 s and a few samples

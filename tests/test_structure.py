@@ -1,7 +1,7 @@
-"""The package's import graph, read from the source: no cycles, no lazy imports inside nanobark, layers one way.
+"""The package's import graph, read from the source: no cycles, no lazy imports, folders imported one way.
 
-Needs nothing but the standard library. The layers below are the README's layout table's, grouped as the
-code has them; lazy imports of other packages (huggingface_hub, safetensors' writer, tqdm) are allowed.
+Needs nothing but the standard library. Lazy imports of other packages (huggingface_hub, safetensors'
+writer, tqdm) are allowed.
 """
 
 import ast
@@ -10,65 +10,30 @@ import os
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("nanobark", "weights_convert")
 
-# lowest first: a module may import modules of its own layer or below, never above
-LAYERS = [
-    (
-        "ground",
-        [
-            "nanobark.layout",
-            "nanobark.config",
-            "nanobark.files",
-            "nanobark.progress",
-            "weights_convert.random_init",
-        ],
-    ),
-    (
-        "models",
-        [
-            "nanobark.gpt",
-            "nanobark.fine",
-            "nanobark.codec",
-            "nanobark.hubert",
-            "nanobark.quantizer",
-            "nanobark.cpu_speed",
-        ],
-    ),
-    (
-        "algorithms",
-        [
-            "nanobark.sampling",
-            "nanobark.tokenizer",
-            "nanobark.audio",
-            "nanobark.voices",
-            "nanobark.generation",
-            "nanobark.cloning",
-            "nanobark.checkpoint",
-            "nanobark.convert",
-            "nanobark.convert.folder",
-            "nanobark.convert.source",
-            "nanobark.convert.gpt_keys",
-            "nanobark.convert.codec_keys",
-            "nanobark.convert.hubert_keys",
-            "nanobark.convert.cloning",
-        ],
-    ),
-    ("model files", ["nanobark.hub"]),
-    ("api", ["nanobark.bark"]),
-    ("jobs", ["nanobark.longform", "nanobark.manifest", "nanobark.corpus"]),
-    (
-        "entry points",
-        [
-            "nanobark",
-            "nanobark.cli",
-            "nanobark.__main__",
-            "nanobark.convert.__main__",
-            "weights_convert",
-            "weights_convert.convert",
-        ],
-    ),
-]
+# The folders are the architecture: the files at the top of nanobark/ are Bark (the book); weights/ turns a
+# name into tensors and modules; cli/ is the command. Imports run one way: book <- weights <- cli.
+SHELL = ("nanobark.weights", "nanobark.cli")
+# the networks are pure nn.Modules: they import only the configs, the token layout and each other
+NETWORKS = {"nanobark.gpt", "nanobark.fine", "nanobark.codec", "nanobark.hubert", "nanobark.quantizer"}
+GROUND = {"nanobark.config", "nanobark.layout"}
+# what weights/ may use of the book: the ground, the networks it builds, the file discipline, the voice errors
+WEIGHTS_USES = GROUND | NETWORKS | {"nanobark.files", "nanobark.voices"}
+# the book's only doors to disk, as whisper's load_model calls _download: Bark.from_pretrained, clone_voice
+DOORS = {"nanobark.bark", "nanobark.cloning"}
+# entry points that run the command
+ENTRIES = {"nanobark.__main__", "weights_convert.convert"}
 # the one import allowed inside a function, and why
 DEFERRED = {("nanobark.__main__", "nanobark.cli"): "a Ctrl-C while torch loads ends the command quietly"}
+
+
+def part(name):
+    """'book', 'weights', 'cli' or 'other' (weights_convert, the entry points)."""
+    if name in ENTRIES or not name.startswith("nanobark"):
+        return "other"
+    for folder in SHELL:
+        if name == folder or name.startswith(folder + "."):
+            return folder.rpartition(".")[2]
+    return "book"
 
 
 def modules():
@@ -126,11 +91,6 @@ def graph():
     return {name: imports(name, path, known) for name, path in known.items()}
 
 
-def test_every_module_has_a_layer():
-    placed = [m for _, names in LAYERS for m in names]
-    assert sorted(placed) == sorted(modules()), "add new modules to LAYERS (and to the README's layout table)"
-
-
 def test_no_import_cycles():
     edges = {a: {b for b, _ in targets} for a, targets in graph().items()}
     state, stack = {}, []
@@ -150,15 +110,43 @@ def test_no_import_cycles():
             visit(a)
 
 
-def test_imports_run_down_the_layers_at_module_level():
-    layer = {m: i for i, (_, names) in enumerate(LAYERS) for m in names}
+def test_package_imports_are_at_the_top_of_their_file():
     for a, targets in graph().items():
         for b, at_top in targets:
             assert at_top or (a, b) in DEFERRED, (
                 f"{a} imports {b} inside a function: package imports go at the top of the file"
             )
-            assert layer[b] <= layer[a], (
-                f"{a} ({LAYERS[layer[a]][0]}) imports {b} ({LAYERS[layer[b]][0]}), a layer above it"
+
+
+def test_the_book_never_imports_the_command():
+    for a, targets in graph().items():
+        for b, _ in targets:
+            assert part(b) != "cli" or part(a) == "cli" or a in ENTRIES, (
+                f"{a} imports {b}: only the command's own files (and its entry points) import nanobark/cli/"
+            )
+
+
+def test_the_book_reaches_weights_only_through_its_two_doors():
+    for a, targets in graph().items():
+        for b, _ in targets:
+            if part(a) == "book" and part(b) == "weights":
+                assert a in DOORS, (
+                    f"{a} imports {b}: the book loads files only through {' and '.join(sorted(DOORS))}"
+                )
+
+
+def test_weights_use_only_the_ground_and_the_networks_of_the_book():
+    for a, targets in graph().items():
+        for b, _ in targets:
+            if part(a) == "weights" and part(b) == "book" and b != "nanobark":
+                assert b in WEIGHTS_USES, f"{a} imports {b}: weights/ builds networks, it never runs them"
+
+
+def test_the_networks_are_pure_modules():
+    for a in NETWORKS:
+        for b, _ in graph()[a]:
+            assert b in GROUND | NETWORKS, (
+                f"{a} imports {b}: a network imports only configs, layout and networks"
             )
 
 

@@ -1,4 +1,4 @@
-"""Corpus synthesis (`nanobark synthesize`, nanobark/corpus.py, nanobark/manifest.py): the same files whatever the
+"""Corpus synthesis (`nanobark synthesize`, nanobark/cli/corpus.py and manifest.py): the same files whatever the
 number of processes or the batch size, a killed run finished by the same command, and every kind of wrong row
 named by its line. Processes run with one thread each: on the CPU the codec's bytes depend on the thread count."""
 
@@ -14,8 +14,8 @@ import pytest
 import nanobark.cli as cli
 from conftest import VOCAB
 from nanobark import Bark
+from nanobark.cli.manifest import ManifestError, read_manifest
 from nanobark.longform import split_text
-from nanobark.manifest import ManifestError, read_manifest
 from nanobark.tokenizer import Tokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

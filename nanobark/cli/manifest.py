@@ -19,7 +19,7 @@ import math
 import os
 from typing import NamedTuple, Optional
 
-from .sampling import (
+from ..sampling import (
     check_max_duration,
     check_min_eos_p,
     check_seed,
@@ -27,7 +27,7 @@ from .sampling import (
     check_top_k,
     check_top_p,
 )
-from .tokenizer import MAX_TEXT_CHARS, normalize_text
+from ..tokenizer import MAX_TEXT_CHARS, normalize_text
 
 # the per-row sampling settings: column -> (parse a CSV cell, the library's own check)
 SETTINGS = {

@@ -17,11 +17,11 @@ import json
 import os
 import shutil
 
+from ..files import folder_atomic
+from ..voices import PresetDownloadError, VoiceFileNotFoundError
 from .checkpoint import HUBERT_FILE, QUANTIZER_FILE, is_converted, is_current
 from .convert.cloning import convert_hubert, convert_quantizer
 from .convert.folder import write_converted
-from .files import folder_atomic
-from .voices import PresetDownloadError, VoiceFileNotFoundError
 
 HUB_MODELS = ("suno/bark-small", "suno/bark")
 # bark-small's safetensors file sits on an unmerged PR branch; the main branches only have pytorch_model.bin

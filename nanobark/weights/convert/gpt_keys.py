@@ -9,9 +9,9 @@ import re
 
 import torch
 
-from ..config import GPTConfig
-from ..fine import FineGPT
-from ..gpt import GPT
+from ...config import GPTConfig
+from ...fine import FineGPT
+from ...gpt import GPT
 
 # nanobark name pattern -> transformers name (applied in order, first match only per rule)
 _TO_TRANSFORMERS = [

@@ -19,9 +19,9 @@ import os
 import torch
 from safetensors.torch import save_file
 
+from ...config import HubertConfig
+from ...files import write_atomic
 from ..checkpoint import HUBERT_FILE, QUANTIZER_FILE, quantizer_problems
-from ..config import HubertConfig
-from ..files import write_atomic
 from .folder import load_file
 from .hubert_keys import hubert_layout, take_hubert, take_quantizer
 from .source import ConversionError, Source

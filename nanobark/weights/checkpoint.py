@@ -15,13 +15,13 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from .codec import Codec, Encoder
-from .config import BarkConfig, HubertConfig
-from .fine import FineGPT
-from .gpt import GPT
-from .hubert import Hubert
-from .layout import SEMANTIC_VOCAB_SIZE
-from .quantizer import SemanticQuantizer, quantizer_config
+from ..codec import Codec, Encoder
+from ..config import BarkConfig, HubertConfig
+from ..fine import FineGPT
+from ..gpt import GPT
+from ..hubert import Hubert
+from ..layout import SEMANTIC_VOCAB_SIZE
+from ..quantizer import SemanticQuantizer, quantizer_config
 
 STAGE_CLASSES = {"semantic": GPT, "coarse": GPT, "fine": FineGPT, "codec": Codec}
 DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,

@@ -22,18 +22,15 @@ import warnings
 import numpy as np
 import torch
 
-from . import __version__
-from .audio import load_clip
-from .bark import Bark, check_device, clone_voice
-from .convert.folder import main as convert_main
-from .corpus import Job, Ranks, local_rank_first
-from .corpus import run as run_corpus
-from .files import write_atomic
-from .hub import HUB_MODELS, HUBERT_REPO, QUANTIZER_DEFAULT, QUANTIZER_REPO, looks_like_hub_id, resolve
-from .layout import TEXT_LENGTH
-from .longform import check_silence, generate_long, stream
-from .manifest import SETTINGS, ManifestError, read_manifest
-from .sampling import (
+from .. import __version__
+from ..audio import load_clip
+from ..bark import Bark
+from ..cloning import clone_voice
+from ..device import check_device, check_int8
+from ..files import write_atomic
+from ..layout import TEXT_LENGTH
+from ..longform import check_silence, generate_long, stream
+from ..sampling import (
     check_max_duration,
     check_min_eos_p,
     check_seed,
@@ -41,8 +38,20 @@ from .sampling import (
     check_top_k,
     check_top_p,
 )
-from .tokenizer import MAX_TEXT_CHARS, match_slow_cleanup, normalize_text
-from .voices import LANGUAGES, SUNO_PRESETS, PresetIndex, VoiceError, find_voice_file, load_voice, save_voice
+from ..tokenizer import MAX_TEXT_CHARS, match_slow_cleanup, normalize_text
+from ..voices import LANGUAGES, SUNO_PRESETS, PresetIndex, VoiceError, find_voice_file, load_voice, save_voice
+from ..weights.convert.folder import main as convert_main
+from ..weights.hub import (
+    HUB_MODELS,
+    HUBERT_REPO,
+    QUANTIZER_DEFAULT,
+    QUANTIZER_REPO,
+    looks_like_hub_id,
+    resolve,
+)
+from .corpus import Job, Ranks, local_rank_first
+from .corpus import run as run_corpus
+from .manifest import SETTINGS, ManifestError, read_manifest
 
 FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
 # the first argument picks one; anything else is a text to speak
@@ -266,7 +275,7 @@ def parse_speak(argv):
     args = p.parse_args(argv)
     _read_text(p, args)
     try:  # before anything is loaded: each of these is a usage error
-        device = check_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = check_device(args.device)
         check_model(args.model)
         if args.voice is not None:
             args.voice = check_voice(args.voice, args.model)
@@ -274,8 +283,10 @@ def parse_speak(argv):
         p.error(str(e))
     if (args.continuity or args.silence is not None) and not (args.long or args.stream):
         p.error("--continuity and --silence apply to long-form generation; add --long (or --stream)")
-    if args.int8 and (device.type != "cpu" or args.dtype != "float32"):
-        p.error("--int8 is for CPU decoding in float32: drop --dtype, and use --device cpu (or drop --int8)")
+    try:
+        check_int8(args.int8, device, args.dtype)
+    except ValueError as e:
+        p.error(f"--{e}")
     if device.type == "cpu" and args.dtype != "float32":
         slower = "about 14x slower end to end" if args.dtype == "float16" else "slower (1.3x per decode step)"
         print(f"note: {args.dtype} on the CPU is {slower} than float32 here (CPUs have few half-precision "
@@ -422,7 +433,7 @@ def clone_command(argv):
     args = p.parse_args(argv)
     out = args.out if args.out.lower().endswith(".npz") else args.out + ".npz"
     try:  # everything is checked before anything is loaded
-        device = check_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = check_device(args.device)
         check_model(args.model)
         check_cloning_weights(args.quantizer, args.hubert)
         clip = load_clip(args.recording)
@@ -554,7 +565,7 @@ def parse_synthesize(argv, ranks):
     p = synthesize_parser()
     args = p.parse_args(argv)
     try:
-        device = check_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = check_device(args.device)
         check_model(args.model)
     except (ValueError, FileNotFoundError) as e:
         p.error(str(e))
@@ -563,8 +574,10 @@ def parse_synthesize(argv, ranks):
             p.error(f"process {ranks.local} of this machine has no GPU of its own ({torch.cuda.device_count()} "
                     "GPUs): start at most one process per GPU (torchrun --nproc_per_node)")  # fmt: skip
         device = torch.device("cuda", ranks.local)
-    if args.int8 and (device.type != "cpu" or args.dtype != "float32"):
-        p.error("--int8 is for CPU decoding in float32: drop --dtype, and use --device cpu (or drop --int8)")
+    try:
+        check_int8(args.int8, device, args.dtype)
+    except ValueError as e:
+        p.error(f"--{e}")
     out_dir = args.out_dir
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         p.error(f"--out-dir {out_dir} is a file, not a folder")

@@ -31,9 +31,9 @@ import zipfile
 import numpy as np
 import torch
 
+from ...config import BarkConfig, CodecConfig, GPTConfig
+from ...files import folder_atomic, write_atomic
 from ..checkpoint import FORMAT_VERSION, CheckpointError, is_converted, read_safetensors
-from ..config import BarkConfig, CodecConfig, GPTConfig
-from ..files import folder_atomic, write_atomic
 from .codec_keys import (
     codec_from_encodec,
     codec_from_transformers,

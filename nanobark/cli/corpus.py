@@ -36,17 +36,16 @@ from typing import Callable, NamedTuple
 import torch
 import torch.distributed as dist
 
-from .files import write_atomic
-from .layout import TEXT_LENGTH
-from .longform import generate_long
+from ..files import remove_temp_files, write_atomic
+from ..layout import TEXT_LENGTH
+from ..longform import generate_long
+from ..progress import counter
+from ..sampling import MAX_SEED
+from ..tokenizer import normalize_text
 from .manifest import Problem, Row
-from .progress import counter
-from .sampling import MAX_SEED
-from .tokenizer import normalize_text
 
 MANIFEST, ERRORS = "manifest.jsonl", "errors.jsonl"
 RANK_FILE = re.compile(r"^\.(manifest|errors)\.rank(\d+)\.jsonl$")
-TEMP_FILE = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")  # files.write_atomic's temporary names
 # the ranks wait for each other at the end for as long as the slowest one works: a long timeout (a dead rank
 # is torchrun's to notice: it stops the others)
 WAIT = datetime.timedelta(days=7)
@@ -281,9 +280,7 @@ def write_errors(out_dir, problems):
 def start(job, items, problems, rows):
     """Rank 0, before any rank writes: fold an earlier run's leftovers into manifest.jsonl, delete the temporary
     files of killed writes, list the wrong rows -> the ids already done (none with overwrite)."""
-    for name in os.listdir(job.out_dir):
-        if TEMP_FILE.match(name):
-            os.remove(os.path.join(job.out_dir, name))
+    remove_temp_files(job.out_dir)
     for path in rank_files(job.out_dir, "errors"):  # an earlier run's failures are tried again
         os.remove(path)
     entries = merge(job.out_dir, {r.id: i for i, r in enumerate(rows)})

@@ -18,7 +18,7 @@ import re
 
 import torch
 
-from ..codec import Codec, Encoder
+from ...codec import Codec, Encoder
 
 
 def codec_from_transformers(src, cfg, prefix="codec_model."):

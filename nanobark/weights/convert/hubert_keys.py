@@ -19,9 +19,9 @@ import re
 
 import torch
 
-from ..config import HubertConfig
-from ..hubert import Hubert
-from ..quantizer import SemanticQuantizer, quantizer_config
+from ...config import HubertConfig
+from ...hubert import Hubert
+from ...quantizer import SemanticQuantizer, quantizer_config
 
 LAYOUTS = ("transformers", "fairseq")
 # nanobark name prefix -> (transformers', fairseq's); {} is the layer's (or conv's) index

@@ -1,0 +1,114 @@
+"""nanobark/files.py: atomic writes, the permissions the umask gives, never a process-wide umask change."""
+
+import ast
+import os
+import stat
+import threading
+
+import numpy as np
+import pytest
+
+from nanobark.files import remove_temp_files, write_atomic
+from nanobark.voices import save_voice
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_no_code_in_the_package_calls_os_umask():
+    """Reading the umask by setting it changes it for every thread of the host process (a server's too)."""
+    for folder, _, files in os.walk(os.path.join(ROOT, "nanobark")):
+        for f in files:
+            if f.endswith(".py"):
+                tree = ast.parse(open(os.path.join(folder, f), encoding="utf-8").read())
+                calls = [n for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == "umask"]
+                assert not calls, f"{os.path.join(folder, f)}:{calls[0].lineno} uses os.umask"
+
+
+@pytest.fixture
+def umask_027(monkeypatch):
+    """The process's umask is 027 for the test, and any call of os.umask that would change it fails."""
+    real = os.umask
+    old = real(0o027)
+
+    def guarded(mask):
+        current = real(mask)
+        real(current)
+        if mask != current:
+            raise AssertionError(f"os.umask({oct(mask)}) changed the process's umask")
+        return current
+
+    monkeypatch.setattr(os, "umask", guarded)
+    yield
+    real(old)
+
+
+def test_write_atomic_gives_the_umask_mode_even_to_a_file_a_library_recreates_0600(umask_027, tmp_path):
+    def recreate_0600(tmp):  # as safetensors' save_file does
+        os.remove(tmp)
+        os.close(os.open(tmp, os.O_CREAT | os.O_WRONLY, 0o600))
+
+    write_atomic(tmp_path / "a.bin", recreate_0600)
+    assert stat.S_IMODE(os.stat(tmp_path / "a.bin").st_mode) == 0o640
+
+
+def test_save_voice_and_a_conversion_follow_the_umask_without_changing_it(umask_027, hf_snapshot, tmp_path):
+    from nanobark.weights.convert import convert
+
+    rng = np.random.default_rng(0)
+    fine = rng.integers(0, 1024, (8, 30))
+    save_voice(tmp_path / "v.npz", rng.integers(0, 10000, 20), fine[:2], fine)
+    assert stat.S_IMODE(os.stat(tmp_path / "v.npz").st_mode) == 0o640
+    convert(hf_snapshot, tmp_path / "out")
+    assert stat.S_IMODE(os.stat(tmp_path / "out").st_mode) == 0o750
+    for name in os.listdir(tmp_path / "out"):
+        path = tmp_path / "out" / name
+        want = 0o750 if path.is_dir() else 0o640
+        assert stat.S_IMODE(os.stat(path).st_mode) == want, name
+
+
+def test_writes_from_many_threads_at_once_keep_the_umask_of_the_others(tmp_path):
+    """A thread creating a file while another writes atomically gets the process's umask, never 0."""
+    old = os.umask(0o077)
+    try:
+        stop = threading.Event()
+        modes = []
+
+        def other_thread():
+            i = 0
+            while not stop.is_set():
+                p = tmp_path / f"other{i}"
+                os.close(os.open(p, os.O_CREAT | os.O_WRONLY, 0o666))
+                modes.append(stat.S_IMODE(os.stat(p).st_mode))
+                os.remove(p)
+                i += 1
+
+        t = threading.Thread(target=other_thread)
+        t.start()
+        for i in range(300):
+            write_atomic(tmp_path / f"w{i}", lambda tmp: open(tmp, "wb").write(b"x"))
+        stop.set()
+        t.join()
+    finally:
+        os.umask(old)
+    assert modes and set(modes) == {0o600}
+
+
+def test_remove_temp_files_deletes_only_write_atomics_leftovers(tmp_path):
+    names = [".a.wav.0123456789ab.tmp", ".x.npz.abcdefabcdef.tmp"]
+    keep = ["a.wav", ".a.wav.0123.tmp", "b.tmp", ".manifest.rank0.jsonl"]
+    for n in names + keep:
+        (tmp_path / n).write_bytes(b"")
+    remove_temp_files(tmp_path)
+    assert sorted(os.listdir(tmp_path)) == sorted(keep)
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    (tmp_path / "a.txt").write_text("old")
+
+    def fail(tmp):
+        open(tmp, "w").write("half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        write_atomic(tmp_path / "a.txt", fail)
+    assert os.listdir(tmp_path) == ["a.txt"] and (tmp_path / "a.txt").read_text() == "old"

@@ -10,8 +10,8 @@ temporary file or folder ourselves, and we keep the mode it gave (as huggingface
 
 import contextlib
 import os
-import secrets
 import re
+import secrets
 import shutil
 import stat
 

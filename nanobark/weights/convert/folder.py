@@ -273,11 +273,7 @@ def write_converted(src_dir, out_dir, cfg=None, states=None):
                 os.path.join(out_dir, name), lambda tmp: shutil.copyfile(os.path.join(src_dir, name), tmp)
             )
     if os.path.isdir(os.path.join(src_dir, "speaker_embeddings")):
-        shutil.copytree(
-            os.path.join(src_dir, "speaker_embeddings"),
-            os.path.join(out_dir, "speaker_embeddings"),
-            dirs_exist_ok=True,
-        )
+        _copy_folder(os.path.join(src_dir, "speaker_embeddings"), os.path.join(out_dir, "speaker_embeddings"))
     # "encoder": whether encoder.safetensors was written (a cache converted before there was one gets one)
     has_encoder = states.get("encoder") is not None
     meta = {"format": "nanobark", "format_version": FORMAT_VERSION, "encoder": has_encoder, **cfg.to_dict()}
@@ -285,6 +281,16 @@ def write_converted(src_dir, out_dir, cfg=None, states=None):
         os.path.join(out_dir, "config.json"), lambda tmp: _write_text(tmp, json.dumps(meta, indent=2))
     )
     return out_dir
+
+
+def _copy_folder(src, dst):
+    """Copy a folder's files (following the Hub cache's links); what is made here gets the umask's mode, not the
+    source's (copytree would copy the source's modes)."""
+    for folder, _, files in os.walk(src):
+        out = os.path.join(dst, os.path.relpath(folder, src))
+        os.makedirs(out, exist_ok=True)
+        for f in files:
+            shutil.copyfile(os.path.join(folder, f), os.path.join(out, f))
 
 
 def _write_text(path, text):

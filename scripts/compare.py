@@ -18,45 +18,26 @@ off. Suno's original has no batching: a batch of B runs its B samples one after 
 import contextlib
 import functools
 import importlib.util
+import itertools
 import json
 import os
 import sys
 from importlib.metadata import version
 
+import bench  # first: it puts the checkout on sys.path
 import numpy as np
 import torch
-from benchmark import (
-    MAX_DURATION_S,
-    N_COARSE,
-    N_SEMANTIC,
-    TEMPS,
-    TEXT,
-    WORKLOADS,
-    Clock,
-    announce,
-    check_args,
-    check_counts,
-    converter,
-    csv,
-    finish,
-    import_references,
-    markdown,
-    nanobark_runner,
-    parse_config,
-    parser,
-    per_sample_counts,
-    random_weights,
-    run_row,
-    skip_reason,
-    suno_voice,
-    worker,
-)
+from bench import MAX_DURATION_S, N_COARSE, N_SEMANTIC, TEMPS, TEXT, Clock, check_counts, parse_config
+
+from nanobark import Bark
+from nanobark import generation as gen
+from nanobark import layout as lay
+from nanobark.weights.checkpoint import load_stage
+from weights_convert.references import import_references, suno_copy, suno_voice
 
 REFERENCES = ("transformers", "transformers-sdpa", "suno")
-NANOBARK_ONLY = {
-    "int8",
-    "compile",
-}  # configs the references do not have; they compare with the rest of the config
+# configs the references do not have: their rows compare with the reference's run of the rest of the config
+NANOBARK_ONLY = {"int8", "compile"}
 ATTENTION = {"transformers": "eager", "transformers-sdpa": "sdpa"}
 
 
@@ -65,72 +46,41 @@ ATTENTION = {"transformers": "eager", "transformers-sdpa": "sdpa"}
 
 def suno_runner(weights, device, config, voice):
     import bark.generation as bg
-    from bark.model import GPT, GPTConfig
-    from bark.model_fine import FineGPT, FineGPTConfig
     from encodec import EncodecModel
     from safetensors.torch import load_file
     from transformers import BertTokenizer
 
-    from nanobark.weights.checkpoint import load_config
-
-    suno_name = converter().suno_name
     nb, offload = os.path.join(weights, "nanobark"), parse_config(config)["offload"]
-    cfg, home = load_config(nb), "cpu" if offload else device
+    home = "cpu" if offload else device
     voice = voice and suno_voice(voice)
 
-    def suno_gpt(stage):
-        c = getattr(cfg, stage)
-        args = converter().suno_model_args(c)
-        with torch.device("meta"):  # no random init: the weights are assigned below
-            model = FineGPT(FineGPTConfig(**args)) if stage == "fine" else GPT(GPTConfig(**args))
-        state = {suno_name(k): v for k, v in load_file(os.path.join(nb, f"{stage}.safetensors")).items()}
-        if stage == "fine":  # Suno keeps the tied heads as their own entries; the same tensor keeps them tied
-            state.update(
-                {f"lm_heads.{i}.weight": state[f"transformer.wtes.{i + 1}.weight"] for i in range(7)}
-            )
-        model.load_state_dict(state, strict=True, assign=True)
-        return model.to(home).eval()
+    def gpt(stage):  # Suno's GPT on the converted tensors
+        return suno_copy(load_stage(nb, stage), fine=stage == "fine").to(home)
 
     codec = EncodecModel.encodec_model_24khz(pretrained=False)
     codec.load_state_dict(load_file(os.path.join(weights, "encodec.safetensors")))
     codec.set_target_bandwidth(6.0)  # as Suno's loader does
-    bg.models.update(
-        text={
-            "model": suno_gpt("semantic"),
-            "tokenizer": BertTokenizer(os.path.join(nb, "vocab.txt"), do_lower_case=False),
-        },
-        coarse=suno_gpt("coarse"),
-        fine=suno_gpt("fine"),
-        codec=codec.to(home).eval(),
-    )
+    tokenizer = BertTokenizer(os.path.join(nb, "vocab.txt"), do_lower_case=False)
+    bg.models.update(text=dict(model=gpt("semantic"), tokenizer=tokenizer), coarse=gpt("coarse"))
+    bg.models.update(fine=gpt("fine"), codec=codec.to(home).eval())
     bg.OFFLOAD_CPU = offload  # Suno's own offload: each model moves to models_devices[...] while it runs
     bg.models_devices.update({k: str(device) for k in ("text", "coarse", "fine", "codec")})
+    quiet = dict(silent=True, use_kv_caching=True)
+    no_eos = dict(quiet, allow_early_stop=False, max_gen_duration_s=MAX_DURATION_S)
 
     def run(batch):  # no batching in the original: `batch` samples, one after the other, stage by stage
         clock = Clock(device)
         with clock("semantic"):
             sem = [
-                bg.generate_text_semantic(
-                    TEXT,
-                    voice,
-                    temp=TEMPS["semantic"],
-                    silent=True,
-                    allow_early_stop=False,
-                    max_gen_duration_s=MAX_DURATION_S,
-                    use_kv_caching=True,
-                )
-                for _ in range(batch)
+                bg.generate_text_semantic(TEXT, voice, temp=TEMPS["semantic"], **no_eos) for _ in range(batch)
             ]
         with clock("coarse"):
-            coarse = [
-                bg.generate_coarse(s, voice, temp=TEMPS["coarse"], silent=True, use_kv_caching=True)
-                for s in sem
-            ]
+            coarse = [bg.generate_coarse(s, voice, temp=TEMPS["coarse"], **quiet) for s in sem]
         with clock("fine"):
             fine = [bg.generate_fine(c, voice, temp=TEMPS["fine"]) for c in coarse]
         with clock("decode"):
             audio = [bg.codec_decode(f) for f in fine]
-        return clock.seconds, check_counts("suno", *per_sample_counts(sem, coarse, fine, audio))
+        return clock.seconds, check_counts("suno", *bench.per_sample_counts(sem, coarse, fine, audio))
 
     return run, {}
 
@@ -141,10 +91,8 @@ def transformers_runner(weights, device, config, voice, attn="eager"):
 
     path, c = os.path.join(weights, "transformers"), parse_config(config)
     model = BarkModel.from_pretrained(path, dtype=c["dtype"], attn_implementation=attn).eval()
-    if c["offload"]:
-        model.enable_cpu_offload(
-            accelerator_id=device.index or 0
-        )  # accelerate hooks move each sub-model in turn
+    if c["offload"]:  # accelerate hooks move each sub-model in turn
+        model.enable_cpu_offload(accelerator_id=device.index or 0)
     else:
         model.to(device)
     # a fresh BarkModel has no nested generation config; these are Suno's sampling settings
@@ -157,6 +105,13 @@ def transformers_runner(weights, device, config, voice, attn="eager"):
     )
     tok = BertTokenizer(os.path.join(path, "vocab.txt"), do_lower_case=False)
     history = voice and {k: torch.as_tensor(v, device=device) for k, v in suno_voice(voice).items()}
+
+    # what BarkProcessor gives: input_ids and attention_mask, padded to 256 tokens
+    processor = dict(padding="max_length", max_length=256, truncation=True, add_special_tokens=False)
+    # top_k=0 turns off transformers' default top-k 50 (the original has none); suppressing token
+    # 10000 (EOS) makes the end of speech impossible, so exactly 150 semantic tokens come out
+    sampling = dict(do_sample=True, top_k=0, semantic_max_new_tokens=N_SEMANTIC)
+    sampling.update({f"{stage}_temperature": t for stage, t in TEMPS.items()})
 
     # time the sub-generates that BarkModel.generate calls, by wrapping them on the instance
     state = {}
@@ -175,57 +130,27 @@ def transformers_runner(weights, device, config, voice, attn="eager"):
     model.codec_decode = timed("decode", model.codec_decode)
 
     def run(batch):
-        enc = tok(
-            [TEXT] * batch,
-            padding="max_length",
-            max_length=256,
-            truncation=True,
-            add_special_tokens=False,
-            return_tensors="pt",
-        )  # what BarkProcessor gives
+        enc = tok([TEXT] * batch, **processor, return_token_type_ids=False, return_tensors="pt").to(device)
         state["clock"] = Clock(device)
-        # top_k=0 turns off transformers' default top-k 50 (the original has none); suppressing token
-        # 10000 (EOS) makes the end of speech impossible, so exactly 150 semantic tokens come out
-        model.generate(
-            input_ids=enc["input_ids"].to(device),
-            attention_mask=enc["attention_mask"].to(device),
-            history_prompt=history,
-            do_sample=True,
-            top_k=0,
-            semantic_temperature=TEMPS["semantic"],
-            coarse_temperature=TEMPS["coarse"],
-            fine_temperature=TEMPS["fine"],
-            semantic_max_new_tokens=N_SEMANTIC,
-            semantic_suppress_tokens=[10_000],
-        )
+        model.generate(**enc, history_prompt=history, semantic_suppress_tokens=[10_000], **sampling)
         sem, coarse, fine, audio = (state[s] for s in ("semantic", "coarse", "fine", "decode"))
         n_sem = (sem < 10_000).sum(1).tolist()
-        return state["clock"].seconds, check_counts(
-            "transformers",
-            n_sem,
-            [coarse.shape[1]] * batch,
-            [fine.shape[2]] * batch,
-            [audio.shape[1]] * batch,
-        )
+        lengths = [[n] * batch for n in (coarse.shape[1], fine.shape[2], audio.shape[1])]
+        return state["clock"].seconds, check_counts("transformers", n_sem, *lengths)
 
     return run, {}
 
 
 RUNNERS = {
-    "nanobark": nanobark_runner,
+    "nanobark": bench.nanobark_runner,
     "suno": suno_runner,
     **{impl: functools.partial(transformers_runner, attn=a) for impl, a in ATTENTION.items()},
 }
-PREIMPORTS = {
-    "nanobark": ["nanobark.bark"],
-    "transformers": [
-        "nanobark.bark",
-        "transformers.models.bark.modeling_bark",
-        "transformers.models.bert.tokenization_bert",
-    ],
-    "suno": ["nanobark.bark", "bark.generation", "transformers.models.bert.tokenization_bert"],
-}
-PREIMPORTS["transformers-sdpa"] = PREIMPORTS["transformers"]
+# libraries count in the baseline, not in the implementation's memory (every row imports nanobark)
+BERT = "transformers.models.bert.tokenization_bert"
+TRANSFORMERS = ["transformers.models.bark.modeling_bark", BERT]
+PREIMPORTS = {"nanobark": [], "suno": ["bark.generation", BERT], "transformers": TRANSFORMERS}
+PREIMPORTS["transformers-sdpa"] = TRANSFORMERS
 
 
 def reference_config(config):
@@ -233,9 +158,8 @@ def reference_config(config):
     return "+".join(p for p in config.split("+") if p not in NANOBARK_ONLY) or "fp32"
 
 
-def compare_skip_reason(impl, config, device):
-    reason = skip_reason(config, device)
-    c = parse_config(config)
+def skip_reason(impl, config, device):
+    reason, c = bench.skip_reason(config, device), parse_config(config)
     if reason or impl == "nanobark":
         return reason
     if impl == "suno" and c["dtype"] != torch.float32:
@@ -256,19 +180,12 @@ def speedups(rows):
     ok = {(r["impl"], r["workload"], r["config"], r["batch"]): r for r in rows if "latency_s" in r}
     out = []
     for (impl, workload, config, batch), r in ok.items():
+        row = dict(workload=workload, config=config, batch=batch)
         for ref in REFERENCES if impl == "nanobark" else ():
-            key = (ref, workload, reference_config(config), batch)
-            if key in ok:
-                out.append(
-                    dict(
-                        workload=workload,
-                        config=config,
-                        batch=batch,
-                        reference=ref,
-                        reference_config=key[2],
-                        speedup=ok[key]["latency_s"] / r["latency_s"],
-                    )
-                )
+            ref_config = reference_config(config)
+            if (ref, workload, ref_config, batch) in ok:
+                up = ok[ref, workload, ref_config, batch]["latency_s"] / r["latency_s"]
+                out.append(dict(row, reference=ref, reference_config=ref_config, speedup=up))
     return out
 
 
@@ -283,9 +200,6 @@ def fine_inputs(bark, coarse, voice):
     Generation writes its guesses into every frame from there on, padding included, and the non-causal model
     sees them when predicting the next codebook, so the whole window is kept, not just the T real frames.
     """
-    from nanobark import generation as gen
-    from nanobark import layout as lay
-
     buf, n_hist = gen.fine_input(coarse, voice)
     assert len(buf) == lay.FINE_WINDOW, "the workload's 225 frames and the voice's history fit one window"
     buf = torch.as_tensor(buf, device=bark.device)[None]  # (1, 1024, 8)
@@ -299,26 +213,18 @@ def fine_inputs(bark, coarse, voice):
 @torch.no_grad()
 def teacher_forced_top1(bark, sem, coarse, voice, fine_in):
     """{stage: argmax at every position}, every model reading the same given tokens."""
-    from nanobark import generation as gen
-    from nanobark import layout as lay
-
     dev, out = bark.device, {}
     m = bark.models["semantic"]
     text = torch.as_tensor(bark.encode_text(TEXT), device=dev)[None]
     hist = torch.as_tensor(gen.semantic_history(voice), device=dev)[None]
-    tail = torch.as_tensor(np.r_[lay.SEMANTIC_INFER, sem[:-1]], device=dev)[
-        None
-    ]  # infer token predicts sem[0]
-    logits = m(embeds=m.merged_embedding(text, hist, tail))[
-        0, lay.TEXT_LENGTH :
-    ]  # after the merged text block
+    # the infer token predicts sem[0]; the logits that count follow the merged text block
+    tail = torch.as_tensor(np.r_[lay.SEMANTIC_INFER, sem[:-1]], device=dev)[None]
+    logits = m(embeds=m.merged_embedding(text, hist, tail))[0, lay.TEXT_LENGTH :]
     out["semantic"] = logits[:, : lay.SEMANTIC_VOCAB_SIZE].argmax(-1)
     m, preds = bark.models["coarse"], []
     sem_hist, coarse_hist = gen.coarse_history(voice)
-    sem_t, flat = (
-        torch.as_tensor(np.hstack(a), device=dev)
-        for a in ([sem_hist, sem], [coarse_hist, gen.flatten_codebooks(coarse)])
-    )
+    sem_t = torch.as_tensor(np.hstack([sem_hist, sem]), device=dev)
+    flat = torch.as_tensor(np.hstack([coarse_hist, gen.flatten_codebooks(coarse)]), device=dev)
     n_hist = len(coarse_hist)
     # each window from its own context, as when generating
     for start in range(0, N_COARSE, lay.COARSE_WINDOW):
@@ -331,22 +237,17 @@ def teacher_forced_top1(bark, sem, coarse, voice, fine_in):
     out["coarse"] = torch.stack(preds)
     (inputs, n_hist), T = fine_in, coarse.shape[1]
     for k, buf in inputs.items():
-        out[f"fine cb{k}"] = bark.models["fine"](k, buf)[0, n_hist : n_hist + T, : lay.CODEBOOK_SIZE].argmax(
-            -1
-        )
+        logits = bark.models["fine"](k, buf)[0, n_hist : n_hist + T, : lay.CODEBOOK_SIZE]
+        out[f"fine cb{k}"] = logits.argmax(-1)
     return out
 
 
 def agreement(path, device, workload):
     """Semantic and coarse read the workload's tokens (sampled by fp32); fine reads fp32's greedy windows."""
-    from nanobark import Bark
-
     base = Bark.from_pretrained(path, device=device)
-    voice = base.load_voice(WORKLOADS[workload])
+    voice = base.load_voice(bench.WORKLOADS[workload])
     torch.manual_seed(0)
-    sem = base.text_to_semantic(
-        TEXT, voice, temp=TEMPS["semantic"], allow_early_stop=False, max_duration_s=MAX_DURATION_S
-    )
+    sem = base.text_to_semantic(TEXT, voice, temp=TEMPS["semantic"], **bench.NO_EOS)
     coarse = base.semantic_to_coarse(sem, voice, temp=TEMPS["coarse"])
     assert (len(sem), coarse.size) == (N_SEMANTIC, N_COARSE), (len(sem), coarse.shape)
     fine_in = fine_inputs(base, coarse, voice)
@@ -357,9 +258,8 @@ def agreement(path, device, workload):
     if device.type == "cpu":
         variants["int8"] = dict(int8=True)
     for name, kwargs in variants.items():
-        out = teacher_forced_top1(
-            Bark.from_pretrained(path, device=device, **kwargs), sem, coarse, voice, fine_in
-        )
+        variant = Bark.from_pretrained(path, device=device, **kwargs)
+        out = teacher_forced_top1(variant, sem, coarse, voice, fine_in)
         for stage, r in ref.items():
             table[stage][name] = (out[stage] == r).float().mean().item()
     return table
@@ -373,7 +273,7 @@ def agreement_markdown(workload, table):
     columns = [("stage", "{stage}"), ("positions", "{positions}")] + [(v, f"{{{v}:.1%}}") for v in variants]
     return (
         f"teacher-forced top-1 agreement with float32 (nanobark), workload {workload}:\n\n"
-        + markdown([dict(r, stage=stage) for stage, r in table.items()], columns)
+        + bench.markdown([dict(r, stage=stage) for stage, r in table.items()], columns)
         + "\n\n"
     )
 
@@ -413,38 +313,25 @@ configs: fp32, fp16 or bf16, joined by + with offload (CUDA); for nanobark also 
 
 
 def parse_args(argv):
-    p = parser(__doc__, EPILOG)
-    p.add_argument(
-        "--impls",
-        type=csv(str),
-        default=["nanobark", *REFERENCES],
-        help="comma list of nanobark,transformers,transformers-sdpa,suno (default all)",
-    )
-    p.add_argument(
-        "--ref-batch-sizes",
-        type=csv(int),
-        help="batch sizes for the references (default: --batch-sizes); Suno runs them sequentially",
-    )
-    p.add_argument(
-        "--agreement",
-        action="store_true",
-        help="instead of timing: teacher-forced top-1 agreement of "
-        "nanobark in float16, bfloat16 and int8 (CPU) with float32, per stage, on each workload's tokens",
-    )
-    p.add_argument(
-        "--checkpoint",
-        help="with --agreement: a nanobark-converted folder (real weights) to use instead of random ones",
-    )
+    p = bench.parser(__doc__, EPILOG)
+    # fmt: off
+    p.add_argument("--impls", type=bench.csv(str), default=["nanobark", *REFERENCES],
+                   help="comma list of nanobark,transformers,transformers-sdpa,suno (default all)")
+    p.add_argument("--ref-batch-sizes", type=bench.csv(int),
+                   help="batch sizes for the references (default: --batch-sizes); Suno runs them sequentially")
+    p.add_argument("--agreement", action="store_true", help="instead of timing: teacher-forced top-1 agreement of "
+                   "nanobark in float16, bfloat16 and int8 (CPU) with float32, per stage, on each workload's tokens")
+    p.add_argument("--checkpoint",
+                   help="with --agreement: a nanobark-converted folder (real weights) to use instead of random ones")
+    # fmt: on
     args = p.parse_args(argv)
     if args.worker:
         return args
-    check_args(p, args)
+    bench.check_args(p, args)
     if [i for i in args.impls if i not in RUNNERS]:
         p.error(f"unknown implementation in {','.join(args.impls)}; known: {', '.join(RUNNERS)}")
-    if args.checkpoint and not args.agreement:
-        p.error(
-            "--checkpoint is for --agreement only (the timing runs need the same weights in all three layouts)"
-        )
+    if args.checkpoint and not args.agreement:  # the timing runs need the same weights in all three layouts
+        p.error("--checkpoint is for --agreement only; add --agreement or drop --checkpoint")
     args.ref_batch_sizes = args.ref_batch_sizes or args.batch_sizes
     if min(args.ref_batch_sizes) < 1:
         p.error("batch sizes must be >= 1")
@@ -453,23 +340,13 @@ def parse_args(argv):
 
 def timing_rows(args, weights):
     rows = []
-    for workload in args.workloads:
-        for config in args.configs:
-            for impl in args.impls:
-                if impl != "nanobark" and NANOBARK_ONLY & set(config.split("+")):
-                    continue
-                for batch in args.batch_sizes if impl == "nanobark" else args.ref_batch_sizes:
-                    row = dict(
-                        impl=impl,
-                        workload=workload,
-                        config=config,
-                        batch=batch,
-                        sequential=impl == "suno" and batch > 1,
-                    )
-                    reason = compare_skip_reason(impl, config, args.device)
-                    rows.append(
-                        dict(row, skipped=reason) if reason else run_row(__file__, args, row, weights)
-                    )
+    for workload, config, impl in itertools.product(args.workloads, args.configs, args.impls):
+        if impl != "nanobark" and NANOBARK_ONLY & set(config.split("+")):
+            continue
+        for batch in args.batch_sizes if impl == "nanobark" else args.ref_batch_sizes:
+            row = dict(impl=impl, workload=workload, config=config, batch=batch)
+            row["sequential"] = impl == "suno" and batch > 1  # the original has no batching
+            rows.append(bench.run_row(__file__, args, row, weights, skip_reason(impl, config, args.device)))
     return rows
 
 
@@ -479,29 +356,25 @@ def main(argv=None):
         spec = json.loads(args.worker)
         if spec["impl"] != "nanobark":
             import_references()
-        return worker(spec, RUNNERS[spec["impl"]], PREIMPORTS[spec["impl"]])
-    info, workloads = announce(args, args.workloads)
-    with contextlib.nullcontext() if args.checkpoint else random_weights(args, not args.agreement) as tmp:
+        return bench.worker(spec, RUNNERS[spec["impl"]], PREIMPORTS[spec["impl"]])
+    info, workloads = bench.announce(args, args.workloads)
+    weights = contextlib.nullcontext() if args.checkpoint else bench.random_weights(args, not args.agreement)
+    with weights as tmp:
         if args.agreement:
-            tables = {
-                w: agreement(args.checkpoint or os.path.join(tmp, "nanobark"), args.device, w)
-                for w in args.workloads
-            }
+            path = args.checkpoint or os.path.join(tmp, "nanobark")
+            tables = {w: agreement(path, args.device, w) for w in args.workloads}
             text = "".join(agreement_markdown(w, t) for w, t in tables.items())
-            return finish(args, "compare", info, workloads, [], text, agreement=tables)
+            return bench.finish(args, "compare", info, workloads, [], text, agreement=tables)
         rows = timing_rows(args, tmp)
     ups = speedups(rows)
-    text = markdown(rows, COLUMNS) + "\n\n"
+    text = bench.markdown(rows, COLUMNS) + "\n\n"
     if any(r["sequential"] for r in rows):
         text += "Suno's rows with batch > 1 run their samples one after the other (the original has no batching).\n"
     if args.device.type == "cuda" and "suno" in args.impls:
         text += "Suno's original runs its fp32 weights under bf16 autocast with TF32 on a bf16-capable GPU.\n"
-    text += (
-        "\nnanobark's speed-up (reference latency / nanobark latency):\n\n"
-        + markdown(ups, SPEEDUP_COLUMNS)
-        + "\n"
-    )
-    return finish(args, "compare", info, workloads, rows, text, speedups=ups)
+    text += "\nnanobark's speed-up (reference latency / nanobark latency):\n\n"
+    text += bench.markdown(ups, SPEEDUP_COLUMNS) + "\n"
+    return bench.finish(args, "compare", info, workloads, rows, text, speedups=ups)
 
 
 if __name__ == "__main__":

@@ -14,13 +14,7 @@ import json
 import math
 from html import escape
 
-STAGES = [
-    ("semantic", "#4C72B0"),
-    ("coarse", "#DD8452"),
-    ("fine", "#55A868"),
-    ("decode", "#8172B3"),
-    ("other", "#B0B0B0"),
-]
+STAGES = dict(semantic="#4C72B0", coarse="#DD8452", fine="#55A868", decode="#8172B3", other="#B0B0B0")
 FONT = 13  # px
 BAR_H, GAP, GROUP_H = 24, 8, 28
 WIDTH, PAD = 960, 16
@@ -52,7 +46,7 @@ def nice_step(top, ticks=6):
 
 def stages_of(row):
     """[(stage, seconds)] of a measured row; 'other' is the call's time outside the four stages."""
-    parts = [(s, row["stage_s"].get(s, 0.0)) for s, _ in STAGES[:-1]]
+    parts = [(s, row["stage_s"].get(s, 0.0)) for s in list(STAGES)[:-1]]
     return parts + [("other", max(0.0, row["latency_s"] - sum(t for _, t in parts)))]
 
 
@@ -112,7 +106,7 @@ def chart(result):
         out.append(text(PAD, y, result["source"], 12, fill="#555", style="italic"))
     y += 22
     x = left
-    for stage, color in STAGES:  # legend
+    for stage, color in STAGES.items():  # legend
         out.append(rect(x, y - 11, 12, 12, color))
         out.append(text(x + 16, y, stage, 12))
         x += 16 + width(stage, 12) + 18
@@ -131,8 +125,7 @@ def chart(result):
                 x = left
                 for stage, seconds in stages_of(r):
                     w = seconds * scale
-                    color = dict(STAGES)[stage]
-                    out.append(rect(x, y, w, BAR_H, color, f"{stage}: {seconds:.3f} s"))
+                    out.append(rect(x, y, w, BAR_H, STAGES[stage], f"{stage}: {seconds:.3f} s"))
                     if w > width(f"{seconds:.1f}", 12) + 6:  # the seconds inside the segment when they fit
                         out.append(text(x + w / 2, mid, f"{seconds:.1f}", 12, "middle", fill="#fff"))
                     x += w

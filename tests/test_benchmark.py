@@ -7,34 +7,27 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
+sys.path.insert(0, SCRIPTS)
+import bench  # noqa: E402  (the scripts' shared module)
+
 # one thread: on a busy 2-core CI machine two threads per process can make the run 10x slower
 TINY = ["--tiny", "--reps", "1", "--warmup", "0", "--device", "cpu", "--threads", "1"]
-WORKLOAD = {
-    "semantic": 150,
-    "coarse": 450,
-    "fine_frames": 225,
-    "audio_samples": 72_000,
-}  # every sample, W and V
+WORKLOAD = dict(semantic=150, coarse=450, fine_frames=225, audio_samples=72_000)  # every sample, W and V
 STAGES = {"semantic", "coarse", "fine", "decode"}
 
 
 def run(tmp_path, script, *args):
     out = tmp_path / "out.json"
-    p = subprocess.run(
-        [sys.executable, os.path.join(SCRIPTS, script), *TINY, *args, "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )  # cwd: works from anywhere
+    cmd = [sys.executable, os.path.join(SCRIPTS, script), *TINY, *args, "--json", str(out)]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)  # works from anywhere
     assert p.returncode == 0, p.stdout + p.stderr
     result = json.loads(out.read_text())
     assert result["device"]["threads"] == 1 and result["device"]["torch"]
-    assert (
-        result["workloads"]["W"]["voice"] is None and result["workloads"]["V"]["voice"] == "v2/en_speaker_6"
-    )
+    voices = {w: d["voice"] for w, d in result["workloads"].items()}
+    assert voices == {"W": None, "V": "v2/en_speaker_6"}
     for r in result["rows"]:
         assert r["config"] == "fp32" and r["latency_s"] > 0 and r["peak_mem_mib"] > 0
         assert set(r["stage_s"]) == STAGES and min(r["stage_s"].values()) > 0
@@ -73,3 +66,14 @@ def test_compare_smoke(tmp_path):
     assert set(ups) == {(w, ref) for w in "WV" for ref in ("transformers", "suno")}
     for (w, ref), s in ups.items():
         assert s["speedup"] == pytest.approx(rows[(ref, w)]["latency_s"] / rows[("nanobark", w)]["latency_s"])
+
+
+def test_configs_and_their_skip_reasons():
+    """A config's labels become Bark.from_pretrained's arguments; nanobark.device's int8 rule decides the skips."""
+    fp16 = dict(dtype=torch.float16, offload=True, int8=False, compile=False)
+    assert bench.parse_config("offload+fp16") == fp16 and bench.parse_config("int8")["dtype"] == torch.float32
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert bench.skip_reason("int8", cpu) is None and bench.skip_reason("fp16+compile", cuda) is None
+    for config, device in [("bf16+int8", cpu), ("int8", cuda), ("offload+int8", cuda)]:
+        assert "int8 is for CPU decoding in float32" in bench.skip_reason(config, device)
+    assert "offload" in bench.skip_reason("offload", cpu)

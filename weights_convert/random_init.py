@@ -1,10 +1,35 @@
-"""Random weights for checkpoints with the real layout (the tests and scripts/benchmark.py use them).
+"""Random weights for checkpoints with the real layout (the tests and the benchmark scripts use them).
 
 A freshly built model hides bugs: LayerNorms are ones and zeros, EnCodec's codebooks are all zero
 and weight-norm gains equal |v|, so a broken decode or a dropped LayerNorm bias would go unseen.
 """
 
+import json
+import os
+
+import numpy as np
 import torch
+
+from weights_convert.references import suno_voice
+
+# fmt: off
+# GPT shapes: layers, heads, hidden. tiny is for tests and smoke runs; the others are the Hub models'
+SHAPES = {"tiny": (2, 2, 32), "small": (12, 12, 768), "large": (24, 16, 1024)}
+# a WordPiece vocab for the tests' texts: the special tokens at bert's ids, punctuation, letters, some words
+# and scripts, and continuations; a random model has no use for the rest of bert's 119 547 entries
+VOCAB = (
+    ["[PAD]"] + [f"[unused{i}]" for i in range(99)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    + list("!\"#$%&'()*+,-./0123456789:;<=>?@[\\]^_`{|}~")
+    + list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    + "Hello hello my dog is cute the The a and to of laughter laughs music He She said world World café "
+      "Привет мир 你 好 世 界 ♪ é".split()
+    + "##s ##ing ##ed ##er ##ly ##é ##a ##e ##o ##n ##t ##r ##i ##l".split()
+    + [f"##{c}" for c in "bcdfghjkmpquvwxyz"]
+)
+VOCAB = list(dict.fromkeys(VOCAB))  # one id per token
+# the presets the tests use: a v2 one, two v1 ones and one with Chinese text
+PRESETS_USED = ("v2/en_speaker_6", "en_speaker_1", "announcer", "v2/zh_speaker_9")
+# fmt: on
 
 
 @torch.no_grad()
@@ -25,3 +50,47 @@ def randomize_(model, std=0.05):
         if name.endswith("codebook.embed"):
             b.normal_(0.0, 1.0)
     return model
+
+
+def hf_config(size="tiny", **overrides):
+    """A transformers BarkConfig with the real vocab sizes and EnCodec 24 kHz, GPTs of SHAPES[size];
+    overrides go to all three GPT sub-configs."""
+    from transformers import BarkConfig, EncodecConfig
+
+    layers, heads, hidden = SHAPES[size]
+    sub = dict(
+        num_layers=layers, num_heads=heads, hidden_size=hidden, block_size=1024, bias=False, dropout=0.0
+    )
+    sub.update(overrides)
+    return BarkConfig(
+        semantic_config=dict(sub, input_vocab_size=129_600, output_vocab_size=10_048),
+        coarse_acoustics_config=dict(sub, input_vocab_size=12_096, output_vocab_size=12_096),
+        fine_acoustics_config=dict(
+            sub, input_vocab_size=1_056, output_vocab_size=1_056, n_codes_total=8, n_codes_given=1
+        ),
+        codec_config=EncodecConfig().to_dict(),
+    )
+
+
+def random_bark(size="tiny", seed=1234):
+    """A transformers BarkModel of hf_config(size) with randomize_'s weights, drawn after manual_seed(seed)."""
+    from transformers import BarkModel
+
+    torch.manual_seed(seed)
+    return randomize_(BarkModel(hf_config(size))).eval()
+
+
+def write_hub_extras(path, presets=PRESETS_USED):
+    """VOCAB as vocab.txt and Suno's `presets` as a speaker_embeddings/ tree (with its index), as on the Hub,
+    next to a saved BarkModel: Bark.from_pretrained(path) then knows the presets by name."""
+    with open(os.path.join(path, "vocab.txt"), "w", encoding="utf-8") as f:
+        f.write("\n".join(VOCAB) + "\n")
+    index = {"repo_or_path": str(path)}
+    for name in presets:
+        index[name] = {}
+        for key, array in suno_voice(name).items():
+            index[name][key] = rel = f"speaker_embeddings/{name}_{key}.npy"
+            os.makedirs(os.path.dirname(os.path.join(path, rel)), exist_ok=True)
+            np.save(os.path.join(path, rel), array)
+    with open(os.path.join(path, "speaker_embeddings_path.json"), "w") as f:
+        json.dump(index, f)

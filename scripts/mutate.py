@@ -56,6 +56,7 @@ LAYOUT = "nanobark/layout.py"
 GPT, CKPT, HUB = "nanobark/gpt.py", "nanobark/weights/checkpoint.py", "nanobark/weights/hub.py"
 GPT_TESTS, FAST = "tests/test_gpt.py", "tests/test_fast.py"
 RELIABILITY = "tests/test_reliability.py::test_"
+GEN_T = GEN + "::test_"
 RELIABILITY_SIZES = RELIABILITY + "a_config_asking_for_more_than_the_weights_hold_is_refused_before_building"
 RELIABILITY_FORMAT = RELIABILITY + "a_folder_of_an_older_format_is_refused_and_the_cache_converts_it_again"
 M = Mutant
@@ -175,6 +176,25 @@ MUTANTS = [
       "a token id equal to the vocabulary size passes the check", ("tests/test_voices.py",)),
     M("voice_ratio_check", "nanobark/voices.py", "!= 1.5:", "!= 1.4:",
       "the coarse/semantic ratio check of voices is wrong", ("tests/test_voices.py",)),
+    # ---- issue 19 survivors
+    M("sem_short_history_at_end", G, "hist[: len(tail)] = tail", "hist[len(hist) - len(tail) :] = tail",
+      "a voice's short semantic history (< 256 ids) sits at the end of the history slots",
+      (GEN_T + "a_voice_shorter_than_256_semantic_ids_fills_the_history_from_the_start_as_the_original",)),
+    M("coarse_odd_semantic_history", G, "len(sem) - len(sem) % 2", "len(sem)",
+      "the coarse stage keeps an odd number of the voice's semantic ids",
+      (GEN_T + "an_odd_length_voice_gives_the_coarse_stage_an_even_semantic_history_as_the_original",)),
+    M("sem_duration_at_limit", G, "and duration > ", "and duration >= ",
+      "max_duration stops one token early when the duration reaches it exactly",
+      (GEN_T + "a_duration_reached_exactly_still_generates_the_next_token_as_the_original",)),
+    M("clone_first_ids", "nanobark/cloning.py", "semantic[-keep:]", "semantic[:keep]",
+      "a long recording's voice keeps its first 256 semantic ids, not the last (beside the last codes)",
+      ("tests/test_cloning.py::test_a_long_recording_keeps_the_last_256_semantic_ids_and_the_frames_of_that_same_span",)),
+    M("audio_min_exclusive", "nanobark/audio.py", "if seconds < MIN_SECONDS:", "if seconds <= MIN_SECONDS:",
+      "a clip of exactly the minimum length is refused as too short",
+      ("tests/test_audio.py::test_a_clip_of_exactly_the_minimum_length_loads_and_one_sample_less_is_refused",)),
+    M("write_no_fsync", "nanobark/files.py", "os.fsync(f.fileno())", "f.flush()",
+      "write_atomic renames without fsync (a power cut can leave an empty file)",
+      ("tests/test_files.py::test_write_atomic_flushes_the_temporary_file_to_disk_before_the_rename",)),
 ]
 # fmt: on
 

@@ -391,3 +391,23 @@ def test_an_odd_sample_rate_is_refused_before_gigabytes_are_allocated(tmp_path):
         load_audio(str(path))
     for rate in (8_000, 11_025, 22_050, 32_000, 37_800, 44_100, 48_000, 96_000):  # common rates still work
         resample(torch.zeros(rate // 10), rate, 24_000)
+
+
+def test_a_clip_of_exactly_the_minimum_length_loads_and_one_sample_less_is_refused(tmp_path):
+    from nanobark.audio import MIN_SECONDS
+
+    rate = 8000
+    n = round(MIN_SECONDS * rate)
+    assert n / rate == MIN_SECONDS
+    clip = speech_like(2 * MIN_SECONDS, rate)
+    for frames, ok in ((n, True), (n - 1, False)):
+        path = tmp_path / f"{frames}.wav"
+        sf.write(path, clip[:frames], rate, subtype="FLOAT")
+        for audio, sample_rate in ((clip[:frames], rate), (path, None)):
+            if ok:
+                with pytest.warns(UserWarning, match="works best from 5-12 s"):
+                    out = load_audio(audio, sample_rate)
+                assert out.shape == (round(MIN_SECONDS * 24_000),)
+            else:
+                with pytest.raises(AudioError, match=f"cloning needs at least {MIN_SECONDS:g} s"):
+                    load_audio(audio, sample_rate)

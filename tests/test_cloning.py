@@ -164,3 +164,21 @@ def test_a_clip_outside_the_advice_gets_one_note(converted, weights, tmp_path):
     assert r.returncode == 0, r.stderr
     notes = [line for line in r.stderr.splitlines() if "5-12 s of clean speech" in line]
     assert len(notes) == 1 and notes[0].startswith("note: "), r.stderr  # was twice, as raw Python warnings
+
+
+def test_a_long_recording_keeps_the_last_256_semantic_ids_and_the_frames_of_that_same_span():
+    """Both streams end where the recording ends, so the voice is their last stretch: the first 256 ids would
+    speak another part of the recording than the codes kept beside them."""
+    from nanobark.cloning import prompt_from_tokens
+
+    rng = np.random.default_rng(0)
+    semantic = rng.integers(0, 10_000, 400)
+    codes = rng.integers(0, 1024, (8, 601))  # 601 = round(400 * 75 / 49.9)
+    voice = prompt_from_tokens(semantic, codes)
+    frames = round(256 * COARSE_RATE_HZ / SEMANTIC_RATE_HZ)  # 385
+    np.testing.assert_array_equal(voice["semantic_prompt"], semantic[-256:])
+    np.testing.assert_array_equal(voice["fine_prompt"], codes[:, -frames:])
+    np.testing.assert_array_equal(voice["coarse_prompt"], codes[:2, -frames:])
+    short = prompt_from_tokens(semantic[:100], codes[:, :150])  # shorter than the history: all of it
+    np.testing.assert_array_equal(short["semantic_prompt"], semantic[:100])
+    np.testing.assert_array_equal(short["fine_prompt"], codes[:, :150])

@@ -112,3 +112,25 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     with pytest.raises(OSError):
         write_atomic(tmp_path / "a.txt", fail)
     assert os.listdir(tmp_path) == ["a.txt"] and (tmp_path / "a.txt").read_text() == "old"
+
+
+def test_write_atomic_flushes_the_temporary_file_to_disk_before_the_rename(tmp_path, monkeypatch):
+    """Without the fsync a power cut after the rename can leave an empty file under the real name."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.fstat(fd).st_ino, os.fstat(fd).st_size))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", os.stat(src).st_ino, os.stat(src).st_size))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    write_atomic(tmp_path / "a.bin", lambda tmp: open(tmp, "wb").write(b"12345"))
+    assert (tmp_path / "a.bin").read_bytes() == b"12345"
+    inode = os.stat(tmp_path / "a.bin").st_ino
+    renamed = events.index(("replace", inode, 5))
+    assert ("fsync", inode, 5) in events[:renamed], events  # the written bytes, synced before the rename

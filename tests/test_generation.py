@@ -274,3 +274,51 @@ def test_padded_coarse_batch_over_many_windows_equals_original_per_item(pair):
         torch.manual_seed(3 + i)
         ref = bg.generate_coarse(sem, history_prompt=voice, temp=0.7, silent=True, use_kv_caching=True)
         np.testing.assert_array_equal(batch[i], ref)
+
+
+# ---------------------------------------------------------------- voices shorter than the history, exact cut-offs
+
+
+def short_voice(n_semantic, n_frames, seed=0):
+    """A voice as cloning a short clip gives it: fewer than 256 semantic ids, codes of the same span."""
+    rng = np.random.default_rng(seed)
+    fine = rng.integers(0, 1024, (8, n_frames))
+    semantic = rng.integers(0, 10_000, n_semantic)
+    return {"semantic_prompt": semantic, "coarse_prompt": fine[:2], "fine_prompt": fine}
+
+
+def test_a_voice_shorter_than_256_semantic_ids_fills_the_history_from_the_start_as_the_original(pair):
+    """The original pads a short history on the right: its ids come first, SEMANTIC_PAD fills the rest."""
+    nb, bg = pair
+    voice = short_voice(100, 150)
+    with peaked(nb, bg, 10.0):  # on near-uniform logits a changed context rarely changes a draw
+        ref = ref_semantic(bg, 5, voice=voice, max_gen_duration_s=0.3)
+        torch.manual_seed(5)
+        np.testing.assert_array_equal(nb.text_to_semantic(TEXT, voice, max_duration_s=0.3), ref)
+
+
+def test_an_odd_length_voice_gives_the_coarse_stage_an_even_semantic_history_as_the_original(pair):
+    """101 semantic ids and 152 frames: the coarse codes would cover 101 ids, but the original keeps an even
+    number (the last 100) and the 301 flattened coarse ids of the same span (less its 2-id alignment trim)."""
+    nb, bg = pair
+    voice = short_voice(101, 152)
+    assert int(np.floor(2 * 152 / (2 * 75 / 49.9))) == 101  # the coarse codes alone would allow all 101
+    semantic = np.random.default_rng(1).integers(0, 10_000, 40)
+    torch.manual_seed(6)
+    ref = bg.generate_coarse(semantic, history_prompt=voice, temp=0.7, silent=True, use_kv_caching=True)
+    torch.manual_seed(6)
+    np.testing.assert_array_equal(nb.semantic_to_coarse(semantic, voice), ref)
+
+
+def test_a_duration_reached_exactly_still_generates_the_next_token_as_the_original(pair):
+    """The original stops once the summed durations are *over* max_gen_duration_s: at exactly k tokens' worth
+    it makes token k + 1 (the same float sum, so the comparison is exact)."""
+    nb, bg = pair
+    k, exact = 20, 0.0
+    for _ in range(k):
+        exact += 1 / 49.9
+    ref = ref_semantic(bg, 7, voice="v2/en_speaker_6", max_gen_duration_s=exact, min_eos_p=None)
+    assert len(ref) == k + 1
+    torch.manual_seed(7)
+    sem = nb.text_to_semantic(TEXT, "v2/en_speaker_6", min_eos_p=None, max_duration_s=exact)
+    np.testing.assert_array_equal(sem, ref)

@@ -125,7 +125,7 @@ MUTANTS = [
       "the transposed conv's overhang is trimmed from the left", (CODEC,)),
     M("codec_no_shortcut", C, "return self.shortcut(x) + self.conv2", "return x + self.conv2",
       "the residual block's shortcut conv is skipped", (CODEC,)),
-    M("codec_no_lstm_skip", C, "(self.lstm(h)[0] + h)", "self.lstm(h)[0]",
+    M("codec_no_lstm_skip", C, "(lstm(h)[0] + h)", "lstm(h)[0]",
       "the skip connection around the LSTM is dropped", (CODEC,)),
     M("codec_one_codebook", C, "self.codebooks[i]) for i in range(n_q)", "self.codebooks[0]) for i in range(n_q)",
       "every code is looked up in codebook 0", (CODEC,)),
@@ -153,7 +153,7 @@ MUTANTS = [
     M("long_carry_from_voice", L, "prompt = _carry(prompt, full)", "prompt = _carry(voice, full)",
       "a too-short segment falls back to the first voice, not the prompt it was given", (LONG,)),
     # ---- seeds in bark.py
-    M("bark_same_seed_per_sample", B, "manual_seed(int(seed) + i)", "manual_seed(int(seed))",
+    M("bark_same_seed_per_sample", B, "manual_seed(seed + i)", "manual_seed(seed)",
       "every sample of a batch gets the same seed", (BATCH,)),
     M("bark_seed_zero_is_none", B, "if seed is None:", "if not seed:",
       "seed=0 is taken as no seed: draws come from the global RNG", (GEN, API, BATCH)),

@@ -277,13 +277,13 @@ def nanobark_runner(weights, device, config, voice):
 
     def run(batch):
         clock = Clock(device)
-        with clock("semantic"):  # allow_early_stop=False: no EOS, so the length is max_duration_s's 150 steps
+        with clock("semantic"):  # allow_early_stop=False: no EOS, so the length is max_duration's 150 steps
             sem = bark.text_to_semantic(
                 [TEXT] * batch,
                 voice,
                 temp=TEMPS["semantic"],
                 allow_early_stop=False,
-                max_duration_s=MAX_DURATION_S,
+                max_duration=MAX_DURATION_S,
             )
         with clock("coarse"):
             coarse = bark.semantic_to_coarse(sem, voice, temp=TEMPS["coarse"])

@@ -345,7 +345,7 @@ def agreement(path, device, workload):
     voice = base.load_voice(WORKLOADS[workload])
     torch.manual_seed(0)
     sem = base.text_to_semantic(
-        TEXT, voice, temp=TEMPS["semantic"], allow_early_stop=False, max_duration_s=MAX_DURATION_S
+        TEXT, voice, temp=TEMPS["semantic"], allow_early_stop=False, max_duration=MAX_DURATION_S
     )
     coarse = base.semantic_to_coarse(sem, voice, temp=TEMPS["coarse"])
     assert (len(sem), coarse.size) == (N_SEMANTIC, N_COARSE), (len(sem), coarse.shape)

@@ -14,6 +14,7 @@ import soundfile as sf
 import nanobark.cli as cli
 from conftest import references
 from nanobark import Bark, save_voice
+from nanobark.cli.speak import parse_speak, speak
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
@@ -57,7 +58,7 @@ def usage_error(argv, capsys):
     [
         (
             ["--voice", "v2/en_speaker_66"],
-            "has no preset 'v2/en_speaker_66' \\(close: v2/en_speaker_6",
+            "unknown voice preset 'v2/en_speaker_66'; close names: v2/en_speaker_6",
         ),  # was exit 1, after loading
         (["--voice", "missing.npz"], "missing.npz not found"),
         (["--model", "no/such/place"], "no such folder, and not a Hub id"),
@@ -102,11 +103,11 @@ def test_raw_audio_to_a_terminal_is_refused(monkeypatch, no_loading, capsys):
 def test_a_voice_file_is_found_with_or_without_npz_in_any_case(voice_file, tmp_path, converted, capsys):
     base = os.path.splitext(voice_file)[0]
     for given in (voice_file, base):
-        args = cli.parse_speak(["Hi", "--voice", given, "--model", converted, "--quiet", "--out", "-"])
+        args = parse_speak(["Hi", "--voice", given, "--model", converted, "--quiet", "--out", "-"])
         assert os.path.samefile(args.voice, voice_file)
     upper = tmp_path / "LOUD.NPZ"
     os.rename(voice_file, upper)
-    args = cli.parse_speak(["Hi", "--voice", str(tmp_path / "LOUD"), "--model", converted, "--out", "-"])
+    args = parse_speak(["Hi", "--voice", str(tmp_path / "LOUD"), "--model", converted, "--out", "-"])
     assert os.path.samefile(args.voice, upper)
 
 
@@ -123,10 +124,10 @@ def test_speed_options_reach_the_model_and_cpu_notes_are_printed(converted, tmp_
     monkeypatch.setattr(Bark, "from_pretrained", capture)
     out = str(tmp_path / "x.wav")
     with pytest.raises(Loaded):
-        cli.speak(["Hi", "--model", converted, "--device", "cpu", "--int8", "--compile", "--out", out])
+        speak(["Hi", "--model", converted, "--device", "cpu", "--int8", "--compile", "--out", out])
     assert seen["int8"] is True and seen["compile"] is True and seen["device"] == "cpu"
     with pytest.raises(Loaded):
-        cli.speak(
+        speak(
             ["Hi", "--model", converted, "--device", "cpu", "--dtype", "float16", "--offload", "--out", out]
         )
     err = capsys.readouterr().err
@@ -149,6 +150,14 @@ def test_help_shows_defaults_commands_and_exit_codes(capsys):
     for said in ("(default: 0.7)", "(default: suno/bark-small)", "exit codes:", "130  stopped by Ctrl-C",
                  "nanobark voices", "nanobark convert SRC OUT", "--int8", "HF_HUB_OFFLINE=1"):  # fmt: skip
         assert said in out, said
+
+
+def test_argparse_prints_the_defaults_but_not_off(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["synthesize", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "of its id (default: 0)" in out and "(default: 8)" in out  # 0 is a default, not "off"
+    assert "(default: None)" not in out and "(default: False)" not in out
 
 
 # ---- voices

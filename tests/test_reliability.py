@@ -308,7 +308,7 @@ def test_a_folder_of_an_older_format_is_refused_and_the_cache_converts_it_again(
 def test_nan_probabilities_stop_with_an_error_instead_of_token_0(converted, damage, monkeypatch):
     """A temperature that overflows the logits, or a NaN weight: seeded sampling used to draw token 0 silently."""
     bark = Bark.from_pretrained(converted, device="cpu")
-    kwargs = dict(seed=0, max_duration_s=0.2)
+    kwargs = dict(seed=0, max_duration=0.2)
     if damage == "temperature":  # now refused by the check, before any work
         with pytest.raises(
             ValueError, match="temperature 1e-39 is too small .* use at least 1e-06, or top_k=1"
@@ -397,7 +397,7 @@ def forwards(bark):
 
 
 def test_the_forward_spy_sees_work(bark, forwards):
-    bark.text_to_semantic("Hello", max_duration_s=0.02)
+    bark.text_to_semantic("Hello", max_duration=0.02)
     assert forwards
 
 

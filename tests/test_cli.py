@@ -224,6 +224,18 @@ def test_progress_without_a_terminal_is_one_line_per_stage_and_segment(converted
     assert "s left" in r.stderr.splitlines()[0] and r.stderr.splitlines()[1].startswith("segments: 2 of 2")
 
 
+def test_hub_s_switch_for_download_bars_leaves_nanobark_s_own_bars(monkeypatch, capsys):
+    """HF_HUB_DISABLE_PROGRESS_BARS is for downloads (tqdm came through huggingface_hub, which obeys it)."""
+    from nanobark.progress import progress_bar
+
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    report = progress_bar("semantic", "tokens")
+    report(5, 10)
+    report(10, 10)
+    assert "semantic: 100%" in capsys.readouterr().err
+
+
 def test_a_ctrl_c_while_torch_loads_exits_130_without_a_traceback(tmp_path):
     p = subprocess.Popen([sys.executable, "-m", "nanobark", "Hi", "--out", str(tmp_path / "x.wav")],
                          stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)  # fmt: skip

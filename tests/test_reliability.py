@@ -670,7 +670,7 @@ def test_failed_write_keeps_the_old_output(fault, code, converted, tmp_path, mon
 )
 def test_usage_errors_exit_2_with_one_message(args, said, capsys):
     with pytest.raises(SystemExit) as e:
-        load_cli().parse_speak(["Hello", "--model", "suno/bark-small", *args])
+        load_cli().speak.parse_speak(["Hello", "--model", "suno/bark-small", *args])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "Traceback" not in err
     assert ": error: " in err.splitlines()[-1] and re.search(
@@ -680,7 +680,7 @@ def test_usage_errors_exit_2_with_one_message(args, said, capsys):
 
 def test_an_endless_text_file_is_a_usage_error_not_a_full_memory(capsys):
     with pytest.raises(SystemExit) as e:
-        load_cli().parse_speak(["--file", "/dev/zero"])  # before: read until memory ran out
+        load_cli().speak.parse_speak(["--file", "/dev/zero"])  # before: read until memory ran out
     assert e.value.code == 2 and "the text is over 1,000,000 characters" in capsys.readouterr().err
 
 
@@ -688,7 +688,7 @@ def test_unreadable_text_file_is_a_usage_error(tmp_path, capsys):
     (tmp_path / "latin1.txt").write_bytes("café".encode("latin-1"))
     for name, said in [("latin1.txt", "can't decode byte 0xe9"), ("missing.txt", "No such file")]:
         with pytest.raises(SystemExit) as e:
-            load_cli().parse_speak(["--file", str(tmp_path / name)])
+            load_cli().speak.parse_speak(["--file", str(tmp_path / name)])
         err = capsys.readouterr().err
         assert e.value.code == 2 and "cannot read the text" in err and said in err and "Traceback" not in err
 

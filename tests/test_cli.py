@@ -111,6 +111,16 @@ def test_a_voice_file_is_found_with_or_without_npz_in_any_case(voice_file, tmp_p
     assert os.path.samefile(args.voice, upper)
 
 
+def test_a_recording_as_voice_is_read_once_before_loading(converted, tmp_path, capsys):
+    recording = str(tmp_path / "me.wav")
+    sf.write(recording, np.random.default_rng(0).uniform(-0.3, 0.3, 24_000 * 6).astype(np.float32), 24_000)
+    args = parse_speak(["Hi", "--voice", recording, "--model", converted, "--out", "-"])
+    wav24, wav16 = args.voice  # the clip clone_voice takes, read now: a bad recording is a usage error
+    assert len(wav24) == 24_000 * 6 and len(wav16) == 16_000 * 6
+    sf.write(recording, np.zeros(24_000 * 6, np.float32), 24_000)
+    assert "silent" in usage_error(["Hi", "--voice", recording, "--model", converted, "--out", "-"], capsys)
+
+
 def test_speed_options_reach_the_model_and_cpu_notes_are_printed(converted, tmp_path, monkeypatch, capsys):
     seen = {}
 

@@ -15,6 +15,7 @@ _WHERE = {  # public name -> the module that defines it
     "GPTConfig": "config",
     "PRESETS": "config",
     "SAMPLE_RATE": "layout",
+    "Settings": "settings",
     "generate_long": "longform",
     "load_voice": "voices",
     "save_voice": "voices",
@@ -28,6 +29,7 @@ if TYPE_CHECKING:  # for readers and tools: what the lazy names are
     from .config import PRESETS, BarkConfig, CodecConfig, GPTConfig  # noqa: F401
     from .layout import SAMPLE_RATE  # noqa: F401
     from .longform import generate_long, split_text, stream  # noqa: F401
+    from .settings import Settings  # noqa: F401
     from .voices import load_voice, save_voice  # noqa: F401
 
 

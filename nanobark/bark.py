@@ -9,6 +9,7 @@ decode), with Suno's defaults. Device and dtype are chosen once, here.
 
 import contextlib
 import os
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -19,7 +20,7 @@ from .device import check_device, check_dtype, check_int8
 from .generation import generate_coarse, generate_fine, generate_semantic, semantic_history
 from .layout import CODEBOOK_SIZE, SAMPLE_RATE, SEMANTIC_VOCAB_SIZE, check_ids
 from .progress import progress_bar
-from .sampling import check_max_duration, check_sampling, check_seed
+from .settings import Settings, check_seed
 from .tokenizer import Tokenizer, normalize_text, text_prompt
 from .voices import PresetIndex, VoiceError, find_voice_file, load_voice, save_voice
 from .weights.checkpoint import load_config, load_stage
@@ -28,10 +29,10 @@ from .weights.hub import resolve
 STAGES = ("semantic", "coarse", "fine", "codec")
 
 
-def _progress_bar(progress, desc, unit):
-    """progress=True: a bar per stage on stderr; "transient": bars that vanish when done (long form draws its
-    own around them); False: none. -> a progress(done, total) callback, or None."""
-    return progress_bar(desc, unit, transient=progress == "transient") if progress else None
+def _progress_bar(progress, transient, desc, unit):
+    """progress: a bar per stage on stderr; transient: bars that vanish when done (long form draws its own
+    around them). -> a progress(done, total) callback, or None."""
+    return progress_bar(desc, unit, transient=transient) if progress else None
 
 
 class Bark:
@@ -145,56 +146,47 @@ class Bark:
     # -------------------------------------------------------------- the stages
     # Each takes one item or a list (a batch); `voice` is one voice or one per item; `seed` is None,
     # an int (sample i of a batch gets seed + i, so a batch gives what each item gives alone) or
-    # one torch.Generator per item.
+    # one torch.Generator per item. The defaults and the checks are Settings'.
 
-    def text_to_semantic(self, text, voice=None, temp=0.7, top_k=None, top_p=None, min_eos_p=0.2,
-                         allow_early_stop=True, max_duration_s=None, seed=None, progress=False):  # fmt: skip
+    def text_to_semantic(self, text, voice=None, temp=Settings.text_temp, top_k=None, top_p=None,
+                         min_eos_p=Settings.min_eos_p, allow_early_stop=True, max_duration=None, seed=None,
+                         progress=False, transient=False):  # fmt: skip
         """Text -> 1-D int64 array of semantic tokens (about 50 per second of audio)."""
-        check_sampling(temp, top_k, top_p, min_eos_p)
-        check_max_duration(max_duration_s)
+        Settings(text_temp=temp, top_k=top_k, top_p=top_p, min_eos_p=min_eos_p, max_duration=max_duration)
         texts, voices, single = self._batch(text, voice, "texts")
         text_ids = np.stack([self.encode_text(t) for t in texts])
         history = np.stack([semantic_history(v) for v in voices])
         generators = self._generators(seed, len(texts))
         with self._stage("semantic", len(texts)) as model:
-            bar = _progress_bar(progress, "semantic", "tokens")
+            bar = _progress_bar(progress, transient, "semantic", "tokens")
             out = generate_semantic(model, text_ids, history, temp, top_k, top_p, min_eos_p, allow_early_stop,
-                                    max_duration_s, generators, bar)  # fmt: skip
+                                    max_duration, generators, bar)  # fmt: skip
         return out[0] if single else out
 
-    def semantic_to_coarse(
-        self, semantic, voice=None, temp=0.7, top_k=None, top_p=None, seed=None, progress=False
-    ):
+    def semantic_to_coarse(self, semantic, voice=None, temp=Settings.waveform_temp, top_k=None, top_p=None,
+                           seed=None, progress=False, transient=False):  # fmt: skip
         """Semantic tokens -> (2, T) int64 codes of EnCodec codebooks 0 and 1 (75 frames per second)."""
-        check_sampling(temp, top_k, top_p)
+        Settings(waveform_temp=temp, top_k=top_k, top_p=top_p)
         semantics, voices, single = self._batch(semantic, voice, "semantic arrays")
         semantics = [check_ids(s, "semantic tokens", SEMANTIC_VOCAB_SIZE) for s in semantics]
         generators = self._generators(seed, len(semantics))
         with self._stage("coarse", len(semantics)) as model:
-            out = generate_coarse(
-                model,
-                semantics,
-                voices,
-                temp,
-                top_k,
-                top_p,
-                generators,
-                _progress_bar(progress, "coarse", "tokens"),
-            )
+            bar = _progress_bar(progress, transient, "coarse", "tokens")
+            out = generate_coarse(model, semantics, voices, temp, top_k, top_p, generators, bar)
         return out[0] if single else out
 
-    def coarse_to_fine(self, coarse, voice=None, temp=0.5, seed=None, progress=False):
+    def coarse_to_fine(self, coarse, voice=None, temp=Settings.fine_temp, seed=None, progress=False,
+                       transient=False):  # fmt: skip
         """(2, T) codes -> (8, T) int64 codes; temp=None means argmax."""
-        check_sampling(temp, allow_none_temp=True)
+        Settings(fine_temp=temp)
         coarses, voices, single = self._batch(coarse, voice, "coarse arrays")
         coarses = [check_ids(c, "coarse codes", CODEBOOK_SIZE, rows=(1, 8)) for c in coarses]
         if len({c.shape[0] for c in coarses}) > 1:
             raise ValueError("all coarse arrays of a batch must have the same number of codebooks")
         generators = self._generators(seed, len(coarses))
         with self._stage("fine", len(coarses)) as model:
-            out = generate_fine(
-                model, coarses, voices, temp, generators, _progress_bar(progress, "fine", "windows")
-            )
+            bar = _progress_bar(progress, transient, "fine", "windows")
+            out = generate_fine(model, coarses, voices, temp, generators, bar)
         return out[0] if single else out
 
     @torch.no_grad()
@@ -210,44 +202,35 @@ class Bark:
             ]
         return out[0] if single else out
 
-    def generate(self, text, voice=None, seed=None, text_temp=0.7, waveform_temp=0.7, fine_temp=0.5, top_k=None,
-                 top_p=None, min_eos_p=0.2, max_duration_s=None, output_full=False, progress=False):  # fmt: skip
+    def generate(self, text, voice=None, seed=None, settings=None, output_full=False, progress=False,
+                 transient=False, **overrides):  # fmt: skip
         """Text (or a list of texts) -> float32 audio at 24 kHz (or a list), through all four networks.
 
+        settings: a Settings (default: Settings(), Suno's), and any of its fields as keywords over it
+        (text_temp, waveform_temp, fine_temp, top_k, top_p, min_eos_p, max_duration), all checked first.
         With a seed, sampling is reproducible and torch's global RNG is left alone; without one,
         draws come from torch's global generator, exactly as in the original. With output_full=True,
         returns (dict of the three token arrays, audio) per text: the dict is a reusable voice.
+        progress: a bar per stage on stderr; transient: bars that vanish when done.
         """
-        check_sampling(text_temp, top_k, top_p, min_eos_p)
-        check_sampling(waveform_temp)
-        check_sampling(fine_temp, allow_none_temp=True)
+        s = replace(settings or Settings(), **overrides)
         texts, voices, single = self._batch(text, voice, "texts")
         generators = self._generators(seed, len(texts))  # one stream per sample, through all three stages
-        semantic = self.text_to_semantic(
-            texts,
-            voices,
-            text_temp,
-            top_k,
-            top_p,
-            min_eos_p,
-            max_duration_s=max_duration_s,
-            seed=generators,
-            progress=progress,
-        )
-        if any(len(s) == 0 for s in semantic):
+        per_stage = dict(seed=generators, progress=progress, transient=transient)
+        semantic = self.text_to_semantic(texts, voices, s.text_temp, s.top_k, s.top_p, s.min_eos_p,
+                                         max_duration=s.max_duration, **per_stage)  # fmt: skip
+        if any(len(tokens) == 0 for tokens in semantic):
             raise RuntimeError(
                 "the semantic model stopped before producing any token; try another seed, "
                 "a lower min_eos_p, or a longer text"
             )
-        coarse = self.semantic_to_coarse(
-            semantic, voices, waveform_temp, top_k, top_p, seed=generators, progress=progress
-        )
-        fine = self.coarse_to_fine(coarse, voices, fine_temp, seed=generators, progress=progress)
+        coarse = self.semantic_to_coarse(semantic, voices, s.waveform_temp, s.top_k, s.top_p, **per_stage)
+        fine = self.coarse_to_fine(coarse, voices, s.fine_temp, **per_stage)
         audio = self.decode(fine)
         if output_full:
             out = [
-                ({"semantic_prompt": s, "coarse_prompt": c, "fine_prompt": f}, a)
-                for s, c, f, a in zip(semantic, coarse, fine, audio)
+                ({"semantic_prompt": t, "coarse_prompt": c, "fine_prompt": f}, a)
+                for t, c, f, a in zip(semantic, coarse, fine, audio)
             ]
         else:
             out = audio

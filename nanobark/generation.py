@@ -57,7 +57,7 @@ def semantic_history(voice):
 
 @torch.no_grad()
 def generate_semantic(model, text, history, temp=0.7, top_k=None, top_p=None, min_eos_p=0.2,
-                      allow_early_stop=True, max_gen_duration_s=None, generators=None, progress=None):  # fmt: skip
+                      allow_early_stop=True, max_duration=None, generators=None, progress=None):  # fmt: skip
     """text, history: (B, 256) int64 arrays -> list of B 1-D int64 arrays of semantic tokens.
 
     Each sample stops at its own end of speech: when EOS is drawn, or when its probability
@@ -94,7 +94,7 @@ def generate_semantic(model, text, history, temp=0.7, top_k=None, top_p=None, mi
         progress(n + 1, MAX_SEMANTIC_TOKENS)
         # original: the duration is accumulated in floating point, so the cut-off step matches
         duration += 1 / SEMANTIC_RATE_HZ
-        if max_gen_duration_s is not None and duration > max_gen_duration_s:
+        if max_duration is not None and duration > max_duration:
             lengths = torch.where(done, lengths, n + 1)
             break
     progress(int(lengths.max()), int(lengths.max()))  # the bar ends where the longest sample did

@@ -17,6 +17,7 @@ space or nothing, and `join_segments` puts that space back (see there), so nothi
 
 import numbers
 import re
+from dataclasses import replace
 from typing import NamedTuple
 
 import numpy as np
@@ -24,7 +25,7 @@ import numpy as np
 # TEXT_LENGTH: what one generation reads; a segment that cannot be cut below it is an error
 from .layout import TEXT_LENGTH
 from .progress import counter
-from .sampling import check_seed
+from .settings import LONG_FORM, check_seed
 from .tokenizer import TextError, normalize_text
 from .voices import VoiceError, validate_voice
 
@@ -183,14 +184,6 @@ def _seed(seed, i):
     return None if seed is None else seed + i  # segment i gets seed + i, however the segments are batched
 
 
-def _generate_many(bark, texts, voice, seed, **kwargs):
-    """THE BATCHED CALL: (full, audio) per text, all on one voice, from a single bark.generate call.
-
-    Batched generation promises that text i with seed s gives what it gives alone with seed s + i.
-    """
-    return bark.generate(list(texts), voice=voice, seed=seed, output_full=True, **kwargs)
-
-
 def _carry(prompt, full):
     """The next segment's voice: this segment's own tokens, unless too short to be a voice (< ~10 semantic
     tokens break Bark's 1.5 coarse/semantic ratio); then the prompt this segment was given goes on."""
@@ -200,23 +193,20 @@ def _carry(prompt, full):
         return prompt
 
 
-def _one_by_one(bark, texts, voice, continuity, seed, kwargs, advance):
+def _one_by_one(bark, texts, voice, continuity, seed, options, advance):
     """(full, audio) of each segment in order, each generated only when the one before is done."""
     prompt = voice
     for i, text in enumerate(texts):
-        full, audio = bark.generate(text, voice=prompt, seed=_seed(seed, i), output_full=True, **kwargs)
+        full, audio = bark.generate(text, voice=prompt, seed=_seed(seed, i), output_full=True, **options)
         advance(1)
         yield full, audio
         if continuity == "previous":
             prompt = _carry(prompt, full)
 
 
-def _segment_progress(texts, kwargs):
-    """With progress=True: a bar over the segments (n of N, time left), the stages' own bars transient inside."""
-    if not kwargs.get("progress"):
-        return lambda n: None
-    kwargs["progress"] = "transient"
-    return counter("segments", "segment", len(texts))
+def _segment_progress(texts, progress):
+    """With progress=True: a bar over the segments (n of N, time left); the stages' own bars are transient."""
+    return counter("segments", "segment", len(texts)) if progress else lambda n: None
 
 
 def _chunk(audio, gap, last):
@@ -245,37 +235,39 @@ def _prepare(bark, text, voice, continuity, silence, seed, max_tokens):
     return texts, bark.load_voice(voice), round(silence * bark.sample_rate)
 
 
-def generate_long(bark, text, voice=None, continuity="voice", silence=0.25, min_eos_p=0.05, seed=None,
-                  max_tokens=MAX_TOKENS, batch_size=16, return_segments=False, **kwargs):  # fmt: skip
+def generate_long(bark, text, voice=None, continuity="voice", silence=0.25, seed=None, max_tokens=MAX_TOKENS,
+                  batch_size=16, return_segments=False, progress=False, settings=None, **overrides):  # fmt: skip
     """Text of any length -> float32 audio at 24 kHz: the segments' audio joined by `silence` seconds of zeros.
 
     continuity="voice": every segment is conditioned on `voice`; segments are independent, so they are
     generated `batch_size` at a time. continuity="previous": each segment is conditioned on the full output
-    of the one before (the first on `voice`), so they run one after another. min_eos_p=0.05 (Suno's
-    long-form setting) cuts the made-up tails that short segments invite. With a seed, segment i uses
-    seed + i. Other keywords (text_temp, top_k, max_duration_s, ...) go to `bark.generate`.
+    of the one before (the first on `voice`), so they run one after another. settings: a Settings (default:
+    LONG_FORM, whose min_eos_p=0.05 cuts the made-up tails that short segments invite), and any of its fields
+    as keywords over it (text_temp, top_k, max_duration, ...). With a seed, segment i uses seed + i.
     With return_segments=True, returns (audio, list of Segment).
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     texts, voice, gap = _prepare(bark, text, voice, continuity, silence, seed, max_tokens)
-    kwargs["min_eos_p"] = min_eos_p
-    advance = _segment_progress(texts, kwargs)
+    options = dict(settings=replace(settings or LONG_FORM, **overrides), progress=progress, transient=True)
+    advance = _segment_progress(texts, progress)
     if continuity == "voice":
         pieces = []
         for i in range(0, len(texts), batch_size):
-            pieces += _generate_many(bark, texts[i : i + batch_size], voice, _seed(seed, i), **kwargs)
-            advance(len(texts[i : i + batch_size]))
+            # batched: text i with seed s gives what it gives alone with seed s + i
+            batch = texts[i : i + batch_size]
+            pieces += bark.generate(batch, voice=voice, seed=_seed(seed, i), output_full=True, **options)
+            advance(len(batch))
     else:
-        pieces = list(_one_by_one(bark, texts, voice, continuity, seed, kwargs, advance))
+        pieces = list(_one_by_one(bark, texts, voice, continuity, seed, options, advance))
     audio = np.concatenate([_chunk(a, gap, i == len(pieces) - 1) for i, (_, a) in enumerate(pieces)])
     if return_segments:
         return audio, [Segment(t, full, a) for t, (full, a) in zip(texts, pieces)]
     return audio
 
 
-def stream(bark, text, voice=None, continuity="voice", silence=0.25, min_eos_p=0.05, seed=None,
-           max_tokens=MAX_TOKENS, **kwargs):  # fmt: skip
+def stream(bark, text, voice=None, continuity="voice", silence=0.25, seed=None, max_tokens=MAX_TOKENS,
+           progress=False, settings=None, **overrides):  # fmt: skip
     """Like generate_long, but an iterator over the segments' audio, each yielded as soon as it is decoded.
 
     Every chunk but the last ends with the silence, so the chunks concatenated are generate_long's audio
@@ -283,6 +275,6 @@ def stream(bark, text, voice=None, continuity="voice", silence=0.25, min_eos_p=0
     Arguments are checked here, before the first chunk is asked for.
     """
     texts, voice, gap = _prepare(bark, text, voice, continuity, silence, seed, max_tokens)
-    kwargs["min_eos_p"] = min_eos_p
-    pieces = _one_by_one(bark, texts, voice, continuity, seed, kwargs, _segment_progress(texts, kwargs))
+    options = dict(settings=replace(settings or LONG_FORM, **overrides), progress=progress, transient=True)
+    pieces = _one_by_one(bark, texts, voice, continuity, seed, options, _segment_progress(texts, progress))
     return (_chunk(audio, gap, i == len(texts) - 1) for i, (_, audio) in enumerate(pieces))

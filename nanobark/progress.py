@@ -11,25 +11,22 @@ nothing elsewhere: the caller's own bar (segments, n of N) says what was done.
 import sys
 import time
 
+from tqdm import tqdm
+
 
 def progress_bar(desc, unit, transient=False):
     """A progress(done, total) callback; the bar closes, or its line is printed, once done >= total."""
     if not sys.stderr.isatty():
         return _quiet if transient else _line(desc, unit)
-    from huggingface_hub.utils import tqdm  # tqdm comes with huggingface_hub
-
     bar = tqdm(total=0, desc=desc, unit=f" {unit}", leave=not transient, dynamic_ncols=True)
 
-    closed = []
-
     def progress(done, total):
-        if closed:  # a stage may report its end twice
+        if bar.disable:  # closed: a stage may report its end twice
             return
         bar.total = total
         bar.update(done - bar.n)
         if done >= total:
             bar.close()
-            closed.append(True)
 
     return progress
 
@@ -39,11 +36,12 @@ def _quiet(done, total):
 
 
 def _line(desc, unit):
-    start, finished = time.perf_counter(), []
+    start, finished = time.perf_counter(), False
 
     def progress(done, total):
+        nonlocal finished
         if done >= total and not finished:
-            finished.append(True)
+            finished = True
             print(
                 f"{desc}: {total} {unit} in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True
             )
@@ -53,27 +51,19 @@ def _line(desc, unit):
 
 def counter(desc, unit, total):
     """A bar over `total` items (long-form segments) with an estimate of the time left: -> advance(n=1)."""
-    start = time.perf_counter()
-    if sys.stderr.isatty():
-        from huggingface_hub.utils import tqdm
-
-        bar = tqdm(total=total, desc=desc, unit=f" {unit}", dynamic_ncols=True)
-
-        def advance(n=1):
-            bar.update(n)
-            if bar.n >= total:
-                bar.close()
-
-        return advance
-    done = [0]
+    start, done = time.perf_counter(), 0
+    bar = tqdm(total=total, desc=desc, unit=f" {unit}", dynamic_ncols=True) if sys.stderr.isatty() else None
 
     def advance(n=1):
-        done[0] += n
+        nonlocal done
+        done += n
+        if bar is not None:
+            bar.update(n)
+            if done >= total:
+                bar.close()
+            return
         elapsed = time.perf_counter() - start
-        left = elapsed / done[0] * (total - done[0])
-        eta = f", about {left:.0f} s left" if done[0] < total else ""
-        print(
-            f"{desc}: {done[0]} of {total} {unit}s done in {elapsed:.1f} s{eta}", file=sys.stderr, flush=True
-        )
+        eta = f", about {elapsed / done * (total - done):.0f} s left" if done < total else ""
+        print(f"{desc}: {done} of {total} {unit}s done in {elapsed:.1f} s{eta}", file=sys.stderr, flush=True)
 
     return advance

@@ -3,11 +3,8 @@
 Every function takes logits of shape (B, V). Draws use torch's global generator through exactly the
 `torch.multinomial` calls the original makes, so a seed set with `torch.manual_seed` reproduces the
 original's tokens; or a torch.Generator per sample, which draws the same tokens for the same seed.
-The check_* functions are the one place where sampling settings are validated (the API and the CLI).
+The settings themselves (temperatures, top_k, top_p) are checked in settings.py.
 """
-
-import math
-import numbers
 
 import numpy as np
 import torch
@@ -76,91 +73,3 @@ def draw(probs, generator=None):
         return torch.multinomial(probs.reshape(-1, probs.shape[-1]), num_samples=1).view(probs.shape[:-1])
     q = torch.empty_like(probs).exponential_(1, generator=generator)
     return (probs / q).argmax(dim=-1)
-
-
-# ---------------------------------------------------------------- sampling and stopping settings, checked
-# once for the API and the CLI.
-# `name` is the keyword (top_k) or, from the command line, the flag (--top-k), which cannot be None.
-
-
-def _or_none(name):
-    return "" if name.startswith("--") else " or None"
-
-
-def _number(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number{_or_none(name)}, got {value!r}")
-    return value
-
-
-MIN_TEMPERATURE = 1e-6  # far below any useful one; from ~1e-37 on, logits / temperature overflows float32
-
-
-def check_temperature(temp, name="temperature", allow_none=False):
-    if temp is None and allow_none:
-        return None
-    if temp is not None and 0 < _number(name, temp) < MIN_TEMPERATURE:
-        greedy = "--top-k 1" if name.startswith("--") else "top_k=1"
-        raise ValueError(f"{name} {temp:g} is too small (logits / temperature would overflow): use at least "
-                         f"{MIN_TEMPERATURE:g}, or {greedy} for greedy decoding")  # fmt: skip
-    if temp is None or not _number(name, temp) > 0:
-        hint = (
-            ""
-            if name.startswith("--")
-            else " (use None for argmax)"
-            if allow_none
-            else " (top_k=1 is greedy)"
-        )
-        raise ValueError(f"{name} must be > 0, got {temp}{hint}")
-    return temp
-
-
-def check_top_k(top_k, name="top_k"):
-    if top_k is not None and (int(_number(name, top_k)) != top_k or top_k < 1):
-        raise ValueError(f"{name} must be an integer >= 1{_or_none(name)}, got {top_k}")
-    return top_k if top_k is None else int(top_k)
-
-
-def check_top_p(top_p, name="top_p"):
-    if top_p is not None and not 0 < _number(name, top_p) <= 1:
-        raise ValueError(f"{name} must be in (0, 1]{_or_none(name)}, got {top_p}")
-    return top_p
-
-
-def check_min_eos_p(min_eos_p, name="min_eos_p"):
-    if min_eos_p is not None and not 0 <= _number(name, min_eos_p) <= 1:
-        raise ValueError(f"{name} must be in [0, 1]{_or_none(name)}, got {min_eos_p}")
-    return min_eos_p
-
-
-def check_max_duration(seconds, name="max_duration_s"):
-    if seconds is not None and not _number(name, seconds) > 0:
-        raise ValueError(f"{name} must be > 0 seconds{_or_none(name)}, got {seconds}")
-    return seconds
-
-
-MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed's range starts there to wrap; a stated range reads better
-
-
-def check_seed(seed, name="seed", n=1):
-    """None, or an integer such that seed + n - 1 (the last sample's or segment's seed) is at most MAX_SEED."""
-    if seed is None and not name.startswith("--"):
-        return None
-    if (
-        isinstance(seed, bool)
-        or not isinstance(seed, numbers.Integral)
-        or not 0 <= seed <= MAX_SEED - (n - 1)
-    ):
-        extra = f" (item i of {n} uses seed + i)" if n > 1 else ""
-        raise ValueError(
-            f"{name} must be an integer from 0 to 2**63 - 1{extra}{_or_none(name)}, got {seed!r}"
-        )
-    return int(seed)
-
-
-def check_sampling(temp, top_k=None, top_p=None, min_eos_p=None, allow_none_temp=False):
-    """All of a stage's settings at once (raises ValueError naming the first bad one)."""
-    check_temperature(temp, allow_none=allow_none_temp)
-    check_top_k(top_k)
-    check_top_p(top_p)
-    check_min_eos_p(min_eos_p)

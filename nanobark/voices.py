@@ -25,6 +25,7 @@ LANGUAGES = {"en": "English", "de": "German", "es": "Spanish", "fr": "French", "
 SUNO_PRESETS = ("announcer",) + tuple(
     f"{generation}{code}_speaker_{n}" for generation in ("", "v2/") for code in LANGUAGES for n in range(10)
 )
+AUDIO_FILES = (".wav", ".flac", ".ogg", ".mp3")  # a voice named like this is a recording, to clone
 
 
 class VoiceError(ValueError):
@@ -95,6 +96,12 @@ def _np_load(path):
         raise VoiceError(f"{path} is not a readable numpy .npz/.npy file ({e})") from None
 
 
+def voice_file_name(path):
+    """The name save_voice gives a voice file: `path`, with ".npz" appended unless it ends so (any case)."""
+    path = os.fspath(path)
+    return path if path.lower().endswith(".npz") else path + ".npz"
+
+
 def is_voice_file(voice):
     """A path (os.PathLike, or a str ending in .npz, any case) rather than a preset name."""
     return isinstance(voice, os.PathLike) or (isinstance(voice, str) and voice.lower().endswith(".npz"))
@@ -116,25 +123,57 @@ def find_voice_file(voice):
     return os.path.join(folder, found[0]) if found else None
 
 
+def _unknown_preset(name, names):
+    close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
+    hint = f"close names: {', '.join(close)}" if close else f"e.g. {', '.join(sorted(names)[:5])}"
+    return f"unknown voice preset {name!r}; {hint} (`nanobark voices` lists them all, or PresetIndex.names())"
+
+
+def find_voice(voice, names, folder=""):
+    """The look-up order of a voice named by a string -> ("preset", name), ("recording", path) or ("file", path).
+
+    A preset (of names(), read on demand) wins over a file of the same name; a name ending in an audio suffix
+    is a recording to clone; else a voice file, relative to `folder` (".npz" may be left out). A damaged preset
+    index (names() raising VoiceError) matters only when the voice is not a file. Else one VoiceError."""
+    try:
+        presets, broken = names(), None
+    except VoiceError as e:
+        presets, broken = [], e
+    if voice.replace("\\", "/") in presets:
+        return "preset", voice
+    path = os.path.join(folder, voice)
+    if voice.lower().endswith(AUDIO_FILES):
+        return "recording", path
+    found = find_voice_file(path)
+    if found is not None:
+        return "file", found
+    if broken:
+        raise broken
+    if not presets:
+        raise VoiceError(f"voice {voice!r}: there is no voice file {path}, and the model has no voice presets; "
+                         "a voice file is a .npz (as save_voice writes it)")  # fmt: skip
+    raise VoiceError(f"{_unknown_preset(voice, presets)}; and there is no voice file {path}")
+
+
 def load_voice(voice, presets=None):
     """None, a dict, a path to a Suno `.npz` (the extension may be left out), or a preset name looked up in
-    `presets` (a preset wins over a file of the same name) -> validated dict (or None)."""
+    `presets` (find_voice's order: a preset wins over a file of the same name) -> validated dict (or None)."""
     if voice is None:
         return None
     if isinstance(voice, Mapping):
         return validate_voice(voice, "voice dict")
-    is_preset = isinstance(voice, str) and presets is not None and not is_voice_file(voice)
-    path = None if is_preset and voice.replace("\\", "/") in presets.names() else find_voice_file(voice)
-    if path is not None or is_voice_file(voice):
-        path = path or os.fspath(voice)
-        return validate_voice(_np_load(path), path)
+    if is_voice_file(voice):
+        return validate_voice(_np_load(os.fspath(voice)), os.fspath(voice))
     if isinstance(voice, str):
-        if presets is None:
+        if presets is None and find_voice_file(voice) is None:
             raise VoiceError(
                 f"voice {voice!r} looks like a preset name but no presets were given; pass "
                 "presets=PresetIndex.from_dir(model_dir), or a path ending in .npz"
             )
-        return presets.load(voice)
+        kind, ref = find_voice(voice, presets.names if presets is not None else list)
+        if kind == "recording":
+            raise VoiceError(f"voice {voice!r} is a recording; make a voice of it first (Bark.clone_voice)")
+        return presets.load(ref) if kind == "preset" else validate_voice(_np_load(ref), ref)
     raise VoiceError(
         f"voice must be None, a dict of {', '.join(KEYS)}, a .npz path or a preset name; "
         f"got {type(voice).__name__}"
@@ -143,8 +182,7 @@ def load_voice(voice, presets=None):
 
 def save_voice(path, semantic, coarse, fine) -> str:
     """Write a voice as a Suno-style `.npz` (".npz" is appended if missing); returns the path written."""
-    path = os.fspath(path)
-    path = path if path.lower().endswith(".npz") else path + ".npz"
+    path = voice_file_name(path)
     arrays = validate_voice({"semantic_prompt": semantic, "coarse_prompt": coarse, "fine_prompt": fine}, path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
@@ -256,11 +294,7 @@ class PresetIndex:
             raise VoiceError(f"a preset name is a str, got {type(name).__name__}")
         key = name.replace("\\", "/")
         if key not in self._files:
-            close = difflib.get_close_matches(key, self._files, n=5, cutoff=0.6)
-            hint = f"close names: {', '.join(close)}" if close else f"e.g. {', '.join(self.names()[:5])}"
-            raise VoiceError(
-                f"unknown voice preset {name!r}; {hint} (`nanobark voices` lists them all, or PresetIndex.names())"
-            )
+            raise VoiceError(_unknown_preset(name, self.names()))
         entry = self._files[key]
         if isinstance(entry, str):
             return validate_voice(_np_load(self._local(key, entry)), key)

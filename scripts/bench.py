@@ -38,7 +38,7 @@ TEMPS = dict(semantic=0.7, coarse=0.7, fine=0.5)  # Suno's defaults
 VOICE = "v2/en_speaker_6"
 WORKLOADS = {"W": None, "V": VOICE}  # workload -> voice preset
 COUNTS = dict(semantic=N_SEMANTIC, coarse=N_COARSE, fine_frames=N_FRAMES, audio_samples=N_SAMPLES)
-NO_EOS = dict(allow_early_stop=False, max_duration_s=MAX_DURATION_S)  # no end of speech: exactly 150 steps
+NO_EOS = dict(allow_early_stop=False, max_duration=MAX_DURATION_S)  # no end of speech: exactly 150 steps
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}  # the configs' labels -> nanobark's names
 FLAGS = ("offload", "int8", "compile")  # the other Bark.from_pretrained switches a config can turn on
 # a decode step of the coarse stage computes the logits of one codebook only: 1024 rows of its head

@@ -30,14 +30,14 @@ def test_from_pretrained_snapshot_converts_once(hf_snapshot, cache, monkeypatch)
 
     monkeypatch.setattr(hub, "write_converted", no_second_conversion)
     second = Bark.from_pretrained(hf_snapshot, device="cpu")
-    a = first.generate("Hello dog", voice="v2/en_speaker_6", seed=3, max_duration_s=0.3)
-    b = second.generate("Hello dog", voice="v2/en_speaker_6", seed=3, max_duration_s=0.3)
+    a = first.generate("Hello dog", voice="v2/en_speaker_6", seed=3, max_duration=0.3)
+    b = second.generate("Hello dog", voice="v2/en_speaker_6", seed=3, max_duration=0.3)
     np.testing.assert_array_equal(a, b)
     assert a.dtype == np.float32 and a.ndim == 1 and len(a) % 320 == 0 and np.isfinite(a).all()
 
 
 def test_stage_api_shapes_and_dtypes(bark):
-    sem = bark.text_to_semantic("Hello, my dog is cute", max_duration_s=0.4)
+    sem = bark.text_to_semantic("Hello, my dog is cute", max_duration=0.4)
     assert sem.dtype == np.int64 and sem.shape == (20,)
     coarse = bark.semantic_to_coarse(sem, voice="announcer")
     assert coarse.dtype == np.int64 and coarse.shape == (2, 30) and 0 <= coarse.min() and coarse.max() < 1024
@@ -54,22 +54,22 @@ def test_seed_is_reproducible_and_leaves_global_rng_alone(bark):
     torch.manual_seed(5)
     expected_next = torch.rand(1)
     torch.manual_seed(5)
-    a = bark.generate("Hello", seed=1, max_duration_s=0.2)
+    a = bark.generate("Hello", seed=1, max_duration=0.2)
     assert torch.equal(torch.rand(1), expected_next)
-    np.testing.assert_array_equal(a, bark.generate("Hello", seed=1, max_duration_s=0.2))
-    assert not np.array_equal(a, bark.generate("Hello", seed=2, max_duration_s=0.2))
+    np.testing.assert_array_equal(a, bark.generate("Hello", seed=1, max_duration=0.2))
+    assert not np.array_equal(a, bark.generate("Hello", seed=2, max_duration=0.2))
 
 
 def test_save_voice_round_trips_into_the_original(bark, tmp_path):
     from bark.generation import _load_history_prompt
 
-    full, audio = bark.generate("Hello", seed=0, max_duration_s=0.3, output_full=True)
+    full, audio = bark.generate("Hello", seed=0, max_duration=0.3, output_full=True)
     path = bark.save_voice(tmp_path / "me", full)
     assert path.endswith("me.npz") and os.listdir(tmp_path) == ["me.npz"]
     loaded = _load_history_prompt(path)
     for k in full:
         np.testing.assert_array_equal(loaded[k], full[k])
-    assert bark.text_to_semantic("Hello", voice=path, max_duration_s=0.1).shape == (5,)
+    assert bark.text_to_semantic("Hello", voice=path, max_duration=0.1).shape == (5,)
 
 
 def test_misuse_gets_clear_errors(bark, tmp_path):
@@ -127,7 +127,7 @@ def test_cli_writes_the_same_audio_as_the_api(bark, converted, tmp_path, ext):
     assert r.returncode == 0, r.stderr
     assert str(out) in r.stdout and "s of audio in" in r.stdout
     audio, sr = sf.read(out, dtype="float32")
-    expected = bark.generate("Hello, my dog is cute", voice="v2/en_speaker_6", seed=4, max_duration_s=0.3)
+    expected = bark.generate("Hello, my dog is cute", voice="v2/en_speaker_6", seed=4, max_duration=0.3)
     assert sr == 24_000 and audio.shape == expected.shape
     assert np.abs(audio - np.clip(expected, -1, 1)).max() <= 1 / 2**15 + 1e-6  # 16-bit quantization
     assert sf.info(out).subtype == "PCM_16"

@@ -21,10 +21,10 @@ def bark(converted):
 
 def test_seeded_batch_equals_items_alone(bark):
     """Per-sample generators: sampling (not only greedy) is independent of the batch."""
-    batch = bark.generate(TEXTS, voice=VOICES, seed=10, max_duration_s=0.4, output_full=True)
+    batch = bark.generate(TEXTS, voice=VOICES, seed=10, max_duration=0.4, output_full=True)
     assert len(batch) == 3
     for i, (text, voice) in enumerate(zip(TEXTS, VOICES)):
-        full, audio = bark.generate(text, voice=voice, seed=10 + i, max_duration_s=0.4, output_full=True)
+        full, audio = bark.generate(text, voice=voice, seed=10 + i, max_duration=0.4, output_full=True)
         for k in full:
             np.testing.assert_array_equal(batch[i][0][k], full[k])
         np.testing.assert_allclose(batch[i][1], audio, atol=1e-5)
@@ -35,7 +35,7 @@ def test_global_rng_batch_draws_every_row_and_repeats_under_the_same_seed(bark):
 
     def run(seed):
         torch.manual_seed(seed)
-        sems = bark.text_to_semantic([TEXTS[0]] * 2, "announcer", max_duration_s=0.3)
+        sems = bark.text_to_semantic([TEXTS[0]] * 2, "announcer", max_duration=0.3)
         coarse = bark.semantic_to_coarse(sems, "announcer")
         return sems, coarse, bark.coarse_to_fine(coarse, "announcer")
 
@@ -48,11 +48,11 @@ def test_global_rng_batch_draws_every_row_and_repeats_under_the_same_seed(bark):
 
 
 def test_greedy_batch_equals_items_alone(bark):
-    sems = bark.text_to_semantic(TEXTS, VOICES, top_k=1, max_duration_s=0.3)
+    sems = bark.text_to_semantic(TEXTS, VOICES, top_k=1, max_duration=0.3)
     coarse = bark.semantic_to_coarse(sems, VOICES, top_k=1)
     fine = bark.coarse_to_fine(coarse, VOICES, temp=None)
     for i, voice in enumerate(VOICES):
-        sem = bark.text_to_semantic(TEXTS[i], voice, top_k=1, max_duration_s=0.3)
+        sem = bark.text_to_semantic(TEXTS[i], voice, top_k=1, max_duration=0.3)
         np.testing.assert_array_equal(sems[i], sem)
         np.testing.assert_array_equal(coarse[i], bark.semantic_to_coarse(sem, voice, top_k=1))
         np.testing.assert_array_equal(fine[i], bark.coarse_to_fine(coarse[i], voice, temp=None))

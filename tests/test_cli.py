@@ -14,6 +14,7 @@ import soundfile as sf
 import nanobark.cli as cli
 from conftest import references
 from nanobark import Bark, save_voice
+from nanobark.cli.speak import parse_speak, speak
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
@@ -57,7 +58,7 @@ def usage_error(argv, capsys):
     [
         (
             ["--voice", "v2/en_speaker_66"],
-            "has no preset 'v2/en_speaker_66' \\(close: v2/en_speaker_6",
+            "unknown voice preset 'v2/en_speaker_66'; close names: v2/en_speaker_6",
         ),  # was exit 1, after loading
         (["--voice", "missing.npz"], "missing.npz not found"),
         (["--model", "no/such/place"], "no such folder, and not a Hub id"),
@@ -102,12 +103,22 @@ def test_raw_audio_to_a_terminal_is_refused(monkeypatch, no_loading, capsys):
 def test_a_voice_file_is_found_with_or_without_npz_in_any_case(voice_file, tmp_path, converted, capsys):
     base = os.path.splitext(voice_file)[0]
     for given in (voice_file, base):
-        args = cli.parse_speak(["Hi", "--voice", given, "--model", converted, "--quiet", "--out", "-"])
+        args = parse_speak(["Hi", "--voice", given, "--model", converted, "--quiet", "--out", "-"])
         assert os.path.samefile(args.voice, voice_file)
     upper = tmp_path / "LOUD.NPZ"
     os.rename(voice_file, upper)
-    args = cli.parse_speak(["Hi", "--voice", str(tmp_path / "LOUD"), "--model", converted, "--out", "-"])
+    args = parse_speak(["Hi", "--voice", str(tmp_path / "LOUD"), "--model", converted, "--out", "-"])
     assert os.path.samefile(args.voice, upper)
+
+
+def test_a_recording_as_voice_is_read_once_before_loading(converted, tmp_path, capsys):
+    recording = str(tmp_path / "me.wav")
+    sf.write(recording, np.random.default_rng(0).uniform(-0.3, 0.3, 24_000 * 6).astype(np.float32), 24_000)
+    args = parse_speak(["Hi", "--voice", recording, "--model", converted, "--out", "-"])
+    wav24, wav16 = args.voice  # the clip clone_voice takes, read now: a bad recording is a usage error
+    assert len(wav24) == 24_000 * 6 and len(wav16) == 16_000 * 6
+    sf.write(recording, np.zeros(24_000 * 6, np.float32), 24_000)
+    assert "silent" in usage_error(["Hi", "--voice", recording, "--model", converted, "--out", "-"], capsys)
 
 
 def test_speed_options_reach_the_model_and_cpu_notes_are_printed(converted, tmp_path, monkeypatch, capsys):
@@ -123,10 +134,10 @@ def test_speed_options_reach_the_model_and_cpu_notes_are_printed(converted, tmp_
     monkeypatch.setattr(Bark, "from_pretrained", capture)
     out = str(tmp_path / "x.wav")
     with pytest.raises(Loaded):
-        cli.speak(["Hi", "--model", converted, "--device", "cpu", "--int8", "--compile", "--out", out])
+        speak(["Hi", "--model", converted, "--device", "cpu", "--int8", "--compile", "--out", out])
     assert seen["int8"] is True and seen["compile"] is True and seen["device"] == "cpu"
     with pytest.raises(Loaded):
-        cli.speak(
+        speak(
             ["Hi", "--model", converted, "--device", "cpu", "--dtype", "float16", "--offload", "--out", out]
         )
     err = capsys.readouterr().err
@@ -149,6 +160,14 @@ def test_help_shows_defaults_commands_and_exit_codes(capsys):
     for said in ("(default: 0.7)", "(default: suno/bark-small)", "exit codes:", "130  stopped by Ctrl-C",
                  "nanobark voices", "nanobark convert SRC OUT", "--int8", "HF_HUB_OFFLINE=1"):  # fmt: skip
         assert said in out, said
+
+
+def test_argparse_prints_the_defaults_but_not_off(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["synthesize", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "of its id (default: 0)" in out and "(default: 8)" in out  # 0 is a default, not "off"
+    assert "(default: None)" not in out and "(default: False)" not in out
 
 
 # ---- voices
@@ -213,6 +232,18 @@ def test_progress_without_a_terminal_is_one_line_per_stage_and_segment(converted
     assert r.returncode == 0, r.stderr
     assert r.stderr.splitlines()[0].startswith("segments: 1 of 2 segments done in ")
     assert "s left" in r.stderr.splitlines()[0] and r.stderr.splitlines()[1].startswith("segments: 2 of 2")
+
+
+def test_hub_s_switch_for_download_bars_leaves_nanobark_s_own_bars(monkeypatch, capsys):
+    """HF_HUB_DISABLE_PROGRESS_BARS is for downloads (tqdm came through huggingface_hub, which obeys it)."""
+    from nanobark.progress import progress_bar
+
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    report = progress_bar("semantic", "tokens")
+    report(5, 10)
+    report(10, 10)
+    assert "semantic: 100%" in capsys.readouterr().err
 
 
 def test_a_ctrl_c_while_torch_loads_exits_130_without_a_traceback(tmp_path):

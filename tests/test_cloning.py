@@ -67,14 +67,14 @@ def test_a_cloned_voice_has_bark_s_shape_and_suno_s_original_accepts_it(voice, t
 
 
 def test_nanobark_speaks_with_cloned_voices(bark, voice, weights, tmp_path):
-    audio = bark.generate("Hello there", voice=voice, seed=1, max_duration_s=0.2)
+    audio = bark.generate("Hello there", voice=voice, seed=1, max_duration=0.2)
     assert audio.ndim == 1 and len(audio) > 0 and np.isfinite(audio).all()
     mono = tmp_path / "other.flac"
     sf.write(mono, speech(4.0, 16_000, 1, seed=1)[:, 0], 16_000)
     other = bark.clone_voice(str(mono), hubert=weights[0], quantizer=weights[1])
-    both = bark.generate(["Hello", "Bonjour"], voice=[voice, other], seed=2, max_duration_s=0.2)
+    both = bark.generate(["Hello", "Bonjour"], voice=[voice, other], seed=2, max_duration=0.2)
     assert len(both) == 2 and all(np.isfinite(a).all() for a in both)
-    long = generate_long(bark, TEXT, voice=voice, seed=3, max_duration_s=0.2)
+    long = generate_long(bark, TEXT, voice=voice, seed=3, max_duration=0.2)
     assert long.ndim == 1 and np.isfinite(long).all()
 
 

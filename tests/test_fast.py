@@ -58,7 +58,7 @@ def test_half_precision_runs_with_float32_sampling_and_codec(converted, dtype):
     bark = Bark.from_pretrained(converted, device="cpu", dtype=dtype)
     assert bark.models["semantic"].lm_head.weight.dtype == getattr(torch, dtype)
     assert bark.models["codec"].conv_in.weight.dtype == torch.float32
-    full, audio = bark.generate("Hello dog", voice="announcer", seed=0, max_duration_s=0.3, output_full=True)
+    full, audio = bark.generate("Hello dog", voice="announcer", seed=0, max_duration=0.3, output_full=True)
     assert (
         audio.dtype == np.float32
         and np.isfinite(audio).all()
@@ -78,7 +78,7 @@ def test_int8_logits_track_float32(converted):
     idx = torch.randint(0, 12_096, (1, 200))
     a, b = ref.models["coarse"](idx), q.models["coarse"](idx)
     assert ((a - b).abs().mean() / a.std()) < 0.05  # int8 noise, far below the spread of the logits
-    audio = q.generate("Hello", seed=0, max_duration_s=0.2)
+    audio = q.generate("Hello", seed=0, max_duration=0.2)
     assert np.isfinite(audio).all() and audio.dtype == np.float32
     with pytest.raises(ValueError, match="int8"):
         Bark.from_pretrained(converted, device="cpu", dtype="float16", int8=True)
@@ -91,7 +91,7 @@ def test_offload_moves_each_stage_only_while_it_runs(converted, monkeypatch):
         monkeypatch.setattr(
             model, "to", lambda *a, _n=name, _m=model, **k: (moves.append((_n, str(a[0]))), _m)[1]
         )
-    bark.generate("Hello", seed=0, max_duration_s=0.2)
+    bark.generate("Hello", seed=0, max_duration=0.2)
     assert moves == [(s, d) for s in ("semantic", "coarse", "fine", "codec") for d in ("cpu", "cpu")]
     assert bark.models["semantic"].h[0].attn.cache is None  # the KV cache left with its stage
 

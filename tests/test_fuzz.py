@@ -100,7 +100,7 @@ def test_whole_pipeline_gives_audio_or_a_documented_error(bark, text):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the too-long warning
-            full, audio = bark.generate(text, seed=0, max_duration_s=0.05, output_full=True)
+            full, audio = bark.generate(text, seed=0, max_duration=0.05, output_full=True)
     except TextError as e:
         empty = not text.split()
         assert ("text is empty" if empty else "text produced no tokens") in str(e)

@@ -97,7 +97,7 @@ def run_both(nb, bg, voice, seed, temp=0.7, top_k=None, top_p=None, min_eos_p=0.
     )
     torch.manual_seed(seed)
     sem = nb.text_to_semantic(
-        TEXT, voice, temp=temp, top_k=top_k, top_p=top_p, min_eos_p=min_eos_p, max_duration_s=max_dur
+        TEXT, voice, temp=temp, top_k=top_k, top_p=top_p, min_eos_p=min_eos_p, max_duration=max_dur
     )
     assert sem.dtype == np.int64 and sem.ndim == 1
     np.testing.assert_array_equal(sem, sem_ref)
@@ -200,7 +200,7 @@ def test_top_k_and_top_p_each_change_the_tokens_and_equal_original(pair):
         assert not np.array_equal(both, refs[40, None]) and not np.array_equal(both, refs[None, 0.5])
         for (k, p), ref in refs.items():
             torch.manual_seed(11)
-            sem = nb.text_to_semantic(TEXT, voice, temp=0.9, top_k=k, top_p=p, max_duration_s=0.5)
+            sem = nb.text_to_semantic(TEXT, voice, temp=0.9, top_k=k, top_p=p, max_duration=0.5)
             np.testing.assert_array_equal(sem, ref)
 
 

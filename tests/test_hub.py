@@ -60,7 +60,7 @@ def attempt(f):
 bark, report = attempt(lambda: Bark.from_pretrained("suno/bark-small", device="cpu"))
 reports, audio = [report], {}
 for i, voice in enumerate(sys.argv[2:] if bark else []):
-    audio[str(i)], report = attempt(lambda: bark.generate("Hello dog", voice=voice or None, seed=3, max_duration_s=0.3))
+    audio[str(i)], report = attempt(lambda: bark.generate("Hello dog", voice=voice or None, seed=3, max_duration=0.3))
     reports.append(report)
 np.savez(sys.argv[1], **{k: v for k, v in audio.items() if v is not None})
 print(json.dumps(reports))
@@ -123,7 +123,7 @@ def test_a_cache_filled_by_transformers_is_used_offline(hf_cache, converted, cac
     assert reports[0]["seconds"] < 20 and reports[2]["seconds"] < 10, reports  # the load converts
     bark = Bark.from_pretrained(converted, device="cpu")  # the same snapshot, loaded from its folder
     for i, voice in enumerate([None, "v2/en_speaker_6"]):
-        want = bark.generate("Hello dog", voice=voice, seed=3, max_duration_s=0.3)
+        want = bark.generate("Hello dog", voice=voice, seed=3, max_duration=0.3)
         np.testing.assert_allclose(audio[i], want, rtol=0, atol=1e-5)  # same tokens; the threads differ
     assert sorted(os.listdir(cache)) == ["downloads", "suno--bark-small"]
     assert not os.listdir(cache / "downloads")  # the links gathering the cached files are gone
@@ -162,9 +162,9 @@ def test_a_broken_preset_index_matters_only_when_a_voice_is_used(converted, tmp_
     shutil.copytree(converted, model)
     (model / "speaker_embeddings_path.json").write_bytes(content)
     bark = Bark.from_pretrained(str(model), device="cpu")
-    assert len(bark.generate("Hello", seed=0, max_duration_s=0.1))
+    assert len(bark.generate("Hello", seed=0, max_duration=0.1))
     with pytest.raises(VoiceError, match=said) as e:
-        bark.generate("Hello", voice="v2/en_speaker_6", seed=0, max_duration_s=0.1)
+        bark.generate("Hello", voice="v2/en_speaker_6", seed=0, max_duration=0.1)
     assert str(model / "speaker_embeddings_path.json") in str(e.value)
 
 
@@ -223,7 +223,7 @@ def test_hub_id_downloads_safetensors_converts_once_and_fetches_only_the_asked_p
     assert not any(f.startswith("speaker_embeddings/") for _, f, _ in calls)
     assert not os.path.exists(os.path.join(cache, "downloads", "suno--bark-small"))  # the links are gone
     calls.clear()
-    bark.generate("Hello", voice="v2/en_speaker_6", seed=0, max_duration_s=0.1)
+    bark.generate("Hello", voice="v2/en_speaker_6", seed=0, max_duration=0.1)
     assert sorted(f for _, f, _ in calls) == [
         f"speaker_embeddings/v2/en_speaker_6_{k}_prompt.npy" for k in ("coarse", "fine", "semantic")
     ]

@@ -161,7 +161,7 @@ def by_voice(bark):
     """generate_long with continuity="voice": (audio, segments, generate calls)."""
     with spy(bark) as log:
         audio, segments = generate_long(
-            bark, TEXT, VOICE, seed=SEED, max_duration_s=float(DURATION), return_segments=True
+            bark, TEXT, VOICE, seed=SEED, max_duration=float(DURATION), return_segments=True
         )
     return audio, segments, log
 
@@ -176,7 +176,7 @@ def by_previous(bark):
             continuity="previous",
             silence=0.1,
             seed=SEED,
-            max_duration_s=float(DURATION),
+            max_duration=float(DURATION),
             return_segments=True,
         )
     return audio, segments, log
@@ -265,7 +265,7 @@ def test_previous_continuity_keeps_the_last_usable_prompt_past_a_too_short_segme
 
 def test_batched_greedy_equals_segment_by_segment(bark):
     text = "Hello, my dog is cute. The world is cute, and my dog is cute."
-    greedy = dict(top_k=1, fine_temp=None, max_duration_s=float(DURATION))
+    greedy = dict(top_k=1, fine_temp=None, max_duration=float(DURATION))
     audio, segments = generate_long(bark, text, VOICE, max_tokens=12, return_segments=True, **greedy)
     assert len(segments) == 2
     alone = [bark.generate(s.text, voice=VOICE, output_full=True, min_eos_p=0.05, **greedy) for s in segments]
@@ -278,7 +278,7 @@ def test_batched_greedy_equals_segment_by_segment(bark):
 def test_more_segments_than_the_batch_size_keep_seed_plus_i(bark):
     """Segments go batch_size at a time; segment i still uses seed + i, whichever batch it falls in."""
     text = "Hello, my dog is cute. The world is cute. She said hello to the dog. He said hello to the world."
-    kwargs = dict(seed=SEED, max_duration_s=float(DURATION))
+    kwargs = dict(seed=SEED, max_duration=float(DURATION))
     audio, segments = generate_long(
         bark, text, VOICE, max_tokens=8, batch_size=2, return_segments=True, **kwargs
     )
@@ -295,7 +295,7 @@ def test_more_segments_than_the_batch_size_keep_seed_plus_i(bark):
 def test_stream_yields_generate_long_audio_before_the_last_segment_is_made(bark, by_voice):
     with spy(bark) as log:
         chunks = []
-        for chunk in stream(bark, TEXT, VOICE, seed=SEED, max_duration_s=float(DURATION)):
+        for chunk in stream(bark, TEXT, VOICE, seed=SEED, max_duration=float(DURATION)):
             log.append(("chunk",))
             chunks.append(chunk)
     assert [e[0] for e in log] == ["generate", "chunk"] * 2  # each segment is out before the next is made
@@ -381,15 +381,17 @@ def stub_generate_long(bark, text, voice=None, **kwargs):
 
 
 def test_cli_switches_to_long_form_for_text_over_256_tokens(capsys, monkeypatch):
-    import nanobark.cli as cli
+    import nanobark.cli.speak as speak
 
-    monkeypatch.setattr(cli, "generate_long", stub_generate_long)
+    monkeypatch.setattr(speak, "generate_long", stub_generate_long)
     long_text = " ".join(["The dog said hello to the world, and the world said hello to the dog."] * 16)
-    for text, expected in ((TEXT, "generate"), (long_text, "generate_long")):
+    for text, expected, min_eos_p in ((TEXT, "generate", 0.2), (long_text, "generate_long", 0.05)):
         bark = StubBark()
-        cli.audio_chunks(bark, cli.parse_speak([text, "--out", "-"]))
+        speak.audio_chunks(bark, speak.parse_speak([text, "--out", "-"]), None)
         assert [name for name, _ in bark.calls] == [expected]
-        assert "min_eos_p" not in bark.calls[0][1]  # each API's own default: 0.2, or 0.05 in long form
+        assert (
+            bark.calls[0][1]["settings"].min_eos_p == min_eos_p
+        )  # the form's own: one generation, long form
     assert "the text is 272 tokens" in capsys.readouterr().err
 
 

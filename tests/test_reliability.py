@@ -308,7 +308,7 @@ def test_a_folder_of_an_older_format_is_refused_and_the_cache_converts_it_again(
 def test_nan_probabilities_stop_with_an_error_instead_of_token_0(converted, damage, monkeypatch):
     """A temperature that overflows the logits, or a NaN weight: seeded sampling used to draw token 0 silently."""
     bark = Bark.from_pretrained(converted, device="cpu")
-    kwargs = dict(seed=0, max_duration_s=0.2)
+    kwargs = dict(seed=0, max_duration=0.2)
     if damage == "temperature":  # now refused by the check, before any work
         with pytest.raises(
             ValueError, match="temperature 1e-39 is too small .* use at least 1e-06, or top_k=1"
@@ -397,7 +397,7 @@ def forwards(bark):
 
 
 def test_the_forward_spy_sees_work(bark, forwards):
-    bark.text_to_semantic("Hello", max_duration_s=0.02)
+    bark.text_to_semantic("Hello", max_duration=0.02)
     assert forwards
 
 
@@ -670,7 +670,7 @@ def test_failed_write_keeps_the_old_output(fault, code, converted, tmp_path, mon
 )
 def test_usage_errors_exit_2_with_one_message(args, said, capsys):
     with pytest.raises(SystemExit) as e:
-        load_cli().parse_speak(["Hello", "--model", "suno/bark-small", *args])
+        load_cli().speak.parse_speak(["Hello", "--model", "suno/bark-small", *args])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "Traceback" not in err
     assert ": error: " in err.splitlines()[-1] and re.search(
@@ -680,7 +680,7 @@ def test_usage_errors_exit_2_with_one_message(args, said, capsys):
 
 def test_an_endless_text_file_is_a_usage_error_not_a_full_memory(capsys):
     with pytest.raises(SystemExit) as e:
-        load_cli().parse_speak(["--file", "/dev/zero"])  # before: read until memory ran out
+        load_cli().speak.parse_speak(["--file", "/dev/zero"])  # before: read until memory ran out
     assert e.value.code == 2 and "the text is over 1,000,000 characters" in capsys.readouterr().err
 
 
@@ -688,7 +688,7 @@ def test_unreadable_text_file_is_a_usage_error(tmp_path, capsys):
     (tmp_path / "latin1.txt").write_bytes("café".encode("latin-1"))
     for name, said in [("latin1.txt", "can't decode byte 0xe9"), ("missing.txt", "No such file")]:
         with pytest.raises(SystemExit) as e:
-            load_cli().parse_speak(["--file", str(tmp_path / name)])
+            load_cli().speak.parse_speak(["--file", str(tmp_path / name)])
         err = capsys.readouterr().err
         assert e.value.code == 2 and "cannot read the text" in err and said in err and "Traceback" not in err
 

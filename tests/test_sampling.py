@@ -1,23 +1,12 @@
 """The sampler on its own (torch only): the per-sample draw equals torch.multinomial, the filters keep what
-they promise, and the settings checks name the setting. Parity of whole runs with the original is in
+they promise (the settings' checks: test_settings.py). Parity of whole runs with the original is in
 test_generation.py."""
 
 import numpy as np
 import pytest
 import torch
 
-from nanobark.sampling import (
-    check_max_duration,
-    check_min_eos_p,
-    check_sampling,
-    check_temperature,
-    check_top_k,
-    check_top_p,
-    draw,
-    sample,
-    top_k_filter,
-    top_p_filter,
-)
+from nanobark.sampling import draw, sample, top_k_filter, top_p_filter
 
 
 def random_logits(rows=3, vocab=50, scale=3.0, seed=0):
@@ -80,36 +69,3 @@ def test_inactive_rows_are_not_drawn_and_do_not_use_their_generator():
         and g[1].initial_seed() == 4
         and torch.equal(g[1].get_state(), torch.Generator().manual_seed(4).get_state())
     )
-
-
-@pytest.mark.parametrize(
-    "call, said",
-    [
-        (lambda: check_temperature(0), "temperature must be > 0, got 0"),
-        (lambda: check_temperature(None), "temperature must be > 0"),
-        (lambda: check_temperature(0.0, allow_none=True), r"\(use None for argmax\)"),
-        (lambda: check_temperature(float("inf")), "temperature must be a finite number or None"),
-        (lambda: check_top_k(0), "top_k must be an integer >= 1 or None, got 0"),
-        (lambda: check_top_k(2.5), "top_k must be an integer >= 1"),
-        (lambda: check_top_k(True), "top_k must be a finite number"),
-        (lambda: check_top_p(0), r"top_p must be in \(0, 1\]"),
-        (lambda: check_min_eos_p(-0.1), r"min_eos_p must be in \[0, 1\]"),
-        (lambda: check_max_duration(0), "max_duration_s must be > 0 seconds"),
-        (
-            lambda: check_top_k(0, name="--top-k"),
-            "^--top-k must be an integer >= 1, got 0$",
-        ),  # a flag cannot be None
-        (lambda: check_sampling(0.7, top_p=2), "top_p"),
-    ],
-)
-def test_bad_settings_name_the_setting_and_the_bound(call, said):
-    with pytest.raises(ValueError, match=said):
-        call()
-
-
-def test_good_settings_pass_through():
-    assert (
-        check_temperature(None, allow_none=True) is None and check_top_k(3.0) == 3 and check_top_p(1.0) == 1.0
-    )
-    assert check_min_eos_p(None) is None and check_max_duration(None) is None
-    check_sampling(0.7, 40, 0.9, 0.2)

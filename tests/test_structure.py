@@ -22,8 +22,27 @@ WEIGHTS_USES = GROUND | NETWORKS | {"nanobark.files", "nanobark.voices"}
 DOORS = {"nanobark.bark", "nanobark.cloning"}
 # entry points that run the command
 ENTRIES = {"nanobark.__main__", "weights_convert.convert"}
-# the one import allowed inside a function, and why
-DEFERRED = {("nanobark.__main__", "nanobark.cli"): "a Ctrl-C while torch loads ends the command quietly"}
+# the imports allowed inside a function, and why. The commands import torch (through these) only once their
+# arguments are read, so that --help, --version and argparse's usage errors answer at once.
+AFTER_PARSING = "torch, once the arguments are read"
+# fmt: off
+DEFERRED = {
+    ("nanobark.__main__", "nanobark.cli"): "a Ctrl-C while torch loads ends the command quietly",
+    ("nanobark.cli.speak", "nanobark.device"): AFTER_PARSING + ": check_device",
+    ("nanobark.cli.speak", "nanobark.audio"): AFTER_PARSING + ": a recording to clone, read before loading",
+    ("nanobark.cli.speak", "nanobark.bark"): AFTER_PARSING + ": the model",
+    ("nanobark.cli.speak", "nanobark.cloning"): AFTER_PARSING + ": `nanobark clone`",
+    ("nanobark.cli.speak", "nanobark.weights"): AFTER_PARSING + ": the Hub's names (weights/hub.py)",
+    ("nanobark.cli.speak", "nanobark.weights.hub"): AFTER_PARSING + ": the Hub's names, to check --model",
+    ("nanobark.cli.synthesize", "nanobark.bark"): AFTER_PARSING + ": the model",
+    ("nanobark.cli.synthesize", "nanobark.cli.corpus"): AFTER_PARSING + ": torch.distributed",
+    ("nanobark.cli.synthesize", "nanobark.weights"): AFTER_PARSING + ": the Hub (weights/hub.py)",
+    ("nanobark.cli.synthesize", "nanobark.weights.hub"): AFTER_PARSING + ": the download, once per machine",
+    ("nanobark.cli.convert", "nanobark.weights"): AFTER_PARSING + ": the converter (weights/convert/)",
+    ("nanobark.cli.convert", "nanobark.weights.convert"): AFTER_PARSING + ": the converter",
+    ("nanobark.cli.convert", "nanobark.weights.convert.folder"): AFTER_PARSING + ": the converter",
+}
+# fmt: on
 
 
 def part(name):

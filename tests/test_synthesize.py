@@ -15,6 +15,8 @@ import nanobark.cli as cli
 from conftest import VOCAB
 from nanobark import Bark
 from nanobark.cli.manifest import ManifestError, read_manifest
+from nanobark.cli.speak import write_audio
+from nanobark.cli.synthesize import manifest_voices
 from nanobark.longform import split_text
 from nanobark.tokenizer import Tokenizer
 
@@ -99,7 +101,9 @@ def one_process(corpus, converted, tmp_path_factory):
 def test_two_processes_make_the_same_files_as_one(one_process, corpus, converted, tmp_path):
     out1, r1 = one_process
     assert "12 rows: 11 done, 1 failed, 0 skipped" in r1.stdout
-    assert "corpus.jsonl line 9: unknown voice 'v2/en_speaker_66'" in r1.stderr  # reported as it starts
+    assert (
+        "corpus.jsonl line 9: unknown voice preset 'v2/en_speaker_66'" in r1.stderr
+    )  # reported as it starts
     out2 = str(tmp_path / "two")
     torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "nanobark"]
     r2 = run(torchrun, command(corpus, out2, converted, "--batch-size", "4"))
@@ -116,7 +120,9 @@ def test_two_processes_make_the_same_files_as_one(one_process, corpus, converted
         with open(os.path.join(out, "errors.jsonl"), encoding="utf-8") as f:
             (error,) = [json.loads(line) for line in f]
         assert (
-            error["line"] == 9 and error["id"] == "bad-voice" and "close: v2/en_speaker_6" in error["error"]
+            error["line"] == 9
+            and error["id"] == "bad-voice"
+            and "close names: v2/en_speaker_6" in error["error"]
         )
         assert leftovers(out) == []  # the rank files merged and gone, no temporary file
 
@@ -129,8 +135,8 @@ def test_an_item_is_what_bark_generate_makes_of_it_alone(one_process, converted,
     for id_ in ("mid-2", "mid-3"):
         e = lines[id_]
         assert e["seed"] == 7 if id_ == "mid-3" else e["seed"] != 7
-        audio = bark.generate(e["text"], voice=e["voice"], seed=e["seed"], max_duration_s=0.2)
-        cli.write_audio(str(tmp_path / "alone.wav"), audio, bark.sample_rate)
+        audio = bark.generate(e["text"], voice=e["voice"], seed=e["seed"], max_duration=0.2)
+        write_audio(str(tmp_path / "alone.wav"), audio, bark.sample_rate)
         assert (tmp_path / "alone.wav").read_bytes() == open(os.path.join(out, e["file"]), "rb").read()
         assert e["duration"] == len(audio) / bark.sample_rate
 
@@ -257,7 +263,7 @@ def test_done_items_are_skipped_and_other_settings_or_overwrite_make_them_again(
 def problems_of(tmp_path, converted, name, text):
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
-    rows, problems = read_manifest(str(path), cli.manifest_voices(converted, str(tmp_path)))
+    rows, problems = read_manifest(str(path), manifest_voices(converted, str(tmp_path)))
     return rows, [p.message.removeprefix(f"{path} ") for p in problems]
 
 
@@ -280,7 +286,7 @@ OK = '{"id": "ok", "text": "Hello."}\n'
     ('{"id": ".hidden", "text": "Hi"}', "line 2: id '.hidden' starts with '.'"),
     ('{"id": "a\\ud800", "text": "Hi"}', "line 2: id 'a\\ud800' cannot be a file name"),
     ('{"id": "%s", "text": "Hi"}' % ("é" * 101), "line 2: the id is 202 bytes, over 200"),
-    ('{"id": "a", "text": "Hi", "voice": "v2/en_speaker_66"}', "line 2: unknown voice 'v2/en_speaker_66': "),
+    ('{"id": "a", "text": "Hi", "voice": "v2/en_speaker_66"}', "line 2: unknown voice preset 'v2/en_speaker_66'"),
     ('{"id": "a", "text": "Hi", "voice": "me.wav"}', "line 2: voice 'me.wav' is a recording; make it a voice"),
     ('{"id": "a", "text": "Hi", "voice": "missing.npz"}', "line 2: voice file"),
     ('{"id": "a", "text": "Hi", "text_tmp": 0.5}', "line 2: unknown column 'text_tmp' (did you mean 'text_temp'?)"),
@@ -334,7 +340,7 @@ def test_a_manifest_that_cannot_be_read_at_all_is_one_error(name, content, said,
     path = tmp_path / name
     path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
     with pytest.raises(ManifestError) as e:
-        read_manifest(str(path), cli.manifest_voices(converted, str(tmp_path)))
+        read_manifest(str(path), manifest_voices(converted, str(tmp_path)))
     assert said in str(e.value) and str(e.value).startswith(str(path)), str(e.value)
 
 

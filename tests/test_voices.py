@@ -15,6 +15,7 @@ from nanobark.voices import (
     PresetIndex,
     VoiceError,
     VoiceFileNotFoundError,
+    find_voice,
     load_voice,
     save_voice,
     validate_voice,
@@ -334,3 +335,26 @@ def test_a_voice_file_is_found_whatever_the_case_of_its_extension(tmp_path):
     assert path == str(tmp_path / "Me.NPZ") and os.listdir(tmp_path) == ["Me.NPZ"]  # not "Me.NPZ.npz"
     for key, value in load_voice(path).items():  # a file path, not "an unknown preset"
         np.testing.assert_array_equal(value, raw[key])
+
+
+def test_find_voice_s_one_order_preset_then_recording_then_file(tmp_path):
+    """load_voice and both command checks (--voice, a manifest's voice column) look a name up this way."""
+    save_voice(tmp_path / "announcer", *parts(suno_npz("announcer")))  # a file named like a preset
+    names = lambda: ["announcer", "v2/en_speaker_6"]  # noqa: E731
+    assert find_voice("announcer", names, str(tmp_path)) == ("preset", "announcer")  # the preset wins
+    assert find_voice("v2\\en_speaker_6", names) == ("preset", "v2\\en_speaker_6")
+    assert find_voice("me.WAV", names, str(tmp_path)) == ("recording", str(tmp_path / "me.WAV"))
+    assert find_voice("announcer", lambda: [], str(tmp_path)) == ("file", str(tmp_path / "announcer.npz"))
+
+    def damaged():
+        raise VoiceError("speaker_embeddings_path.json is damaged")
+
+    assert find_voice("announcer", damaged, str(tmp_path))[0] == "file"  # the index matters only for a preset
+    with pytest.raises(VoiceError, match="is damaged"):
+        find_voice("v2/en_speaker_6", damaged, str(tmp_path))
+    with pytest.raises(
+        VoiceError, match="unknown voice preset 'v2/en_speakr_6'; close names: v2/en_speaker_6"
+    ):
+        find_voice("v2/en_speakr_6", names, str(tmp_path))
+    with pytest.raises(VoiceError, match="the model has no voice presets"):
+        find_voice("nobody", lambda: [], str(tmp_path))

@@ -2,7 +2,7 @@
 
     python weights_convert/convert.py SRC OUT
 
-The converter itself (key tables included) is nanobark.weights.convert; see there for the layouts it reads.
+The same as `nanobark convert SRC OUT`; the converter itself (key tables included) is nanobark.weights.convert.
 """
 
 import os
@@ -10,7 +10,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
-from nanobark.weights.convert.folder import main  # noqa: E402
+from nanobark.cli.convert import convert  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main(prog="python weights_convert/convert.py"))
+    sys.exit(convert(sys.argv[1:], prog="python weights_convert/convert.py"))

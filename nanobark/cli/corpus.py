@@ -1,6 +1,6 @@
 """Corpus synthesis: many texts in, one audio file each out, resumable, spread over torchrun's processes.
 
-    torchrun --nproc_per_node=8 -m nanobark synthesize corpus.jsonl --out-dir out    (the command: cli.py)
+    torchrun --nproc_per_node=8 -m nanobark synthesize corpus.jsonl --out-dir out    (the command: synthesize.py)
 
     out/<id>.wav                   an item's audio, written atomically (a temporary name, then renamed)
     out/.manifest.rank{r}.jsonl    rank r's finished items, a line each, appended and synced as each is done
@@ -30,17 +30,18 @@ import os
 import re
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, NamedTuple
 
 import torch
 import torch.distributed as dist
 
+from .. import settings
 from ..files import remove_temp_files, write_atomic
 from ..layout import TEXT_LENGTH
 from ..longform import generate_long
 from ..progress import counter
-from ..sampling import MAX_SEED
+from ..settings import MAX_SEED
 from ..tokenizer import normalize_text
 from .manifest import Problem, Row
 
@@ -49,8 +50,6 @@ RANK_FILE = re.compile(r"^\.(manifest|errors)\.rank(\d+)\.jsonl$")
 # the ranks wait for each other at the end for as long as the slowest one works: a long timeout (a dead rank
 # is torchrun's to notice: it stops the others)
 WAIT = datetime.timedelta(days=7)
-DEFAULTS = dict(text_temp=0.7, waveform_temp=0.7, fine_temp=0.5, top_k=None, top_p=None, min_eos_p=None,
-                max_duration=None)  # fmt: skip
 SHOWN_PROBLEMS = 10  # printed at the start; all of them go to errors.jsonl
 
 
@@ -114,7 +113,7 @@ class Job:
     ext: str = "wav"
     seed: int = 0  # the base seed
     batch_size: int = 8
-    defaults: dict = field(default_factory=dict)  # the job's settings, under each row's own
+    defaults: dict = field(default_factory=dict)  # Settings fields from the command, under each row's own
     overwrite: bool = False
     progress: bool = True
 
@@ -137,11 +136,9 @@ def item_seed(id_, base):
     return (base + int.from_bytes(digest[:8], "big") % 2**31) % (MAX_SEED + 1)
 
 
-def item_settings(row, defaults, long):
-    settings = {**DEFAULTS, **{k: v for k, v in defaults.items() if v is not None}, **row.settings}
-    if settings["min_eos_p"] is None:  # the API's defaults: 0.2, and Suno's long-form 0.05
-        settings["min_eos_p"] = 0.05 if long else 0.2
-    return {**settings, "long": long}
+def item_settings(row, given, long):
+    """Every setting of an item, as recorded: the form's defaults, under the job's, under the row's own."""
+    return {**asdict(replace(settings.defaults(long), **{**given, **row.settings})), "long": long}
 
 
 def plan(rows, job, tokenizer):
@@ -303,7 +300,7 @@ def _generate(bark, unit, voices):
     """THE CALL: one long item through generate_long, or a batch through Bark.generate, with a torch.Generator
     per item seeded with the item's seed (what it would draw alone) -> a float32 array per item."""
     s, voice = unit[0].settings, voices(unit[0].row.voice_ref)
-    kwargs = {("max_duration_s" if k == "max_duration" else k): v for k, v in s.items() if k != "long"}
+    kwargs = {k: v for k, v in s.items() if k != "long"}  # Settings' fields
     if unit[0].long:  # segment i gets seed + i, however generate_long batches them
         return [generate_long(bark, unit[0].row.text, voice, seed=unit[0].seed, **kwargs)]
     generators = [torch.Generator(device=bark.device).manual_seed(it.seed) for it in unit]

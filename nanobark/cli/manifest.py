@@ -12,6 +12,7 @@ Problem naming its line, and the others go on; a file that cannot be read at all
 """
 
 import csv
+import dataclasses
 import difflib
 import io
 import json
@@ -19,26 +20,11 @@ import math
 import os
 from typing import NamedTuple, Optional
 
-from ..sampling import (
-    check_max_duration,
-    check_min_eos_p,
-    check_seed,
-    check_temperature,
-    check_top_k,
-    check_top_p,
-)
+from ..settings import Settings, check_seed
 from ..tokenizer import MAX_TEXT_CHARS, normalize_text
 
-# the per-row sampling settings: column -> (parse a CSV cell, the library's own check)
-SETTINGS = {
-    "text_temp": (float, check_temperature),
-    "waveform_temp": (float, check_temperature),
-    "fine_temp": (float, check_temperature),
-    "top_k": (int, check_top_k),
-    "top_p": (float, check_top_p),
-    "min_eos_p": (float, check_min_eos_p),
-    "max_duration": (float, check_max_duration),  # seconds, Bark.generate's max_duration_s
-}
+# the per-row sampling settings, a column per Settings field: column -> (parse a CSV cell, Settings' check)
+SETTINGS = {f.name: (f.metadata["parse"], f.metadata["check"]) for f in dataclasses.fields(Settings)}
 COLUMNS = ("id", "text", "voice", "seed", "long", *SETTINGS)
 MAX_ID_BYTES = 200  # a file name is at most 255 bytes, and the atomic write's temporary name adds ~20
 BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False, "": None}

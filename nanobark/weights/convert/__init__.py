@@ -10,7 +10,7 @@ checkout) is only a command-line entry to `convert`.
     source.py       the source state dict, taken from key by key, with one report of what did not fit
 """
 
-from .folder import convert, from_transformers, main, read_checkpoint
+from .folder import convert, from_transformers, read_checkpoint
 from .source import ConversionError
 
-__all__ = ["ConversionError", "convert", "from_transformers", "main", "read_checkpoint"]
+__all__ = ["ConversionError", "convert", "from_transformers", "read_checkpoint"]

@@ -25,7 +25,6 @@ import os
 import pickle
 import re
 import shutil
-import sys
 import zipfile
 
 import numpy as np
@@ -296,36 +295,3 @@ def _copy_folder(src, dst):
 def _write_text(path, text):
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
-
-
-def main(argv=None, prog=None, adjust=lambda parser: parser):
-    """`nanobark convert SRC OUT` -> exit code: 0 done, 1 the conversion failed, 2 bad arguments."""
-    import argparse
-
-    p = argparse.ArgumentParser(
-        prog=prog or "nanobark convert",
-        description="Convert a Bark checkpoint folder into nanobark's layout (what nanobark does by itself on "
-        "first use of a Hub model; by hand for a snapshot you downloaded, or Suno's original .pt files).",
-    )
-    p.add_argument(
-        "src", help="a Hub snapshot folder of suno/bark-small or suno/bark, or a folder with Suno's .pt files"
-    )
-    p.add_argument("out", help="output folder: a new or empty one, or an earlier conversion (replaced whole)")
-    args = adjust(p).parse_args(argv)
-    if not os.path.isdir(args.src):
-        p.error(f"{args.src} is not a folder; pass the folder holding config.json (or Suno's text.pt)")
-    if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
-        p.error(
-            f"cannot write {args.out}: folder {os.path.dirname(os.path.abspath(args.out))} does not exist"
-        )
-    try:
-        check_output(args.out)
-    except ConversionError as e:
-        p.error(str(e))
-    try:
-        convert(args.src, args.out)
-    except (ConversionError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"converted {args.src} -> {args.out}")
-    return 0

@@ -1,0 +1,376 @@
+"""`nanobark "text"` speaks; `nanobark voices` lists the presets; `nanobark clone` makes a voice of a recording.
+
+Each command reads its arguments (no torch yet: --help and argparse's errors answer at once), checks the rest
+before any model is loaded (a bad value exits 2 with one line), then imports the models and works.
+"""
+
+import os
+import sys
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from .. import __version__
+from ..files import write_atomic
+from ..layout import TEXT_LENGTH
+from ..longform import check_silence, generate_long, stream
+from ..settings import check_seed, defaults
+from ..tokenizer import MAX_TEXT_CHARS, match_slow_cleanup, normalize_text
+from ..voices import (
+    AUDIO_FILES,
+    LANGUAGES,
+    SUNO_PRESETS,
+    PresetIndex,
+    find_voice,
+    load_voice,
+    save_voice,
+    voice_file_name,
+)
+from .parser import (
+    EXIT_CODES,
+    Parser,
+    checked,
+    device_options,
+    generation_options,
+    given_settings,
+    model_options,
+)
+
+FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
+
+SPEAK_EPILOG = f"""other commands:
+  nanobark voices [--language LANG]     list the voice presets, by language
+  nanobark clone RECORDING --out VOICE.npz   make a voice from 5-12 s of someone speaking
+  nanobark convert SRC OUT              convert a checkpoint folder into nanobark's layout
+  nanobark synthesize --help            many texts (a manifest) to audio files, resumable; torchrun: many GPUs
+  (to speak the word "voices" itself: nanobark -- voices)
+
+examples:
+  nanobark "Hello, my dog is cute" --out hello.wav
+  nanobark "Bonjour, je m'appelle Marie." --voice v2/fr_speaker_1 --seed 1 --out bonjour.flac
+  nanobark --file story.txt --long --voice v2/en_speaker_6 --out story.wav
+  nanobark --file story.txt --stream --out - | aplay -f S16_LE -r 24000
+  nanobark "Hello" --int8 --out fast.wav       (CPU: int8 weights, ~2x faster, near-identical speech)
+  nanobark "Hello, it is me." --voice me.wav --out me_speaking.wav     (clones me.wav on the fly)
+
+The first run downloads suno/bark-small from the Hugging Face Hub (about 1.7 GB) and converts it once into
+nanobark's cache; offline, pass a downloaded snapshot folder with --model FOLDER and set HF_HUB_OFFLINE=1.
+
+{EXIT_CODES}"""
+
+
+# ---------------------------------------------------------------- checks before loading
+
+
+def check_model(name):
+    """A local checkpoint folder or a Hub id, else one line saying what is wrong (nothing is loaded)."""
+    from ..weights.hub import HUB_MODELS, looks_like_hub_id
+
+    if os.path.isdir(name):
+        if not any(os.path.exists(os.path.join(name, f)) for f in ("config.json", "text.pt", "text_2.pt")):
+            raise ValueError(
+                f"--model {name}: the folder has no config.json (nor Suno's text.pt); pass a folder "
+                "downloaded from suno/bark-small or suno/bark, or one that `nanobark convert` wrote"
+            )
+    elif not looks_like_hub_id(name):
+        raise ValueError(
+            f"--model {name}: no such folder, and not a Hub id; use {' or '.join(HUB_MODELS)}, or a folder"
+        )
+    return name
+
+
+def preset_names(model):
+    """The voice presets a model offers, read without loading it: Suno's for a Hub id, else the folder's."""
+    if not os.path.isdir(model):
+        return list(SUNO_PRESETS)
+    if not os.path.exists(os.path.join(model, "speaker_embeddings_path.json")):
+        return []
+    return PresetIndex.from_dir(model).names()
+
+
+def check_writable(out):
+    """A file can be written at `out`: its folder exists and is writable, and `out` is not a folder."""
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        raise ValueError(f"cannot write {out}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or os.path.isdir(out):
+        raise ValueError(
+            f"cannot write {out}: " + ("it is a folder" if os.path.isdir(out) else "not writable")
+        )
+
+
+def check_runtime(p, args):
+    """--device, --dtype, --int8 -> the torch.device; a bad combination is a usage error."""
+    from ..device import check_device, check_int8
+
+    try:
+        device = check_device(args.device)
+    except ValueError as e:
+        p.error(str(e))
+    try:
+        check_int8(args.int8, device, args.dtype)
+    except ValueError as e:
+        p.error(f"--{e}")
+    return device
+
+
+# ---------------------------------------------------------------- speak
+
+
+def speak_parser():
+    # a table of options reads best one to a line, so the formatter leaves it alone
+    # fmt: off
+    p = Parser(prog="nanobark", epilog=SPEAK_EPILOG,
+               parents=generation_options("sampling", "with --long"),
+               description="Speak a text with Suno's Bark (nanobark). The language comes from the text; --voice "
+                           "picks the speaker (without one, each run is a different speaker).")
+    p.add_argument("text", nargs="?", help="the text to speak; '-' or nothing reads standard input")
+    p.add_argument("--file", help="read the text from this file (UTF-8)")
+    p.add_argument("--out", default="bark.wav", help="output audio file: .wav (16-bit PCM), .flac or .ogg; '-' "
+                   "writes raw 16-bit little-endian mono PCM at 24 kHz to standard output")
+    p.add_argument("--voice", help="a preset (e.g. v2/en_speaker_6; see `nanobark voices`), a .npz voice file, "
+                   "or a recording to clone (.wav, .flac, .ogg) (default: none, a random speaker)")
+    p.add_argument("--seed", type=checked(int, check_seed, "--seed"),
+                   help="random seed 0..2**63-1, for reproducible output (default: none)")
+    p.add_argument("--long", action="store_true", help="speak the text in segments that each fit one generation "
+                   "(chosen automatically when the text is over 256 tokens)")
+    p.add_argument("--continuity", choices=("voice", "previous"), help="long form: condition every segment on the "
+                   "voice, or each on the segment before (default: voice)")
+    p.add_argument("--silence", type=checked(float, check_silence, "--silence"),
+                   help="long form: seconds of silence between segments (default: 0.25)")
+    p.add_argument("--stream", action="store_true", help="long form, segment by segment; with --out - the audio "
+                   "is written as each segment is done")
+    p.add_argument("--compile", action="store_true", help="compile the one-token decode step (torch.compile; "
+                   "pays off on a GPU, for long or many generations)")
+    p.add_argument("--offload", action="store_true", help="GPU: keep the models on the CPU and move each stage "
+                   "to the GPU in turn (less GPU memory)")
+    p.add_argument("--version", action="version", version=f"nanobark {__version__}")
+    # fmt: on
+    return p
+
+
+def read_text(p, args):
+    """The text from the argument, --file or standard input, at most MAX_TEXT_CHARS characters."""
+    if args.file and args.text:
+        p.error("give the text either as an argument or with --file, not both")
+    text = args.text
+    try:
+        if args.file:
+            with open(args.file, encoding="utf-8") as f:
+                text = f.read(MAX_TEXT_CHARS + 1)
+        elif text in (None, "-"):
+            if sys.stdin is None or sys.stdin.isatty():
+                p.error("no text given: pass it as an argument, with --file, or on standard input")
+            text = sys.stdin.read(MAX_TEXT_CHARS + 1)
+    except (OSError, UnicodeDecodeError) as e:
+        p.error(f"cannot read the text: {e}")
+    if len(text) > MAX_TEXT_CHARS:
+        p.error(f"the text is over {MAX_TEXT_CHARS:,} characters; split it and speak it in several runs")
+    if not text.strip():
+        p.error("the text is empty")
+    if not match_slow_cleanup(text).strip():  # what the tokenizer keeps: nothing but spaces left
+        p.error("the text has nothing to say: only control or zero-width characters; pass some words")
+    return text
+
+
+def check_voice(voice, model):
+    """--voice -> a preset name, a voice file's path (read and validated now), or a recording's loaded clip
+    (read and checked now, and only once: its (24 kHz, 16 kHz) pair is what clone_voice takes)."""
+    from ..audio import load_clip
+
+    kind, ref = find_voice(voice, lambda: preset_names(model))
+    if kind == "recording":
+        return load_clip(ref)
+    if kind == "file":
+        load_voice(ref)  # a bad file is a usage error, found before the model loads
+    return ref
+
+
+def check_out(p, out):
+    if out == "-":
+        if sys.stdout is None or sys.stdout.isatty():
+            p.error("--out - writes raw audio to standard output, which is a terminal here; pipe it into a "
+                    "player (| aplay -f S16_LE -r 24000) or give a file name")  # fmt: skip
+        return
+    ext = os.path.splitext(out)[1].lower()
+    if ext not in FORMATS:
+        p.error(f"--out must end in {', '.join(FORMATS)} (got {out!r})")
+    try:
+        check_writable(out)
+    except ValueError as e:
+        p.error(str(e))
+
+
+def parse_speak(argv):
+    """argv -> the arguments, every one checked (a usage error exits 2 here, before a model is loaded)."""
+    p = speak_parser()
+    args = p.parse_args(argv)
+    args.text = read_text(p, args)
+    device = check_runtime(p, args)
+    try:
+        check_model(args.model)
+        if args.voice is not None:
+            args.voice = check_voice(args.voice, args.model)
+    except (ValueError, FileNotFoundError) as e:  # VoiceFileNotFoundError is the latter
+        p.error(str(e))
+    if (args.continuity or args.silence is not None) and not (args.long or args.stream):
+        p.error("--continuity and --silence apply to long-form generation; add --long (or --stream)")
+    if device.type == "cpu" and args.dtype != "float32":
+        slower = "about 14x slower end to end" if args.dtype == "float16" else "slower (1.3x per decode step)"
+        print(f"note: {args.dtype} on the CPU is {slower} than float32 here (CPUs have few half-precision "
+              "kernels); --int8 is the CPU's fast option", file=sys.stderr)  # fmt: skip
+    if device.type == "cpu" and args.offload:
+        print("note: --offload moves stages between the CPU and an accelerator; on the CPU it does nothing",
+              file=sys.stderr)  # fmt: skip
+    args.device = str(device)
+    check_out(p, args.out)
+    return args
+
+
+def write_audio(path, audio, sample_rate):
+    """Write atomically (a temporary file beside `path`, then renamed): an interrupted run leaves no partial file."""
+    import soundfile as sf
+
+    fmt, subtype = FORMATS[os.path.splitext(path)[1].lower()]
+    write_atomic(path, lambda tmp: sf.write(tmp, audio, sample_rate, format=fmt, subtype=subtype))
+
+
+def write_pcm(chunks, out):
+    """Each chunk as 16-bit little-endian PCM, flushed as it comes (for aplay/ffplay); -> number of samples."""
+    n = 0
+    for chunk in chunks:
+        out.write(np.round(np.clip(chunk, -1, 1) * 32767).astype("<i2").tobytes())
+        out.flush()
+        n += len(chunk)
+    return n
+
+
+def audio_chunks(bark, args, voice):
+    """The audio as a list of one array, or for --stream an iterator with one chunk per segment as it is done."""
+    long = args.long or args.stream
+    if not long:
+        n_tokens = len(bark.tokenizer.encode(normalize_text(args.text)))
+        if n_tokens > TEXT_LENGTH:
+            print(f"note: the text is {n_tokens} tokens, more than the {TEXT_LENGTH} one generation reads; "
+                  "speaking it in segments (--long)", file=sys.stderr)  # fmt: skip
+            long = True
+    settings = replace(defaults(long), **given_settings(args))  # the flags are Settings' fields
+    how = dict(seed=args.seed, settings=settings, progress=not args.quiet)
+    if not long:
+        return [bark.generate(args.text, voice=voice, **how)]
+    how.update(
+        {k: v for k, v in (("continuity", args.continuity), ("silence", args.silence)) if v is not None}
+    )
+    if args.stream:
+        return stream(bark, args.text, voice, **how)
+    return [generate_long(bark, args.text, voice, **how)]
+
+
+def speak(argv):
+    args = parse_speak(argv)
+    from ..bark import Bark
+
+    t0 = time.perf_counter()
+    bark = Bark.from_pretrained(args.model, device=args.device, dtype=args.dtype, offload=args.offload,
+                                compile=args.compile, int8=args.int8)  # fmt: skip
+    # a recording, loaded by check_voice, becomes a voice with this model's codec
+    voice = bark.clone_voice(args.voice) if isinstance(args.voice, tuple) else args.voice
+    chunks = audio_chunks(bark, args, voice)
+    if args.out == "-":
+        n_samples = write_pcm(chunks, sys.stdout.buffer)
+    else:
+        audio = np.concatenate(list(chunks))
+        write_audio(args.out, audio, bark.sample_rate)
+        n_samples = len(audio)
+    status = f"{n_samples / bark.sample_rate:.2f} s of audio in {time.perf_counter() - t0:.1f} s"
+    if args.out == "-":  # standard output carries the audio
+        print(f"standard output: {status}", file=sys.stderr)
+    else:
+        print(f"{args.out}: {status}")
+
+
+# ---------------------------------------------------------------- voices
+
+
+def voices(argv):
+    p = Parser(prog="nanobark voices", epilog=EXIT_CODES,
+               parents=[model_options("list this model's presets (suno/bark-small: Suno's 13 languages)")],
+               description="List the voice presets, by language. The language of the speech comes from the "
+               "text; a preset sets the speaker (v2/ presets are Suno's newer, cleaner ones).")  # fmt: skip
+    p.add_argument("--language", choices=sorted(LANGUAGES), help="only this language (default: all)")
+    args = p.parse_args(argv)
+    try:
+        names = preset_names(check_model(args.model))
+    except ValueError as e:
+        p.error(str(e))
+    if not names:
+        p.error(f"{args.model} has no voice presets (no speaker_embeddings_path.json); use a .npz voice file")
+    by_language = {}
+    for name in names:
+        code = name.rsplit("/", 1)[-1].split("_")[0]
+        by_language.setdefault(code if code in LANGUAGES else "other", []).append(name)
+    for code in [c for c in LANGUAGES if c in by_language] + (["other"] if "other" in by_language else []):
+        if args.language and code != args.language:
+            continue
+        print(f"{LANGUAGES.get(code, 'other')} ({code}):" if code != "other" else "other:")
+        print("  " + " ".join(sorted(by_language[code], key=lambda n: (not n.startswith("v2/"), n))))
+    if not args.language:
+        print(f"\n{len(names)} presets. Use one with: nanobark \"...\" --voice v2/en_speaker_6 (presets download "
+              "from the Hub on first use).")  # fmt: skip
+
+
+# ---------------------------------------------------------------- clone
+
+
+def check_cloning_weights(quantizer, hubert):
+    """--quantizer: a local file or folder, or a bare file name of the quantizers' Hub repo; --hubert: a local
+    file or folder. Anything else is a usage error, found before the models load."""
+    from ..weights.hub import HUBERT_REPO, QUANTIZER_REPO
+
+    for flag, value, hub_names_ok in (("--quantizer", quantizer, True), ("--hubert", hubert, False)):
+        if value is None or os.path.exists(value):
+            continue
+        if hub_names_ok and os.sep not in value and "/" not in value and value.endswith((".pth", ".pt")):
+            continue  # e.g. quantifier_V1_hubert_base_ls960_23.pth, downloaded from the Hub
+        where = f", nor a file name in {QUANTIZER_REPO}" if hub_names_ok else ""
+        raise FileNotFoundError(f"{flag} {value}: no such file or folder{where}")
+    if hubert is not None and os.path.isfile(hubert) and hubert.lower().endswith(AUDIO_FILES):
+        raise ValueError(f"--hubert {hubert} is a recording; --hubert takes a copy of {HUBERT_REPO}")
+
+
+def clone(argv):
+    # fmt: off
+    p = Parser(prog="nanobark clone", epilog=EXIT_CODES,
+               parents=[model_options("the Bark model whose codec encodes the recording (the voice works with "
+                                      "suno/bark too)"), device_options(precision=False)],
+               description="Make a Bark voice from a recording of someone speaking (5-12 s of clean speech by one "
+               "speaker, ending at the end of a sentence, work best). The first run downloads HuBERT base and the "
+               "community's semantic quantizer (English) once.")
+    p.add_argument("recording", help="a .wav, .flac or .ogg file (any sample rate, mono or stereo)")
+    p.add_argument("--out", required=True, help="the voice file to write (.npz), for --voice")
+    p.add_argument("--quantizer", help="a quantizer file (e.g. one trained for another language), or the name of "
+                   "another file in the quantizers' Hub repository (default: the English one, downloaded)")
+    p.add_argument("--hubert", help="a local copy of HuBERT base (default: downloaded)")
+    # fmt: on
+    args = p.parse_args(argv)
+    from ..audio import load_clip
+    from ..cloning import clone_voice
+    from ..device import check_device
+
+    out = voice_file_name(args.out)
+    try:  # everything is checked before anything is loaded
+        device = check_device(args.device)
+        check_model(args.model)
+        check_cloning_weights(args.quantizer, args.hubert)
+        clip = load_clip(args.recording)
+        check_writable(out)
+    except (ValueError, FileNotFoundError) as e:
+        p.error(str(e))
+    t0 = time.perf_counter()
+    voice = clone_voice(args.model, clip, quantizer=args.quantizer, hubert=args.hubert, device=device,
+                        progress=True)  # fmt: skip
+    save_voice(out, voice["semantic_prompt"], voice["coarse_prompt"], voice["fine_prompt"])
+    print(f"{out}: a voice of {len(voice['semantic_prompt'])} semantic tokens and "
+          f"{voice['fine_prompt'].shape[1]} codec frames in {time.perf_counter() - t0:.1f} s; "
+          f"use it with: nanobark \"...\" --voice {out}")  # fmt: skip

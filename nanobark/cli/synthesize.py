@@ -1,0 +1,159 @@
+"""`nanobark synthesize`: every text of a manifest into its own audio file, in batches, resumably; under
+torchrun the items are shared out among the processes (the work itself: corpus.py)."""
+
+import os
+import signal
+import sys
+
+from ..settings import check_seed
+from ..voices import find_voice, load_voice
+from .manifest import ManifestError, read_manifest
+from .parser import EXIT_CODES, Parser, checked, generation_options, given_settings
+from .speak import check_model, check_runtime, preset_names, write_audio
+
+SYNTHESIZE_EPILOG = f"""the manifest:
+  corpus.jsonl  one JSON object per line: {{"id": "utt1", "text": "Hello.", "voice": "v2/en_speaker_6"}}; optional
+                voice, seed, long, text_temp, waveform_temp, fine_temp, top_k, top_p, min_eos_p, max_duration
+  corpus.csv    a header row naming the same columns (.tsv: tab-separated)
+  corpus.txt    (any other name) one text per line; ids from the line numbers: line-0001, line-0002, ...
+  A voice file's relative path is read from the manifest's folder. A wrong row is reported with its line,
+  listed in DIR/errors.jsonl, and does not stop the others.
+
+out:
+  DIR/<id>.wav, and DIR/manifest.jsonl: a line per item made (id, file, text, voice, seed, model,
+  settings, duration, seconds). Run the same command again after a crash: what is done is skipped.
+
+examples:
+  nanobark synthesize corpus.jsonl --out-dir out --batch-size 8 --seed 1
+  torchrun --nproc_per_node=8 -m nanobark synthesize corpus.jsonl --out-dir out    (a rank per GPU)
+  torchrun --nnodes 2 --nproc_per_node 8 --rdzv_id job1 --rdzv_backend c10d --rdzv_endpoint host0:29500 \\
+      -m nanobark synthesize corpus.jsonl --out-dir /shared/out     (the same on both machines; shared folders)
+
+An item's seed is the row's, or --seed plus a hash of its id: its audio does not depend on how many
+processes ran or on the batching (byte for byte on the CPU at the same OMP_NUM_THREADS).
+
+Some rows may fail and the command still exits 0 (see DIR/errors.jsonl): it exits 1 only when every item
+failed, and 2 also for a manifest that cannot be read at all. What was finished is kept on a stop.
+
+{EXIT_CODES}"""
+
+
+def manifest_voices(model, folder):
+    """A manifest row's voice -> what load_voice gets: a preset of the model, or a .npz voice file (a relative
+    path is read from the manifest's folder), read and checked now; else one VoiceError naming it."""
+
+    def check(voice):
+        kind, ref = find_voice(voice, lambda: preset_names(model), folder)
+        if kind == "recording":
+            raise ValueError(f"voice {voice!r} is a recording; make it a voice once (nanobark clone {voice} "
+                             "--out VOICE.npz) and name the .npz")  # fmt: skip
+        if kind == "file":
+            load_voice(ref)
+        return ref
+
+    return check
+
+
+def check_batch_size(value, name):
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    return value
+
+
+def synthesize_parser():
+    # fmt: off
+    p = Parser(prog="nanobark synthesize", epilog=SYNTHESIZE_EPILOG,
+               parents=generation_options("sampling, for the rows without their own", "for long items",
+                                          "; under torchrun, cuda is each process's GPU: cuda:LOCAL_RANK"),
+               description="Speak every text of a manifest into its own audio file, in batches, resumably; under "
+                           "torchrun, the items are shared out among the processes (one GPU each).")
+    p.add_argument("manifest", help="a .jsonl, .csv or .tsv file of id, text and optional columns, or a text "
+                   "file with one text per line")
+    p.add_argument("--out-dir", required=True, help="the folder for the audio files and manifest.jsonl "
+                   "(created if missing; on a shared file system for several machines)")
+    p.add_argument("--batch-size", type=checked(int, check_batch_size, "--batch-size"), default=8,
+                   help="texts generated together, of about the same length")
+    p.add_argument("--seed", type=checked(int, check_seed, "--seed"), default=0,
+                   help="base seed: a row without a seed gets this plus a hash of its id")
+    p.add_argument("--format", choices=("wav", "flac", "ogg"), default="wav",
+                   help="wav and flac: 16-bit PCM; ogg: Vorbis, whose files differ from run to run in a random "
+                   "stream number")
+    p.add_argument("--overwrite", action="store_true", help="make every item again, even those already done")
+    # fmt: on
+    return p
+
+
+def check_out_dir(p, args):
+    out_dir = args.out_dir
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        p.error(f"--out-dir {out_dir} is a file, not a folder")
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as e:
+        p.error(f"cannot make --out-dir {out_dir}: {e.strerror or e}")
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        p.error(f"cannot write in --out-dir {out_dir}")
+    written = os.path.join(out_dir, "manifest.jsonl")
+    if os.path.exists(args.manifest) and os.path.exists(written) and os.path.samefile(args.manifest, written):
+        p.error(f"{args.manifest} is the manifest this command writes; give the manifest of texts to speak")
+
+
+def check_synthesize(p, args, ranks):
+    """-> (device, rows, problems); every usage error exits 2 here, before a model is loaded."""
+    import torch
+
+    device = check_runtime(p, args)
+    try:
+        check_model(args.model)
+    except ValueError as e:
+        p.error(str(e))
+    if device.type == "cuda" and device.index is None and ranks.world > 1:  # one GPU per process
+        if ranks.local >= torch.cuda.device_count():
+            p.error(f"process {ranks.local} of this machine has no GPU of its own ({torch.cuda.device_count()} "
+                    "GPUs): start at most one process per GPU (torchrun --nproc_per_node)")  # fmt: skip
+        device = torch.device("cuda", ranks.local)
+    check_out_dir(p, args)
+    folder = os.path.dirname(os.path.abspath(args.manifest))
+    try:
+        rows, problems = read_manifest(args.manifest, manifest_voices(args.model, folder))
+    except ManifestError as e:
+        p.error(str(e))
+    return device, rows, problems
+
+
+def synthesize(argv):
+    p = synthesize_parser()
+    args = p.parse_args(argv)
+    import torch
+
+    from ..bark import Bark
+    from ..weights.hub import resolve
+    from .corpus import Job, Ranks, local_rank_first, run
+
+    ranks = Ranks()
+    device, rows, problems = check_synthesize(p, args, ranks)
+    model = (
+        args.model + (" int8" if args.int8 else "") + (f" {args.dtype}" if args.dtype != "float32" else "")
+    )
+    job = Job(out_dir=args.out_dir, manifest=args.manifest, model=model, ext=args.format, seed=args.seed,
+              batch_size=args.batch_size, defaults=given_settings(args), overwrite=args.overwrite,
+              progress=not args.quiet, save=lambda path, audio: write_audio(path, audio, Bark.sample_rate))  # fmt: skip
+    ranks.start()
+    try:
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        bark = None  # every row wrong: nothing to load
+        if rows:  # a first run downloads and converts the model once per machine, then every rank loads it
+            local_rank_first(ranks, lambda: resolve(args.model))
+            bark = Bark.from_pretrained(args.model, device=device, dtype=args.dtype, int8=args.int8)
+        totals = run(bark, rows, problems, job, ranks)
+    except KeyboardInterrupt as e:
+        if ranks.rank == 0:  # every rank gets the signal; one says so
+            print(f"interrupted; the items finished so far are in {args.out_dir}: the same command again makes "
+                  "the rest", file=sys.stderr)  # fmt: skip
+        return 128 + getattr(e, "signum", signal.SIGINT)
+    finally:
+        ranks.stop()
+    if ranks.rank == 0:
+        print(totals.summary(args.out_dir))
+    return totals.exit_code()

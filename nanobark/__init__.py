@@ -4,12 +4,10 @@ The names below are imported on first use (PEP 562), so that `import nanobark` i
 `nanobark` command can answer --help, or a Ctrl-C, before torch has loaded.
 """
 
-from typing import TYPE_CHECKING
-
 __version__ = "0.1.0"
-_WHERE = {  # public name -> the module that defines it
+_WHERE = {  # public name -> the module that defines it (the one list: readers and tools start here)
     "Bark": "bark",
-    "clone_voice": "bark",
+    "clone_voice": "cloning",
     "BarkConfig": "config",
     "CodecConfig": "config",
     "GPTConfig": "config",
@@ -23,15 +21,6 @@ _WHERE = {  # public name -> the module that defines it
     "stream": "longform",
 }
 __all__ = sorted(_WHERE)
-
-if TYPE_CHECKING:  # for readers and tools: what the lazy names are
-    from .bark import Bark, clone_voice  # noqa: F401
-    from .config import PRESETS, BarkConfig, CodecConfig, GPTConfig  # noqa: F401
-    from .layout import SAMPLE_RATE  # noqa: F401
-    from .longform import generate_long, split_text, stream  # noqa: F401
-    from .settings import Settings  # noqa: F401
-    from .voices import load_voice, save_voice  # noqa: F401
-
 
 def __getattr__(name):
     if name not in _WHERE:

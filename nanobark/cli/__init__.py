@@ -49,6 +49,7 @@ def main(argv=None):
     for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):  # no SIGHUP on Windows
         if sig is not None:
             signal.signal(sig, _stop)
+    # read from argv, not from a parser: the handlers below serve every command, and each command parses alone
     debug = "--debug" in argv
     if not debug:  # a library warning (a clip outside the advised length, a text cut at 256 tokens): one line
         warnings.formatwarning = lambda message, *args, **kwargs: f"note: {message}\n"

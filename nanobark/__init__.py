@@ -22,6 +22,7 @@ _WHERE = {  # public name -> the module that defines it (the one list: readers a
 }
 __all__ = sorted(_WHERE)
 
+
 def __getattr__(name):
     if name not in _WHERE:
         raise AttributeError(f"module 'nanobark' has no attribute {name!r}")

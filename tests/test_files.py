@@ -112,3 +112,16 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     with pytest.raises(OSError):
         write_atomic(tmp_path / "a.txt", fail)
     assert os.listdir(tmp_path) == ["a.txt"] and (tmp_path / "a.txt").read_text() == "old"
+
+
+def test_atomic_folder_deletes_only_its_own_targets_leftovers(tmp_path):
+    """Under model.lock, a .converting-model.* folder is a killed writer's; another target's is not."""
+    from nanobark.weights.convert.folder import atomic_folder
+
+    dead, other = ".converting-model.0123456789ab", ".converting-model.v2.0123456789ab"
+    for name in (dead, other):
+        (tmp_path / name).mkdir()
+    atomic_folder(tmp_path / "model", lambda tmp: open(os.path.join(tmp, "a"), "w").close())
+    assert sorted(os.listdir(tmp_path)) == sorted([other, "model", "model.lock"])
+    assert os.listdir(tmp_path / "model") == ["a"]
+    atomic_folder(tmp_path / "model", lambda tmp: pytest.fail("written again"), keep=os.path.isdir)

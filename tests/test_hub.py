@@ -125,7 +125,7 @@ def test_a_cache_filled_by_transformers_is_used_offline(hf_cache, converted, cac
     for i, voice in enumerate([None, "v2/en_speaker_6"]):
         want = bark.generate("Hello dog", voice=voice, seed=3, max_duration_s=0.3)
         np.testing.assert_allclose(audio[i], want, rtol=0, atol=1e-5)  # same tokens; the threads differ
-    assert sorted(os.listdir(cache)) == ["downloads", "suno--bark-small"]
+    assert sorted(os.listdir(cache)) == ["downloads", "suno--bark-small", "suno--bark-small.lock"]
     assert not os.listdir(cache / "downloads")  # the links gathering the cached files are gone
 
 
@@ -176,7 +176,7 @@ def test_a_touched_or_changed_snapshot_is_converted_again_in_place(hf_snapshot, 
 
     def load():
         bark = Bark.from_pretrained(str(snapshot), device="cpu")
-        assert len(os.listdir(cache / "local")) == 1  # one copy, no temporary folder left
+        assert len(os.listdir(cache / "local")) == 2  # one copy and its lock file, no temporary folder
         return bark.models["semantic"].lm_head.weight.clone()
 
     first = load()

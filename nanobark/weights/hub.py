@@ -3,9 +3,9 @@
     resolve("suno/bark-small") -> (converted directory, fetch for voice presets or None)
 
 A local directory is used as it is when nanobark.convert wrote it, and converted into the
-cache when it is a Hub-layout snapshot. The conversion is atomic (files.folder_atomic): it is
-written into a locked temporary directory beside the target and renamed into place, so a crash
-or a concurrent run never leaves a half-converted model where a finished one is expected.
+cache when it is a Hub-layout snapshot. The conversion is atomic (convert.atomic_folder): it is
+written into a temporary directory beside the target, under a file lock, and renamed into place, so a
+crash or a concurrent run never leaves a half-converted model where a finished one is expected.
 
 Offline, nothing waits on the network: one request without retries tells whether the Hub answers
 (huggingface_hub >= 1 retries a failed download for ~25 s), and when it does not, or HF_HUB_OFFLINE=1
@@ -17,11 +17,10 @@ import json
 import os
 import shutil
 
-from ..files import folder_atomic
 from ..voices import PresetDownloadError, VoiceFileNotFoundError
-from .checkpoint import HUBERT_FILE, QUANTIZER_FILE, is_converted, is_current
+from .checkpoint import FORMAT_VERSION, HUBERT_FILE, QUANTIZER_FILE, read_meta
 from .convert.cloning import convert_hubert, convert_quantizer
-from .convert.folder import write_converted
+from .convert.folder import atomic_folder, write_converted
 
 HUB_MODELS = ("suno/bark-small", "suno/bark")
 # bark-small's safetensors file sits on an unmerged PR branch; the main branches only have pytorch_model.bin
@@ -56,19 +55,28 @@ def _stamp_of(path):
         return None
 
 
+def is_current(path):
+    """A finished conversion that this nanobark reads and that has all it writes: a copy in the cache converted
+    before the EnCodec encoder was kept (no "encoder" entry) is converted again, once, for cloning."""
+    meta = read_meta(path) or {}
+    return meta.get("format_version", 1) == FORMAT_VERSION and "encoder" in meta
+
+
 def convert_once(src, target, stamp=None, write=write_converted, finished=is_current):
     """Convert `src` into `target` with write(src, folder) unless a finished conversion (of the source `stamp`
-    describes, if given) is there. Another one is replaced in place, whole (files.folder_atomic)."""
+    describes, if given) is there. Another one is replaced in place, whole (convert.atomic_folder)."""
 
     def up_to_date(path):  # missing, unfinished, of another format or another source: (re)convert
         return finished(path) and (stamp is None or _stamp_of(path) == stamp)
 
-    if not up_to_date(target):
-        with folder_atomic(target, up_to_date) as tmp:
-            write(src, tmp)
-            if stamp is not None:
-                with open(os.path.join(tmp, SOURCE_STAMP), "w") as f:
-                    json.dump(stamp, f)
+    def fill(tmp):
+        write(src, tmp)
+        if stamp is not None:
+            with open(os.path.join(tmp, SOURCE_STAMP), "w") as f:
+                json.dump(stamp, f)
+
+    if not up_to_date(target):  # checked again under the lock: another process may be converting it now
+        atomic_folder(target, fill, keep=up_to_date)
     return target
 
 
@@ -197,7 +205,7 @@ def _cannot_download(repo_id, target, offline, error):
     from huggingface_hub import constants
 
     why = offline or f"the download failed ({type(error).__name__})"
-    older = " (the copy there is of an older format)" if is_converted(target) else ""
+    older = " (the copy there is of an older format)" if read_meta(target) is not None else ""
     return (
         f"cannot get {repo_id}: {why}, and neither huggingface_hub's cache ({constants.HF_HUB_CACHE}) nor "
         f"nanobark's ({target}{older}) holds it. Connect to the internet once: the model is downloaded and "
@@ -217,7 +225,7 @@ def looks_like_hub_id(name):
 def resolve(name_or_path):
     """A Hub id, a Hub-layout snapshot folder or a converted folder -> (converted folder, preset fetch or None)."""
     if os.path.isdir(name_or_path):
-        if is_converted(name_or_path):
+        if read_meta(name_or_path) is not None:
             return name_or_path, None
         return convert_once(name_or_path, _local_target(name_or_path), source_stamp(name_or_path)), None
     if not looks_like_hub_id(name_or_path):

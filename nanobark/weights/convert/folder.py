@@ -24,16 +24,18 @@ import json
 import os
 import pickle
 import re
+import secrets
 import shutil
 import sys
 import zipfile
 
 import numpy as np
 import torch
+from filelock import FileLock
 
 from ...config import BarkConfig, CodecConfig, GPTConfig
-from ...files import folder_atomic, write_atomic
-from ..checkpoint import FORMAT_VERSION, CheckpointError, is_converted, read_safetensors
+from ...files import write_atomic
+from ..checkpoint import FORMAT_VERSION, CheckpointError, read_meta, read_safetensors
 from .codec_keys import (
     codec_from_encodec,
     codec_from_transformers,
@@ -87,9 +89,7 @@ def load_file(path):
         with torch.serialization.safe_globals(_NUMPY_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except CheckpointError as e:
-        raise ConversionError(
-            f"{e}; the file is corrupt or truncated: delete it and download it again"
-        ) from None
+        raise ConversionError(f"{e}; delete it and download it again") from None
     except pickle.UnpicklingError as e:
         raise ConversionError(
             f"refusing to load {path}: it is a pickle that needs more than plain tensors to load, "
@@ -230,9 +230,9 @@ def read_checkpoint(src_dir):
 def convert(src_dir, out_dir):
     """Convert `src_dir` into nanobark's layout at `out_dir`; returns out_dir.
 
-    The whole folder is written beside `out_dir` and renamed into place (files.folder_atomic), so an
-    interrupted or failed conversion leaves `out_dir` as it was, and one that replaces an earlier conversion
-    never leaves a mix of the two.
+    The whole folder is written beside `out_dir` and renamed into place (atomic_folder), so an interrupted
+    or failed conversion leaves `out_dir` as it was, and one that replaces an earlier conversion never leaves
+    a mix of the two.
     """
     src, out = (os.path.realpath(p) for p in (src_dir, out_dir))
     if src == out or out.startswith(src + os.sep) or src.startswith(out + os.sep):
@@ -240,14 +240,44 @@ def convert(src_dir, out_dir):
                               "(or a folder holding it); choose an output folder outside the source")  # fmt: skip
     check_output(out_dir)
     cfg, states = read_checkpoint(src_dir)
-    with folder_atomic(out_dir, is_converted, replace=True) as tmp:
-        write_converted(src_dir, tmp, cfg, states)
-    return out_dir
+    return atomic_folder(out_dir, lambda tmp: write_converted(src_dir, tmp, cfg, states))
+
+
+TEMP_PREFIX = ".converting-"  # + the target's name + "." + 12 hex digits: a folder being written, never read
+
+
+def atomic_folder(target, write, keep=lambda path: False):
+    """Call write(tmp) for a new folder beside `target`, then rename it to `target`, replacing what is there.
+
+    All of it runs holding the file lock <target>.lock, so one process at a time writes `target`: one that
+    waited for the lock writes nothing if keep(target) (the other one just made it), and a temporary folder
+    of `target` found lying around is a killed writer's, deleted. A crash leaves `target` as it was, or
+    missing if it came between the two renames: never a mix of two folders.
+    """
+    parent, name = os.path.split(os.path.abspath(target))
+    os.makedirs(parent, exist_ok=True)
+    with FileLock(os.path.join(parent, name + ".lock")):
+        if keep(target):
+            return target
+        for old in os.listdir(parent):
+            if re.fullmatch(re.escape(TEMP_PREFIX + name) + r"\.[0-9a-f]{12}", old):
+                shutil.rmtree(os.path.join(parent, old), ignore_errors=True)
+        tmp, old = (os.path.join(parent, f"{TEMP_PREFIX}{name}.{secrets.token_hex(6)}") for _ in "ab")
+        os.mkdir(tmp, 0o777)  # the umask applies (mkdtemp's 0700 would hide a shared cache from other users)
+        try:
+            write(tmp)
+            if os.path.lexists(target):
+                os.rename(target, old)
+            os.rename(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True)
+    return target
 
 
 def check_output(out_dir):
     """A conversion replaces only what a conversion wrote: out_dir must be missing, empty, or converted."""
-    if os.path.exists(out_dir) and not is_converted(out_dir):
+    if os.path.exists(out_dir) and read_meta(out_dir) is None:
         if not os.path.isdir(out_dir) or os.listdir(out_dir):
             raise ConversionError(
                 f"{out_dir} exists and is not a nanobark conversion; a conversion would replace it whole, so "

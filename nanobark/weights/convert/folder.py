@@ -144,19 +144,22 @@ def from_transformers(state_dict, hf_config, origin):
     return cfg, states
 
 
-def convert_transformers(src_dir):
-    """A transformers-layout snapshot directory -> (BarkConfig, {stage: state dict})."""
-    with open(os.path.join(src_dir, "config.json")) as f:
+def read_transformers(files):
+    """A transformers-layout snapshot's {name: path} -> (BarkConfig, {stage: state dict})."""
+    with open(files["config.json"]) as f:
         hf_config = json.load(f)
-    weights = [
-        p for p in ("model.safetensors", "pytorch_model.bin") if os.path.exists(os.path.join(src_dir, p))
-    ]
+    weights = [files[name] for name in ("model.safetensors", "pytorch_model.bin") if name in files]
     if not weights:
         raise ConversionError(
-            f"{src_dir} has config.json but neither model.safetensors nor pytorch_model.bin"
+            f"{os.path.dirname(files['config.json'])} has config.json but neither model.safetensors nor "
+            "pytorch_model.bin"
         )
-    path = os.path.join(src_dir, weights[0])
-    return from_transformers(load_file(path), hf_config, path)
+    return from_transformers(load_file(weights[0]), hf_config, weights[0])
+
+
+def files_of(src_dir):
+    """{name: path} of what a checkpoint folder holds."""
+    return {name: os.path.join(src_dir, name) for name in os.listdir(src_dir)}
 
 
 def _find_codec(src_dir):
@@ -187,7 +190,7 @@ def _find_codec(src_dir):
     return cfg, state, encoder
 
 
-def convert_suno(src_dir, files):
+def read_suno(src_dir, files):
     states, cfgs = {}, {}
     for stage, name in zip(("semantic", "coarse", "fine"), files):
         path = os.path.join(src_dir, name)
@@ -208,7 +211,10 @@ def convert_suno(src_dir, files):
 
 
 def read_checkpoint(src_dir):
-    """Detect the layout of `src_dir` and return (BarkConfig, {stage: nanobark state dict})."""
+    """Detect the layout of `src_dir` and return (BarkConfig, {stage: nanobark state dict}). src_dir may also
+    be the {name: path} of a transformers-layout snapshot's files."""
+    if isinstance(src_dir, dict):
+        return read_transformers(src_dir)
     if not os.path.isdir(src_dir):
         raise FileNotFoundError(f"checkpoint directory not found: {src_dir}")
     if os.path.exists(os.path.join(src_dir, "semantic.safetensors")):
@@ -217,10 +223,10 @@ def read_checkpoint(src_dir):
             "(an unfinished or damaged conversion?); convert the original checkpoint again"
         )
     if os.path.exists(os.path.join(src_dir, "config.json")):
-        return convert_transformers(src_dir)
+        return read_transformers(files_of(src_dir))
     for files in SUNO_FILES.values():
         if all(os.path.exists(os.path.join(src_dir, f)) for f in files):
-            return convert_suno(src_dir, files)
+            return read_suno(src_dir, files)
     raise ConversionError(
         f"{src_dir} is not a Bark checkpoint: expected config.json with model.safetensors or pytorch_model.bin "
         f"(Hub layout of suno/bark-small or suno/bark), or Suno's text.pt/coarse.pt/fine.pt (or *_2.pt)."
@@ -285,12 +291,14 @@ def check_output(out_dir):
             )
 
 
-def write_converted(src_dir, out_dir, cfg=None, states=None):
-    """Write the converted files of `src_dir` into the (empty) folder `out_dir`, config.json last."""
+def write_converted(src, out_dir, cfg=None, states=None):
+    """Write the converted files of `src` (a checkpoint folder, or {name: path} as read_checkpoint takes) into
+    the (empty) folder `out_dir`, config.json last."""
     from safetensors.torch import save_file
 
     if states is None:
-        cfg, states = read_checkpoint(src_dir)
+        cfg, states = read_checkpoint(src)
+    files = src if isinstance(src, dict) else files_of(src)
     for stage in STAGES + (("encoder",) if states.get("encoder") is not None else ()):
         state = {k: v.contiguous() for k, v in states[stage].items()}
         write_atomic(
@@ -298,12 +306,10 @@ def write_converted(src_dir, out_dir, cfg=None, states=None):
             lambda tmp: save_file(state, tmp, metadata={"format": "pt"}),
         )
     for name in EXTRA_FILES:
-        if os.path.exists(os.path.join(src_dir, name)):
-            write_atomic(
-                os.path.join(out_dir, name), lambda tmp: shutil.copyfile(os.path.join(src_dir, name), tmp)
-            )
-    if os.path.isdir(os.path.join(src_dir, "speaker_embeddings")):
-        _copy_folder(os.path.join(src_dir, "speaker_embeddings"), os.path.join(out_dir, "speaker_embeddings"))
+        if name in files:
+            write_atomic(os.path.join(out_dir, name), lambda tmp: shutil.copyfile(files[name], tmp))
+    if os.path.isdir(files.get("speaker_embeddings", "")):
+        _copy_folder(files["speaker_embeddings"], os.path.join(out_dir, "speaker_embeddings"))
     # "encoder": whether encoder.safetensors was written (a cache converted before there was one gets one)
     has_encoder = states.get("encoder") is not None
     meta = {"format": "nanobark", "format_version": FORMAT_VERSION, "encoder": has_encoder, **cfg.to_dict()}

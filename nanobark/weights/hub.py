@@ -20,8 +20,8 @@ import time
 
 from ..voices import PresetDownloadError, VoiceFileNotFoundError
 from .checkpoint import FORMAT_VERSION, HUBERT_FILE, QUANTIZER_FILE, read_meta
-from .convert.cloning import convert_hubert, convert_quantizer
 from .convert.folder import atomic_folder, write_converted
+from .convert.hubert import convert_hubert, convert_quantizer
 
 HUB_MODELS = ("suno/bark-small", "suno/bark")
 # bark-small's safetensors file sits on an unmerged PR branch; the main branches only have pytorch_model.bin

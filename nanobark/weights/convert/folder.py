@@ -81,7 +81,7 @@ def _unpickler_reason(message):
     return found.group(0) if found else "something that is not a plain tensor"
 
 
-def load_file(path):
+def read_tensors(path):
     """Read a tensor file safely: safetensors (header checked first), or a torch pickle of tensors and plain data."""
     try:
         if path.endswith(".safetensors"):
@@ -154,7 +154,7 @@ def read_transformers(files):
             f"{os.path.dirname(files['config.json'])} has config.json but neither model.safetensors nor "
             "pytorch_model.bin"
         )
-    return from_transformers(load_file(weights[0]), hf_config, weights[0])
+    return from_transformers(read_tensors(weights[0]), hf_config, weights[0])
 
 
 def files_of(src_dir):
@@ -168,7 +168,7 @@ def _find_codec(src_dir):
     snap = os.path.join(src_dir, "encodec_24khz")
     cfg = CodecConfig()
     if th:
-        src = Source(load_file(th[0]), th[0])
+        src = Source(read_tensors(th[0]), th[0])
         encoder = encoder_from_encodec(src, cfg)  # first, as above
         state = codec_from_encodec(src, cfg)
     elif os.path.isdir(snap):
@@ -178,7 +178,7 @@ def _find_codec(src_dir):
         if not files:
             raise ConversionError(f"{snap} holds no model.safetensors or pytorch_model.bin")
         path = os.path.join(snap, files[0])
-        src = Source(load_file(path), path)
+        src = Source(read_tensors(path), path)
         encoder = encoder_from_transformers(src, cfg, prefix="")
         state = codec_from_transformers(src, cfg, prefix="")
     else:
@@ -194,7 +194,7 @@ def read_suno(src_dir, files):
     states, cfgs = {}, {}
     for stage, name in zip(("semantic", "coarse", "fine"), files):
         path = os.path.join(src_dir, name)
-        ckpt = load_file(path)
+        ckpt = read_tensors(path)
         if not isinstance(ckpt, dict) or "model" not in ckpt or "model_args" not in ckpt:
             raise ConversionError(
                 f"{path} is not one of Suno's checkpoints (expected the keys 'model' and 'model_args')"

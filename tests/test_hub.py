@@ -192,7 +192,7 @@ def test_hub_id_downloads_safetensors_converts_once_and_fetches_only_the_asked_p
 ):
     """A stand-in for the Hub serving the snapshot: bark-small's weights come from refs/pr/5."""
     import huggingface_hub
-    from huggingface_hub.errors import LocalEntryNotFoundError, RemoteEntryNotFoundError
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
     import nanobark.weights.hub as hub
 
@@ -208,11 +208,7 @@ def test_hub_id_downloads_safetensors_converts_once_and_fetches_only_the_asked_p
             or not os.path.exists(path)
             or (filename == "model.safetensors" and revision != "refs/pr/5")
         ):
-            err = RemoteEntryNotFoundError.__new__(
-                RemoteEntryNotFoundError
-            )  # a 404, without an HTTP response
-            Exception.__init__(err, f"{filename} is not in {repo_id}@{revision}")
-            raise err
+            raise not_on_hub(f"{filename} is not in {repo_id}@{revision}")
         return path
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_hub)
@@ -229,3 +225,69 @@ def test_hub_id_downloads_safetensors_converts_once_and_fetches_only_the_asked_p
     calls.clear()
     Bark.from_pretrained("suno/bark-small", device="cpu")
     assert calls == []  # the converted copy in nanobark's cache is used as it is
+
+
+def not_on_hub(message):
+    """huggingface_hub's "the Hub has no such file" (a 404), made without an HTTP response."""
+    from huggingface_hub.errors import RemoteEntryNotFoundError
+
+    err = RemoteEntryNotFoundError.__new__(RemoteEntryNotFoundError)
+    Exception.__init__(err, message)
+    return err
+
+
+@pytest.mark.parametrize(
+    "cached, offline, on_hub, outcome, asked",
+    [
+        (True, "HF_HUB_OFFLINE=1 is set", True, "the file", []),  # a cached file: the network is not asked
+        (False, "HF_HUB_OFFLINE=1 is set", True, ConnectionError, ["why_offline"]),  # at once, no download
+        (False, None, True, "the file", ["why_offline", "download"]),
+        (False, None, False, FileNotFoundError, ["why_offline", "download"]),
+    ],
+)
+def test_fetch_file_takes_the_cache_first_and_asks_the_hub_only_when_it_answers(
+    monkeypatch, cached, offline, on_hub, outcome, asked
+):
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    import nanobark.weights.hub as hub
+
+    calls = []
+
+    def fake_hub(repo_id, filename, revision=None, local_files_only=False):
+        if local_files_only and not cached:
+            raise LocalEntryNotFoundError(f"{filename} is not cached")
+        if not local_files_only:
+            calls.append("download")
+            if not on_hub:
+                raise not_on_hub(f"{filename} is not in {repo_id}")
+        return "the file"
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_hub)
+    monkeypatch.setattr(hub, "why_offline", lambda repo_id, filename: calls.append("why_offline") or offline)
+    if isinstance(outcome, str):
+        assert hub.fetch_file("suno/bark-small", "config.json") == outcome
+    else:
+        with pytest.raises(outcome, match="config.json"):
+            hub.fetch_file("suno/bark-small", "config.json")
+    assert calls == asked
+
+
+def test_an_unreachable_hub_is_asked_once_a_minute(monkeypatch):
+    """Offline, each file that is not cached used to wait for its own request (up to 10 s each)."""
+    import huggingface_hub
+
+    import nanobark.weights.hub as hub
+
+    requests = []
+
+    def refused(*a, **k):
+        requests.append(a)
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", refused)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub, "_unreachable", (float("-inf"), None))
+    reasons = [hub.why_offline("suno/bark-small", name) for name in ("config.json", "vocab.txt")]
+    assert reasons[0] == reasons[1] and "cannot be reached (OSError)" in reasons[0] and len(requests) == 1

@@ -162,7 +162,7 @@ def files_of(src_dir):
     return {name: os.path.join(src_dir, name) for name in os.listdir(src_dir)}
 
 
-def _find_codec(src_dir):
+def read_codec(src_dir):
     """The codec weights beside Suno's checkpoints -> (CodecConfig, codec state dict, encoder state dict)."""
     th = sorted(glob.glob(os.path.join(src_dir, "encodec_24khz*.th")))
     snap = os.path.join(src_dir, "encodec_24khz")
@@ -206,7 +206,7 @@ def read_suno(src_dir, files):
         src.discard(lambda k: k.endswith(".attn.bias"))  # causal-mask buffers of the non-flash path
         states[stage] = take_gpt(src, cfgs[stage], fine, suno_name)
         src.finish()
-    codec_cfg, states["codec"], states["encoder"] = _find_codec(src_dir)
+    codec_cfg, states["codec"], states["encoder"] = read_codec(src_dir)
     return BarkConfig(cfgs["semantic"], cfgs["coarse"], cfgs["fine"], codec_cfg), states
 
 

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from nanobark.config import PRESETS
-from nanobark.weights.checkpoint import is_converted, load_config, load_stage
+from nanobark.weights.checkpoint import load_config, load_stage, read_meta
 from nanobark.weights.convert.folder import convert, from_transformers, main
 from nanobark.weights.convert.gpt_keys import suno_model_args, suno_name
 from nanobark.weights.convert.source import ConversionError
@@ -43,7 +43,7 @@ def assert_same_states(dir_a, dir_b):
 
 
 def test_safetensors_snapshot_converts_and_loads(hf_snapshot, converted):
-    assert is_converted(converted)
+    assert read_meta(converted) is not None
     for stage in STAGES:
         assert os.path.exists(os.path.join(converted, f"{stage}.safetensors"))
     cfg = load_config(converted)
@@ -173,9 +173,9 @@ def test_truncated_safetensors_is_reported(hf_snapshot, tmp_path):
     shutil.copytree(hf_snapshot, src)
     data = (src / "model.safetensors").read_bytes()
     (src / "model.safetensors").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ConversionError, match="corrupt or truncated"):
+    with pytest.raises(ConversionError, match="model.safetensors is not a safetensors file, or a damaged"):
         convert(str(src), str(tmp_path / "out"))
-    assert not is_converted(str(tmp_path / "out"))
+    assert read_meta(str(tmp_path / "out")) is None
 
 
 class _Evil:
@@ -205,4 +205,4 @@ def test_cli_reports_errors_and_succeeds(hf_snapshot, tmp_path, capsys):
     assert main([str(tmp_path / "empty"), str(tmp_path / "out")]) == 1
     assert "is not a Bark checkpoint" in capsys.readouterr().err
     assert main([hf_snapshot, str(tmp_path / "ok")]) == 0
-    assert is_converted(str(tmp_path / "ok"))
+    assert read_meta(str(tmp_path / "ok")) is not None

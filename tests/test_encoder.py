@@ -28,7 +28,7 @@ from nanobark.weights.convert.codec_keys import (
     encoder_from_encodec,
     encoder_from_transformers,
 )
-from nanobark.weights.convert.folder import _find_codec, from_transformers
+from nanobark.weights.convert.folder import from_transformers, read_codec
 from nanobark.weights.convert.source import Source
 
 CFG = CodecConfig()
@@ -196,7 +196,7 @@ def test_encodec_th_file_converts_the_encoder(models, converted, tmp_path):
     """Suno's layout takes the codec from encodec_24khz-*.th: the encoder comes along, and loads."""
     ref = models["encodec"][0]
     torch.save(ref.state_dict(), tmp_path / "encodec_24khz-d7cc33bc.th")
-    _, codec_state, encoder_state = _find_codec(str(tmp_path))
+    _, codec_state, encoder_state = read_codec(str(tmp_path))
     folder = tmp_path / "converted"
     shutil.copytree(converted, folder)
     save_file(codec_state, folder / "codec.safetensors")

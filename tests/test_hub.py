@@ -99,7 +99,7 @@ def test_unreachable_hub_without_cache_fails_fast_and_says_what_to_do(tmp_path):
     env = offline_env("unreachable", tmp_path / "hf_home", tmp_path / "nanobark")
     [load], _ = run_child(tmp_path, env)
     assert "ConnectionError" in load["error"] and not load["chained"], load
-    for advice in ("cannot be reached", "--model FOLDER", "HF_HUB_OFFLINE=1", "on first use"):
+    for advice in ("cannot be reached", "--model FOLDER", "on first use"):
         assert advice in load["message"], load["message"]
     assert load["seconds"] < 10, load  # one request, no retry loop
 
@@ -125,8 +125,7 @@ def test_a_cache_filled_by_transformers_is_used_offline(hf_cache, converted, cac
     for i, voice in enumerate([None, "v2/en_speaker_6"]):
         want = bark.generate("Hello dog", voice=voice, seed=3, max_duration=0.3)
         np.testing.assert_allclose(audio[i], want, rtol=0, atol=1e-5)  # same tokens; the threads differ
-    assert sorted(os.listdir(cache)) == ["downloads", "suno--bark-small"]
-    assert not os.listdir(cache / "downloads")  # the links gathering the cached files are gone
+    assert sorted(os.listdir(cache)) == ["suno--bark-small", "suno--bark-small.lock"]  # no other copy
 
 
 @pytest.mark.parametrize("mode", ["HF_HUB_OFFLINE=1", "unreachable"])
@@ -176,7 +175,7 @@ def test_a_touched_or_changed_snapshot_is_converted_again_in_place(hf_snapshot, 
 
     def load():
         bark = Bark.from_pretrained(str(snapshot), device="cpu")
-        assert len(os.listdir(cache / "local")) == 1  # one copy, no temporary folder left
+        assert len(os.listdir(cache / "local")) == 2  # one copy and its lock file, no temporary folder
         return bark.models["semantic"].lm_head.weight.clone()
 
     first = load()
@@ -193,7 +192,7 @@ def test_hub_id_downloads_safetensors_converts_once_and_fetches_only_the_asked_p
 ):
     """A stand-in for the Hub serving the snapshot: bark-small's weights come from refs/pr/5."""
     import huggingface_hub
-    from huggingface_hub.errors import LocalEntryNotFoundError, RemoteEntryNotFoundError
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
     import nanobark.weights.hub as hub
 
@@ -209,11 +208,7 @@ def test_hub_id_downloads_safetensors_converts_once_and_fetches_only_the_asked_p
             or not os.path.exists(path)
             or (filename == "model.safetensors" and revision != "refs/pr/5")
         ):
-            err = RemoteEntryNotFoundError.__new__(
-                RemoteEntryNotFoundError
-            )  # a 404, without an HTTP response
-            Exception.__init__(err, f"{filename} is not in {repo_id}@{revision}")
-            raise err
+            raise not_on_hub(f"{filename} is not in {repo_id}@{revision}")
         return path
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_hub)
@@ -221,7 +216,7 @@ def test_hub_id_downloads_safetensors_converts_once_and_fetches_only_the_asked_p
     bark = Bark.from_pretrained("suno/bark-small", device="cpu")
     assert ("suno/bark-small", "model.safetensors", "refs/pr/5") in calls
     assert not any(f.startswith("speaker_embeddings/") for _, f, _ in calls)
-    assert not os.path.exists(os.path.join(cache, "downloads", "suno--bark-small"))  # the links are gone
+    assert sorted(os.listdir(cache)) == ["suno--bark-small", "suno--bark-small.lock"]  # no link folder
     calls.clear()
     bark.generate("Hello", voice="v2/en_speaker_6", seed=0, max_duration=0.1)
     assert sorted(f for _, f, _ in calls) == [
@@ -230,3 +225,69 @@ def test_hub_id_downloads_safetensors_converts_once_and_fetches_only_the_asked_p
     calls.clear()
     Bark.from_pretrained("suno/bark-small", device="cpu")
     assert calls == []  # the converted copy in nanobark's cache is used as it is
+
+
+def not_on_hub(message):
+    """huggingface_hub's "the Hub has no such file" (a 404), made without an HTTP response."""
+    from huggingface_hub.errors import RemoteEntryNotFoundError
+
+    err = RemoteEntryNotFoundError.__new__(RemoteEntryNotFoundError)
+    Exception.__init__(err, message)
+    return err
+
+
+@pytest.mark.parametrize(
+    "cached, offline, on_hub, outcome, asked",
+    [
+        (True, "HF_HUB_OFFLINE=1 is set", True, "the file", []),  # a cached file: the network is not asked
+        (False, "HF_HUB_OFFLINE=1 is set", True, ConnectionError, ["why_offline"]),  # at once, no download
+        (False, None, True, "the file", ["why_offline", "download"]),
+        (False, None, False, FileNotFoundError, ["why_offline", "download"]),
+    ],
+)
+def test_fetch_file_takes_the_cache_first_and_asks_the_hub_only_when_it_answers(
+    monkeypatch, cached, offline, on_hub, outcome, asked
+):
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    import nanobark.weights.hub as hub
+
+    calls = []
+
+    def fake_hub(repo_id, filename, revision=None, local_files_only=False):
+        if local_files_only and not cached:
+            raise LocalEntryNotFoundError(f"{filename} is not cached")
+        if not local_files_only:
+            calls.append("download")
+            if not on_hub:
+                raise not_on_hub(f"{filename} is not in {repo_id}")
+        return "the file"
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_hub)
+    monkeypatch.setattr(hub, "why_offline", lambda repo_id, filename: calls.append("why_offline") or offline)
+    if isinstance(outcome, str):
+        assert hub.fetch_file("suno/bark-small", "config.json") == outcome
+    else:
+        with pytest.raises(outcome, match="config.json"):
+            hub.fetch_file("suno/bark-small", "config.json")
+    assert calls == asked
+
+
+def test_an_unreachable_hub_is_asked_once_a_minute(monkeypatch):
+    """Offline, each file that is not cached used to wait for its own request (up to 10 s each)."""
+    import huggingface_hub
+
+    import nanobark.weights.hub as hub
+
+    requests = []
+
+    def refused(*a, **k):
+        requests.append(a)
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", refused)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub, "_unreachable", (float("-inf"), None))
+    reasons = [hub.why_offline("suno/bark-small", name) for name in ("config.json", "vocab.txt")]
+    assert reasons[0] == reasons[1] and "cannot be reached (OSError)" in reasons[0] and len(requests) == 1

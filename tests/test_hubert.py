@@ -21,8 +21,7 @@ from nanobark.config import HubertConfig, QuantizerConfig
 from nanobark.hubert import Hubert, n_frames
 from nanobark.quantizer import SemanticQuantizer, quantizer_config
 from nanobark.weights.checkpoint import CheckpointError, load_hubert, load_quantizer
-from nanobark.weights.convert.cloning import convert_hubert, convert_quantizer
-from nanobark.weights.convert.hubert_keys import hubert_layout, take_hubert
+from nanobark.weights.convert.hubert import convert_hubert, convert_quantizer, hubert_layout, take_hubert
 from nanobark.weights.convert.source import ConversionError, Source
 
 CFG = HubertConfig()

@@ -1,19 +1,18 @@
 """Read a directory written by nanobark.convert: config.json plus one safetensors file per stage,
 and the EnCodec encoder (encoder.safetensors) that only voice cloning reads; and voice cloning's other two
-models, each a file of its own (hubert.safetensors, quantizer.safetensors: nanobark.convert.cloning).
+models, each a file of its own (hubert.safetensors, quantizer.safetensors: nanobark.convert.hubert).
 
-The files are not trusted: every safetensors header is checked against the file's size before any
-tensor is read, and every tensor against the shape and kind the model expects, so a damaged or
-tampered file fails with the name of the file and the tensor rather than deep inside torch.
+The files are not trusted: safetensors checks every header against its file before a tensor is read, the
+sizes in config.json are checked against the tensors before a model is built, and every tensor against the
+shape and kind the model expects, so a damaged or tampered file fails with the name of the file rather than
+deep inside torch.
 """
 
 import json
-import math
 import os
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file
 
 from ..codec import Codec, Encoder
 from ..config import BarkConfig, HubertConfig
@@ -24,9 +23,6 @@ from ..layout import SEMANTIC_VOCAB_SIZE
 from ..quantizer import SemanticQuantizer, quantizer_config
 
 STAGE_CLASSES = {"semantic": GPT, "coarse": GPT, "fine": FineGPT, "codec": Codec}
-DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
-               "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}  # fmt: skip
-MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
 # the layout nanobark.convert writes; 2: the codec's upsampling blocks are "ups.*" (were "stages.*").
 # A folder of another version is converted again (the Hub cache) or refused with advice (a folder of yours).
 FORMAT_VERSION = 2
@@ -36,32 +32,15 @@ class CheckpointError(ValueError):
     """A weights file that is damaged, tampered with, or does not fit the model."""
 
 
-def _finished_config(path):
-    """The config.json of a finished conversion at `path` as a dict (config.json is written last), else None."""
+def read_meta(path):
+    """The config.json of a finished conversion at `path` as a dict (config.json is written last), else None.
+    Its "format_version" (1 if absent) says which nanobark wrote it."""
     try:
         with open(os.path.join(path, "config.json")) as f:
             meta = json.load(f)
     except (OSError, ValueError):
         return None
     return meta if isinstance(meta, dict) and meta.get("format") == "nanobark" else None
-
-
-def converted_version(path):
-    """The format version of a finished conversion at `path`, else None."""
-    meta = _finished_config(path)
-    return None if meta is None else meta.get("format_version", 1)
-
-
-def is_converted(path):
-    """True for a finished conversion, of this format version or another."""
-    return converted_version(path) is not None
-
-
-def is_current(path):
-    """True for a finished conversion that this nanobark reads and that has all it writes: a copy in the cache
-    converted before the EnCodec encoder was kept (no "encoder" entry) is converted again, once, for cloning."""
-    meta = _finished_config(path) or {}
-    return meta.get("format_version", 1) == FORMAT_VERSION and "encoder" in meta
 
 
 def _reconvert_hint(path):
@@ -72,7 +51,7 @@ def _reconvert_hint(path):
 
 
 def load_config(path) -> BarkConfig:
-    d = _finished_config(path)  # read once: the config and its format version
+    d = read_meta(path)
     if d is None:
         raise FileNotFoundError(
             f"{path} is not a nanobark checkpoint (no config.json written by nanobark.convert); "
@@ -94,52 +73,24 @@ def load_config(path) -> BarkConfig:
     return config
 
 
-def tensor_entry_problem(entry, data_bytes):
-    """What is wrong with one safetensors header entry {dtype, shape, data_offsets}, or None."""
+def read_safetensors(path, device="cpu", names=None):
+    """{name: tensor} of a safetensors file (only those of `names` it has, if given); safetensors checks the
+    header against the file first (sizes, offsets, dtypes). Any failure is a CheckpointError."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path} is missing")
     try:
-        dtype, shape, (begin, end) = entry["dtype"], list(entry["shape"]), entry["data_offsets"]
-    except (TypeError, KeyError, ValueError):
-        return "has a malformed header entry (needs dtype, shape and two data_offsets)"
-    if not isinstance(dtype, str) or dtype not in DTYPE_BYTES:
-        return f"has unknown dtype {dtype!r}"
-    if not all(type(x) is int and x >= 0 for x in shape + [begin, end]) or begin > end:
-        return f"has an invalid shape {shape} or byte range {begin}..{end}"
-    if end > data_bytes:
-        return f"needs bytes {begin}..{end} but the file holds only {data_bytes} bytes of data"
-    if end - begin != math.prod(shape) * DTYPE_BYTES[dtype]:
-        return (
-            f"is declared {dtype} {shape} ({math.prod(shape) * DTYPE_BYTES[dtype]} bytes) "
-            f"but spans {end - begin} bytes"
-        )
-    return None
+        with safe_open(path, framework="pt", device=str(device)) as f:
+            keys = set(f.keys())
+            return {k: f.get_tensor(k) for k in (keys if names is None else keys & set(names))}
+    except Exception as e:  # the library's SafetensorError, or an OSError
+        raise CheckpointError(
+            f"{path} is not a safetensors file, or a damaged one (truncated, or a pickle): {e}"
+        ) from None
 
 
-def check_safetensors(path):
-    """Check a safetensors header against the file -> the header; raise CheckpointError naming the first bad tensor."""
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        n = int.from_bytes(f.read(8), "little")
-        if size < 8 or n > min(size - 8, MAX_HEADER_BYTES):
-            raise CheckpointError(
-                f"{path} is not a safetensors file (its header length {n} does not fit the "
-                f"{size}-byte file): truncated, or another format such as a pickle"
-            )
-        try:
-            header = json.loads(f.read(n))
-        except ValueError:
-            header = None
-    if not isinstance(header, dict):
-        raise CheckpointError(f"{path} is not a safetensors file (its header is not a JSON object)")
-    for name, entry in header.items():
-        problem = None if name == "__metadata__" else tensor_entry_problem(entry, size - 8 - n)
-        if problem:
-            raise CheckpointError(f"{path}: tensor {name!r} {problem}")
-    return header
-
-
-def _count(header, prefix):
-    """How many numbered blocks the header holds under `prefix` ("h." -> the N of every "h.N.")."""
-    return len({k[len(prefix) :].split(".", 1)[0] for k in header if k.startswith(prefix)})
+def _count(shapes, prefix):
+    """How many numbered blocks `shapes` holds under `prefix` ("h." -> the N of every "h.N.")."""
+    return len({k[len(prefix) :].split(".", 1)[0] for k in shapes if k.startswith(prefix)})
 
 
 def _at_most(ours, theirs):
@@ -149,21 +100,20 @@ def _at_most(ours, theirs):
                                             for o, t in zip(ours, theirs))  # fmt: skip
 
 
-def size_problems(stage, cfg, header):
-    """The config's sizes that decide how much gets built, checked against the weights file's header first.
+def size_problems(stage, cfg, shapes):
+    """The config's sizes that decide how much gets built, checked against the weights file's {name: shape}.
 
     A config.json asking for 10^6 layers must be refused before 10^6 layers are built, so a config can
     never make loading build more than the file holds; the shapes are compared after (state_problems).
     """
-    shapes = {k: v.get("shape") for k, v in header.items() if k != "__metadata__"}
-    if stage == "encoder":
-        sizes = {"len(ratios)": (len(cfg.ratios), _count(shapes, "downs.")),
-                 "lstm_layers": (cfg.lstm_layers, sum(k.startswith("lstm.weight_ih_l") for k in shapes))}  # fmt: skip
-    elif stage == "codec":
+    if stage == "codec":
         sizes = {"len(ratios)": (len(cfg.ratios), _count(shapes, "ups.")),
                  "lstm_layers": (cfg.lstm_layers, sum(k.startswith("lstm.weight_ih_l") for k in shapes)),
                  "codebooks (n_codebooks, codebook_size, dimension)":
                      ([cfg.n_codebooks, cfg.codebook_size, cfg.dimension], shapes.get("codebooks"))}  # fmt: skip
+    elif stage == "encoder":
+        sizes = {"len(ratios)": (len(cfg.ratios), _count(shapes, "downs.")),
+                 "lstm_layers": (cfg.lstm_layers, sum(k.startswith("lstm.weight_ih_l") for k in shapes))}  # fmt: skip
     else:
         wpe = shapes.get("wpe.weight") or [None, None]
         sizes = {"n_layer": (cfg.n_layer, _count(shapes, "h.")), "block_size": (cfg.block_size, wpe[0]),
@@ -180,26 +130,6 @@ def size_problems(stage, cfg, header):
     return problems
 
 
-def read_safetensors(path, device="cpu", expect=None, names=None):
-    """{name: tensor} of a safetensors file, its header checked first; any failure is a CheckpointError.
-
-    expect(header) -> list of problems is asked before any tensor is read (see size_problems).
-    names: read only these tensors (those the file has), not the whole file."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path} is missing")
-    header = check_safetensors(path)
-    problems = expect(header) if expect else []
-    if problems:
-        raise CheckpointError(f"{path} does not fit the model in config.json: {'; '.join(problems)}")
-    try:
-        if names is None:
-            return load_file(path, device=str(device))
-        with safe_open(path, framework="pt", device=str(device)) as f:
-            return {name: f.get_tensor(name) for name in names if name in header}
-    except Exception as e:  # what the header check does not look for, e.g. overlapping byte ranges
-        raise CheckpointError(f"{path} cannot be read ({type(e).__name__}: {e})") from None
-
-
 def state_problems(expected, state):
     """Differences between two {name: tensor} dicts in names, shapes and kind (float or not), as strings."""
     problems = [f"missing tensor {k!r}" for k in expected if k not in state]
@@ -213,57 +143,61 @@ def state_problems(expected, state):
     return sorted(problems)
 
 
-def _first_five(problems):
-    return "; ".join(problems[:5]) + (f"; ... ({len(problems) - 5} more)" if len(problems) > 5 else "")
+def _does_not_fit(file, problems):
+    shown = "; ".join(problems[:5]) + (f"; ... ({len(problems) - 5} more)" if len(problems) > 5 else "")
+    return CheckpointError(f"{file} does not fit the model: {shown}")
+
+
+def _load(file, build, fits, hint, device, dtype=None, finish=None):
+    """The model build(shapes) makes, with the weights of `file`, in eval mode: the file is read (safetensors
+    checks it), fits(shapes) -> problems is asked before the model is built (on the meta device), every tensor
+    is compared with the model's, then they are loaded and finish(model) adds what is not in its state dict.
+    Any failure is one CheckpointError naming the file, ending with `hint` (what to do)."""
+    try:
+        state = read_safetensors(file, device)
+        shapes = {k: list(v.shape) for k, v in state.items()}
+        problems = fits(shapes)
+        if not problems:
+            with torch.device("meta"):
+                model = build(shapes)
+            problems = state_problems(model.state_dict(), state)
+        if problems:
+            raise _does_not_fit(file, problems)
+        model.load_state_dict(state, strict=True, assign=True)
+        if finish is not None:
+            finish(model)
+    except CheckpointError as e:
+        raise CheckpointError(f"{e}; {hint}") from None
+    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
 
 
 def load_stage(path, stage, config=None, device="cpu", dtype=torch.float32):
     """Build one stage ('semantic', 'coarse', 'fine' or 'codec') and load its weights, in eval mode."""
-    config = config or load_config(path)
-    cfg, file = getattr(config, stage), os.path.join(path, f"{stage}.safetensors")
-    try:  # the header first: the model is built only once its sizes are known to fit the file
-        state = read_safetensors(file, device, expect=lambda header: size_problems(stage, cfg, header))
-    except CheckpointError as e:
-        raise CheckpointError(f"{e}; {_reconvert_hint(path)}") from None
-    with torch.device("meta"):
-        model = STAGE_CLASSES[stage](cfg)
-    problems = state_problems(model.state_dict(), state)
-    if problems:
-        raise CheckpointError(
-            f"{file} does not fit the model in config.json: {_first_five(problems)}; {_reconvert_hint(path)}"
-        )
-    model.load_state_dict(state, strict=True, assign=True)
-    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    cfg = getattr(config or load_config(path), stage)
+    return _load(os.path.join(path, f"{stage}.safetensors"), lambda shapes: STAGE_CLASSES[stage](cfg),
+                 lambda shapes: size_problems(stage, cfg, shapes), _reconvert_hint(path), device, dtype)  # fmt: skip
 
 
 def load_encoder(path, config=None, device="cpu"):
     """The EnCodec encoder of a converted folder, in eval mode: encoder.safetensors, plus the codebooks, which
     are the codec's and are read (alone) from codec.safetensors. Only voice cloning needs it."""
-    config = config or load_config(path)
-    cfg, file = config.codec, os.path.join(path, "encoder.safetensors")
+    cfg, file = (config or load_config(path)).codec, os.path.join(path, "encoder.safetensors")
     if not os.path.isfile(file):
         raise CheckpointError(
             f"{path} has no encoder.safetensors, the EnCodec encoder that voice cloning needs (it was converted "
             "by an older nanobark, or from weights without the encoder); " + _reconvert_hint(path)
         )
     codec_file = os.path.join(path, "codec.safetensors")
-    try:
-        state = read_safetensors(file, device, expect=lambda header: size_problems("encoder", cfg, header))
-        books = read_safetensors(codec_file, device, names=["codebooks"],
-                                 expect=lambda header: size_problems("codec", cfg, header))  # fmt: skip
-    except CheckpointError as e:
-        raise CheckpointError(f"{e}; {_reconvert_hint(path)}") from None
-    with torch.device("meta"):
-        model = Encoder(cfg)
-    problems = state_problems(model.state_dict(), state)
-    problems += [f"{codec_file}: {p}" for p in state_problems({"codebooks": model.codebooks}, books)]
-    if problems:
-        raise CheckpointError(
-            f"{file} does not fit the model in config.json: {_first_five(problems)}; {_reconvert_hint(path)}"
-        )
-    model.load_state_dict(state, strict=True, assign=True)
-    model.codebooks = books["codebooks"]  # not in the state dict (persistent=False)
-    return model.to(device).eval().requires_grad_(False)
+
+    def add_codebooks(model):  # a buffer not in the state dict (persistent=False)
+        books = read_safetensors(codec_file, device, names=["codebooks"])
+        problems = state_problems({"codebooks": model.codebooks}, books)
+        if problems:
+            raise _does_not_fit(codec_file, problems)
+        model.codebooks = books["codebooks"]
+
+    return _load(file, lambda shapes: Encoder(cfg), lambda shapes: size_problems("encoder", cfg, shapes),
+                 _reconvert_hint(path), device, finish=add_codebooks)  # fmt: skip
 
 
 # ---- voice cloning's HuBERT and semantic quantizer: a file each, no config.json (their sizes are fixed, or
@@ -285,40 +219,20 @@ def load_hubert(path, device="cpu", cfg=None):
     """HuBERT base up to the layer the quantizer reads, from path/hubert.safetensors, in eval mode."""
     cfg = cfg or HubertConfig()
 
-    def problems(shapes):  # refused before anything is built, as size_problems does for the stages
+    def fits(shapes):  # refused before anything is built, as size_problems does for the stages
         have = _count(shapes, "layers.")
         return [] if _at_most(cfg.n_layer, have) else [f"n_layer is {cfg.n_layer}, the weights hold {have}"]
 
-    return _load_alone(os.path.join(path, HUBERT_FILE), problems, lambda shapes: Hubert(cfg), device)
+    file = os.path.join(path, HUBERT_FILE)
+    return _load(file, lambda shapes: Hubert(cfg), fits, _clone_hint(file), device)
 
 
 def load_quantizer(path, device="cpu"):
     """The semantic quantizer of path/quantizer.safetensors (its version and sizes read from it), in eval mode."""
     file = os.path.join(path, QUANTIZER_FILE)
-    return _load_alone(file, lambda shapes: quantizer_problems(quantizer_config(shapes)),
-                       lambda shapes: SemanticQuantizer(quantizer_config(shapes)), device)  # fmt: skip
+    return _load(file, lambda shapes: SemanticQuantizer(quantizer_config(shapes)),
+                 lambda shapes: quantizer_problems(quantizer_config(shapes)), _clone_hint(file), device)  # fmt: skip
 
 
-def _load_alone(file, problems, build, device):
-    """Check the file's header, then problems(shapes); build(shapes) on the meta device; check every tensor
-    against it; load. Any failure is a CheckpointError naming the file and what to do."""
-    hint = (
-        f"delete {file}: the next clone converts it again (a file you converted yourself: convert it again)"
-    )
-    try:
-        if not os.path.isfile(file):
-            raise CheckpointError(f"{file} is missing")
-        shapes = {k: v["shape"] for k, v in check_safetensors(file).items() if k != "__metadata__"}
-        found = problems(shapes)
-        if found:
-            raise CheckpointError(f"{file} does not fit the model: {'; '.join(found)}")
-        state = read_safetensors(file, device)
-    except CheckpointError as e:
-        raise CheckpointError(f"{e}; {hint}") from None
-    with torch.device("meta"):
-        model = build(shapes)
-    found = state_problems(model.state_dict(), state)
-    if found:
-        raise CheckpointError(f"{file} does not fit the model: {_first_five(found)}; {hint}")
-    model.load_state_dict(state, strict=True, assign=True)
-    return model.to(device).eval().requires_grad_(False)
+def _clone_hint(file):
+    return f"delete {file}: the next clone converts it again (or convert it again, if you converted it)"

@@ -3,25 +3,25 @@
     resolve("suno/bark-small") -> (converted directory, fetch for voice presets or None)
 
 A local directory is used as it is when nanobark.convert wrote it, and converted into the
-cache when it is a Hub-layout snapshot. The conversion is atomic (files.folder_atomic): it is
-written into a locked temporary directory beside the target and renamed into place, so a crash
-or a concurrent run never leaves a half-converted model where a finished one is expected.
+cache when it is a Hub-layout snapshot. The conversion is atomic (convert.atomic_folder): it is
+written into a temporary directory beside the target, under a file lock, and renamed into place, so a
+crash or a concurrent run never leaves a half-converted model where a finished one is expected.
 
-Offline, nothing waits on the network: one request without retries tells whether the Hub answers
-(huggingface_hub >= 1 retries a failed download for ~25 s), and when it does not, or HF_HUB_OFFLINE=1
-is set, the files are taken from huggingface_hub's cache (as transformers leaves it) or not at all.
+Every Hub file goes through fetch_file: one in huggingface_hub's cache (as transformers leaves it, too) is
+used without asking the network. For one that is not, one request without retries tells whether the Hub
+answers (huggingface_hub >= 1 retries a failed download for ~25 s): offline, or with HF_HUB_OFFLINE=1, it
+fails at once.
 """
 
 import hashlib
 import json
 import os
-import shutil
+import time
 
-from ..files import folder_atomic
 from ..voices import PresetDownloadError, VoiceFileNotFoundError
-from .checkpoint import HUBERT_FILE, QUANTIZER_FILE, is_converted, is_current
-from .convert.cloning import convert_hubert, convert_quantizer
-from .convert.folder import write_converted
+from .checkpoint import FORMAT_VERSION, HUBERT_FILE, QUANTIZER_FILE, read_meta
+from .convert.folder import atomic_folder, write_converted
+from .convert.hubert import convert_hubert, convert_quantizer
 
 HUB_MODELS = ("suno/bark-small", "suno/bark")
 # bark-small's safetensors file sits on an unmerged PR branch; the main branches only have pytorch_model.bin
@@ -56,19 +56,28 @@ def _stamp_of(path):
         return None
 
 
+def is_current(path):
+    """A finished conversion that this nanobark reads and that has all it writes: a copy in the cache converted
+    before the EnCodec encoder was kept (no "encoder" entry) is converted again, once, for cloning."""
+    meta = read_meta(path) or {}
+    return meta.get("format_version", 1) == FORMAT_VERSION and "encoder" in meta
+
+
 def convert_once(src, target, stamp=None, write=write_converted, finished=is_current):
     """Convert `src` into `target` with write(src, folder) unless a finished conversion (of the source `stamp`
-    describes, if given) is there. Another one is replaced in place, whole (files.folder_atomic)."""
+    describes, if given) is there. Another one is replaced in place, whole (convert.atomic_folder)."""
 
     def up_to_date(path):  # missing, unfinished, of another format or another source: (re)convert
         return finished(path) and (stamp is None or _stamp_of(path) == stamp)
 
-    if not up_to_date(target):
-        with folder_atomic(target, up_to_date) as tmp:
-            write(src, tmp)
-            if stamp is not None:
-                with open(os.path.join(tmp, SOURCE_STAMP), "w") as f:
-                    json.dump(stamp, f)
+    def fill(tmp):
+        write(src, tmp)
+        if stamp is not None:
+            with open(os.path.join(tmp, SOURCE_STAMP), "w") as f:
+                json.dump(stamp, f)
+
+    if not up_to_date(target):  # checked again under the lock: another process may be converting it now
+        atomic_folder(target, fill, keep=up_to_date)
     return target
 
 
@@ -87,11 +96,19 @@ def source_stamp(src_dir):
     return stamp
 
 
-def _local_target(src_dir):
-    """The cache folder of a local snapshot, keyed by its path alone: a changed snapshot is reconverted there."""
-    src_dir = os.path.abspath(src_dir)
-    digest = hashlib.sha256(src_dir.encode()).hexdigest()[:16]
-    return os.path.join(cache_root(), "local", f"{os.path.basename(src_dir)}-{digest}")
+def _path_key(folder, path):
+    """The cache folder in `folder` of a local source, keyed by its path alone: a changed source is converted
+    again there, not beside."""
+    path = os.path.abspath(path)
+    return os.path.join(folder, f"{os.path.basename(path)}-{hashlib.sha256(path.encode()).hexdigest()[:16]}")
+
+
+class HubOffline(ConnectionError):
+    """A file that huggingface_hub's cache does not hold, while the Hub cannot be asked."""
+
+
+# (when, why) the Hub last failed to answer: it is not asked again for a minute
+_unreachable = (float("-inf"), None)
 
 
 def why_offline(repo_id, filename="config.json"):
@@ -100,113 +117,84 @@ def why_offline(repo_id, filename="config.json"):
     One HEAD request, without huggingface_hub's retries: an error with an HTTP status (404, 401, 5xx)
     means the Hub answered, so the download goes on and reports it; any other error (no network,
     refused, timeout, proxy) means it cannot be reached."""
+    global _unreachable
     from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
     from huggingface_hub.errors import HfHubHTTPError
 
     if constants.HF_HUB_OFFLINE:
         return "HF_HUB_OFFLINE=1 is set"
+    if time.monotonic() - _unreachable[0] < 60:
+        return _unreachable[1]
     try:
         get_hf_file_metadata(hf_hub_url(repo_id, filename), timeout=constants.HF_HUB_ETAG_TIMEOUT)
     except HfHubHTTPError:
         return None
     except Exception as e:
-        return f"the Hugging Face Hub ({constants.ENDPOINT}) cannot be reached ({type(e).__name__})"
+        why = f"the Hugging Face Hub ({constants.ENDPOINT}) cannot be reached ({type(e).__name__})"
+        _unreachable = (time.monotonic(), why)
+        return why
     return None
 
 
-def _absent_errors(local_only):
-    """The huggingface_hub errors that mean "this file is not there" (offline: not in the cache)."""
-    from huggingface_hub.errors import LocalEntryNotFoundError
+def fetch_file(repo_id, filename, revision=None):
+    """The local path of one file of a Hub repo: huggingface_hub's cache (transformers' too), else downloaded.
 
-    try:  # "the Hub has no such file" (not "we are offline", which must not be skipped over online)
-        from huggingface_hub.errors import RemoteEntryNotFoundError as NotOnHub
-    except ImportError:  # huggingface_hub < 1.0
-        from huggingface_hub.errors import EntryNotFoundError as NotOnHub
-    return (NotOnHub, LocalEntryNotFoundError) if local_only else (NotOnHub,)
-
-
-def download(repo_id, local_only=False):
-    """Download a Hub checkpoint's files (not the voice presets) -> a folder linking to them.
-
-    The files stay in huggingface_hub's cache; the folder (in nanobark's cache) gathers them in
-    one place, since the weights may come from another revision than the rest. local_only: take
-    them from huggingface_hub's cache, where transformers may have left pytorch_model.bin (main)
-    without the safetensors file of another revision.
-    """
+    A cached file is used without asking the network (the files of a revision do not change). One that is not
+    cached is a HubOffline error at once while the Hub cannot be asked (why_offline); a file, revision or repo
+    the Hub does not have is a FileNotFoundError, and any other failure a ConnectionError."""
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import RevisionNotFoundError
+    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
-    def get(name, revision=None):
-        return hf_hub_download(repo_id, name, revision=revision, local_files_only=local_only)
+    try:  # "the Hub has no such file" (huggingface_hub < 1.0 names it EntryNotFoundError)
+        from huggingface_hub.errors import RemoteEntryNotFoundError as NotOnHub
+    except ImportError:
+        from huggingface_hub.errors import EntryNotFoundError as NotOnHub
+    try:
+        try:
+            return hf_hub_download(repo_id, filename, revision=revision, local_files_only=True)
+        except LocalEntryNotFoundError:
+            offline = why_offline(repo_id, filename)
+        if not offline:
+            return hf_hub_download(repo_id, filename, revision=revision)
+    except (NotOnHub, RepositoryNotFoundError, RevisionNotFoundError) as e:
+        raise FileNotFoundError(f"{repo_id} on the Hub has no {filename} ({type(e).__name__})") from None
+    except Exception as e:  # the network went away mid-way, or the Hub is down
+        raise ConnectionError(f"downloading {filename} from {repo_id} failed ({type(e).__name__})") from None
+    raise HubOffline(f"{offline}, and huggingface_hub's cache does not hold {repo_id}/{filename}")
 
-    absent = _absent_errors(local_only)
-    files = {"config.json": get("config.json")}
+
+def download(repo_id):
+    """A Hub checkpoint's files (not the voice presets: fetched on use) -> {name: path in huggingface_hub's cache}.
+
+    The weights may come from another revision than the rest (SAFETENSORS_REVISIONS); offline, transformers
+    may have cached pytorch_model.bin (main) without the safetensors file."""
+    files = {"config.json": fetch_file(repo_id, "config.json")}
     for name in SNAPSHOT_FILES[1:]:
         try:
-            files[name] = get(name)
-        except absent:  # e.g. a snapshot without tokenizer.json
+            files[name] = fetch_file(repo_id, name)
+        except (FileNotFoundError, HubOffline):  # e.g. a snapshot without tokenizer.json
             pass
     try:
-        files["model.safetensors"] = get("model.safetensors", SAFETENSORS_REVISIONS.get(repo_id))
-    except (*absent, RevisionNotFoundError):
-        files["pytorch_model.bin"] = get("pytorch_model.bin")
-    folder = os.path.join(cache_root(), "downloads", repo_id.replace("/", "--"))
-    os.makedirs(folder, exist_ok=True)
-    for name, path in files.items():
-        link = os.path.join(folder, name)
-        if os.path.lexists(link):
-            os.remove(link)
-        try:
-            os.symlink(os.path.realpath(path), link)
-        except OSError:  # no symlinks (e.g. Windows without developer mode)
-            shutil.copyfile(path, link)
-    return folder
+        revision = SAFETENSORS_REVISIONS.get(repo_id)
+        files["model.safetensors"] = fetch_file(repo_id, "model.safetensors", revision)
+    except (FileNotFoundError, HubOffline):
+        files["pytorch_model.bin"] = fetch_file(repo_id, "pytorch_model.bin")
+    return files
 
 
 def hub_fetch(repo_id):
-    """fetch(relative_path) -> local path of one file (a voice preset): huggingface_hub's cache, else downloaded.
-
-    A cached file is used without asking the network; one that is not, while offline, is a
-    PresetDownloadError at once (PresetIndex.load adds the voice's name and what to do)."""
+    """fetch(relative_path) -> local path of one file (a voice preset), by fetch_file; its errors as the voices'
+    (PresetIndex.load adds the voice's name and what to do)."""
 
     def fetch(rel):
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import LocalEntryNotFoundError
-
-        try:  # the presets on the Hub do not change: a cached copy (ours or transformers') is the file
-            return hf_hub_download(repo_id, rel, local_files_only=True)
-        except LocalEntryNotFoundError:
-            pass
-        offline = why_offline(repo_id, rel)
-        if offline:
-            raise PresetDownloadError(f"{offline} and huggingface_hub's cache does not hold {rel}")
         try:
-            return hf_hub_download(repo_id, rel)
-        except _absent_errors(False):
-            raise VoiceFileNotFoundError(f"{rel} is not in {repo_id} on the Hugging Face Hub") from None
-        except Exception as e:  # the network went away mid-way, or the Hub is down
-            raise PresetDownloadError(
-                f"downloading {rel} from {repo_id} failed ({type(e).__name__})"
-            ) from None
+            return fetch_file(repo_id, rel)
+        except FileNotFoundError as e:
+            raise VoiceFileNotFoundError(str(e)) from None
+        except ConnectionError as e:
+            raise PresetDownloadError(str(e)) from None
 
     return fetch
-
-
-def _cannot_download(repo_id, target, offline, error):
-    """The ConnectionError message for a Hub id that neither cache holds: why, and the ways out."""
-    from huggingface_hub import constants
-
-    why = offline or f"the download failed ({type(error).__name__})"
-    older = " (the copy there is of an older format)" if is_converted(target) else ""
-    return (
-        f"cannot get {repo_id}: {why}, and neither huggingface_hub's cache ({constants.HF_HUB_CACHE}) nor "
-        f"nanobark's ({target}{older}) holds it. Connect to the internet once: the model is downloaded and "
-        "converted once, and each voice preset is downloaded on first use. Or download a snapshot of "
-        f"{repo_id} (config.json, pytorch_model.bin or model.safetensors, vocab.txt, "
-        "speaker_embeddings_path.json and speaker_embeddings/) into a folder and pass it: --model FOLDER, or "
-        "Bark.from_pretrained(FOLDER). With HF_HUB_OFFLINE=1 the network is never asked and a copy in "
-        "huggingface_hub's cache (e.g. left by transformers) is used as it is."
-    )
 
 
 def looks_like_hub_id(name):
@@ -217,9 +205,10 @@ def looks_like_hub_id(name):
 def resolve(name_or_path):
     """A Hub id, a Hub-layout snapshot folder or a converted folder -> (converted folder, preset fetch or None)."""
     if os.path.isdir(name_or_path):
-        if is_converted(name_or_path):
+        if read_meta(name_or_path) is not None:
             return name_or_path, None
-        return convert_once(name_or_path, _local_target(name_or_path), source_stamp(name_or_path)), None
+        target = _path_key(os.path.join(cache_root(), "local"), name_or_path)
+        return convert_once(name_or_path, target, source_stamp(name_or_path)), None
     if not looks_like_hub_id(name_or_path):
         raise FileNotFoundError(
             f"model {name_or_path!r} is neither a folder nor a Hub id; "
@@ -227,18 +216,18 @@ def resolve(name_or_path):
         )
     target = os.path.join(cache_root(), name_or_path.replace("/", "--"))
     if not is_current(target):
-        offline = why_offline(name_or_path)
         try:
-            snapshot = download(name_or_path, local_only=offline is not None)
-        except Exception as e:
-            if type(e).__name__ in ("RepositoryNotFoundError", "GatedRepoError", "RemoteEntryNotFoundError"):
-                raise FileNotFoundError(
-                    f"{name_or_path} is not a Bark checkpoint on the Hugging Face Hub "
-                    f"({type(e).__name__}); use {' or '.join(HUB_MODELS)}"
-                ) from None
-            raise ConnectionError(_cannot_download(name_or_path, target, offline, e)) from None
-        convert_once(snapshot, target)
-        shutil.rmtree(snapshot, ignore_errors=True)  # only links: the files stay in huggingface_hub's cache
+            files = download(name_or_path)
+        except FileNotFoundError as e:
+            use = " or ".join(HUB_MODELS)
+            raise FileNotFoundError(f"{name_or_path} is not a Bark checkpoint: {e}; use {use}") from None
+        except ConnectionError as e:
+            raise ConnectionError(
+                f"cannot get {name_or_path}: {e}. Connect to the internet once (the model is downloaded on first "
+                "use), or pass a snapshot folder you downloaded: --model FOLDER or Bark.from_pretrained(FOLDER) "
+                "(README: Files, caches and offline use)."
+            ) from None
+        convert_once(files, target)
     return target, hub_fetch(name_or_path)
 
 
@@ -264,36 +253,21 @@ def _cloning_part(src, name, convert, repo_id, hub_file):
     if src is not None and os.path.isfile(os.path.join(src, name)):
         return src  # converted already
     folder = os.path.join(cache_root(), "cloning")
-    if src is not None and os.path.exists(
-        src
-    ):  # a local source: keyed by its path, reconverted if it changes
-        src = os.path.abspath(src)
-        target = os.path.join(
-            folder, f"{os.path.basename(src)}-{hashlib.sha256(src.encode()).hexdigest()[:16]}"
-        )
+    if src is not None and os.path.exists(src):  # a local source: reconverted in place if it changes
         stamp = [os.path.getsize(src), os.stat(src).st_mtime_ns] if os.path.isfile(src) else source_stamp(src)
-        return _convert_part(src, target, name, convert, stamp)
+        return _convert_part(os.path.abspath(src), _path_key(folder, src), name, convert, stamp)
     hub_file = src or hub_file
     if "/" in hub_file or not hub_file.endswith((".pth", ".pt", ".bin", ".safetensors")):
         raise FileNotFoundError(f"{hub_file} is neither a local file or folder nor a file of {repo_id}")
     target = os.path.join(folder, f"{repo_id.replace('/', '--')}--{hub_file}")
     if os.path.isfile(os.path.join(target, name)):
         return target
-    from huggingface_hub import hf_hub_download
-
-    offline = why_offline(repo_id, hub_file)
     try:
-        path = hf_hub_download(repo_id, hub_file, local_files_only=offline is not None)
-    except _absent_errors(offline is not None) as e:
-        if offline:
-            raise ConnectionError(
-                f"voice cloning needs {repo_id}/{hub_file}, downloaded once on first use, but {offline}, and "
-                "huggingface_hub's cache does not hold it; connect once, or pass a downloaded copy "
-                "(clone_voice(..., quantizer=PATH, hubert=PATH); on the command line `nanobark clone RECORDING "
-                "--quantizer PATH --hubert PATH --out VOICE.npz`, then --voice VOICE.npz)"
-            ) from None
-        raise FileNotFoundError(
-            f"{hub_file} is not in {repo_id} on the Hugging Face Hub ({type(e).__name__})"
+        path = fetch_file(repo_id, hub_file)
+    except HubOffline as e:
+        raise HubOffline(
+            f"voice cloning downloads its weights on first use: {e}. Connect once, or pass a downloaded "
+            "copy: clone_voice(..., quantizer=PATH, hubert=PATH), or --quantizer PATH --hubert PATH."
         ) from None
     return _convert_part(path, target, name, convert)
 

@@ -19,6 +19,7 @@ import re
 import torch
 
 from ...codec import Codec, Encoder
+from .source import expected_shapes
 
 
 def codec_from_transformers(src, cfg, prefix="codec_model."):
@@ -92,8 +93,7 @@ def _encoder_convs(cfg):
 
 
 def _take_decoder(src, cfg, conv_name, lstm, codebook_key, unused):
-    with torch.device("meta"):  # only for the names and shapes nanobark expects
-        shapes = {k: tuple(v.shape) for k, v in Codec(cfg).state_dict().items()}
+    shapes = expected_shapes(Codec, cfg)
     convs = [(ours, conv_name(idx, sub, transposed)) for ours, idx, sub, transposed in _decoder_convs(cfg)]
     out = _take_convs_and_lstm(src, shapes, convs, lstm)
     books = [src.take(codebook_key(j), shapes["codebooks"][1:]) for j in range(cfg.n_codebooks)]
@@ -106,8 +106,7 @@ def _take_encoder(src, cfg, layers, conv):
     """layers: the source's name for the list of encoder layers; conv: where a layer's conv sits in it."""
     if not any(k.startswith(layers) for k in src.sd):
         return None  # a decoder-only source: no encoder.safetensors, and load_encoder says why
-    with torch.device("meta"):
-        shapes = {k: tuple(v.shape) for k, v in Encoder(cfg).state_dict().items()}  # no codebooks in it
+    shapes = expected_shapes(Encoder, cfg)  # no codebooks in it
     convs = [(ours, f"{layers}{idx}.{sub}{conv}") for ours, idx, sub in _encoder_convs(cfg)]
     out = _take_convs_and_lstm(src, shapes, convs, f"{layers}{1 + 3 * len(cfg.ratios)}.lstm")
     return {k: v for k, v in out.items() if v is not None}  # anything missing is in src's report
@@ -117,20 +116,10 @@ def _take_convs_and_lstm(src, shapes, convs, lstm):
     """convs: (our conv's name, the source conv's name) pairs; lstm: the source LSTM's name."""
     out = {}
     for ours, theirs in convs:
-        out[f"{ours}.weight"] = _take_weight_norm(src, theirs, shapes[f"{ours}.weight"])
+        # over dim 0: per *input* channel of a ConvTranspose1d, whose weight is (in, out, k)
+        out[f"{ours}.weight"] = src.take_weight_norm(theirs, shapes[f"{ours}.weight"], 0)
         out[f"{ours}.bias"] = src.take(f"{theirs}.bias", shapes[f"{ours}.bias"])
     for k in shapes:
         if k.startswith("lstm."):
             out[k] = src.take(lstm + k[len("lstm") :], shapes[k])
     return out
-
-
-def _take_weight_norm(src, key, shape):
-    """Fold g, v into w = g * v / ||v||, the norm over all dims but 0 (so per *input* channel of a
-    ConvTranspose1d, whose weight is (in, out, k)). torch._weight_norm is what the reference computes."""
-    g_name, v_name = "weight_g", "weight_v"  # the Hub files and the encodec package
-    if src.has(f"{key}.parametrizations.weight.original0"):  # a fresh transformers 5.x model
-        g_name, v_name = "parametrizations.weight.original0", "parametrizations.weight.original1"
-    g = src.take(f"{key}.{g_name}", (shape[0], 1, 1))
-    v = src.take(f"{key}.{v_name}", shape)
-    return None if g is None or v is None else torch._weight_norm(v, g, 0)

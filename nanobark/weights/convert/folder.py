@@ -24,15 +24,17 @@ import json
 import os
 import pickle
 import re
+import secrets
 import shutil
 import zipfile
 
 import numpy as np
 import torch
+from filelock import FileLock
 
 from ...config import BarkConfig, CodecConfig, GPTConfig
-from ...files import folder_atomic, write_atomic
-from ..checkpoint import FORMAT_VERSION, CheckpointError, is_converted, read_safetensors
+from ...files import write_atomic
+from ..checkpoint import FORMAT_VERSION, CheckpointError, read_meta, read_safetensors
 from .codec_keys import (
     codec_from_encodec,
     codec_from_transformers,
@@ -78,7 +80,7 @@ def _unpickler_reason(message):
     return found.group(0) if found else "something that is not a plain tensor"
 
 
-def load_file(path):
+def read_tensors(path):
     """Read a tensor file safely: safetensors (header checked first), or a torch pickle of tensors and plain data."""
     try:
         if path.endswith(".safetensors"):
@@ -86,9 +88,7 @@ def load_file(path):
         with torch.serialization.safe_globals(_NUMPY_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except CheckpointError as e:
-        raise ConversionError(
-            f"{e}; the file is corrupt or truncated: delete it and download it again"
-        ) from None
+        raise ConversionError(f"{e}; delete it and download it again") from None
     except pickle.UnpicklingError as e:
         raise ConversionError(
             f"refusing to load {path}: it is a pickle that needs more than plain tensors to load, "
@@ -143,28 +143,31 @@ def from_transformers(state_dict, hf_config, origin):
     return cfg, states
 
 
-def convert_transformers(src_dir):
-    """A transformers-layout snapshot directory -> (BarkConfig, {stage: state dict})."""
-    with open(os.path.join(src_dir, "config.json")) as f:
+def read_transformers(files):
+    """A transformers-layout snapshot's {name: path} -> (BarkConfig, {stage: state dict})."""
+    with open(files["config.json"]) as f:
         hf_config = json.load(f)
-    weights = [
-        p for p in ("model.safetensors", "pytorch_model.bin") if os.path.exists(os.path.join(src_dir, p))
-    ]
+    weights = [files[name] for name in ("model.safetensors", "pytorch_model.bin") if name in files]
     if not weights:
         raise ConversionError(
-            f"{src_dir} has config.json but neither model.safetensors nor pytorch_model.bin"
+            f"{os.path.dirname(files['config.json'])} has config.json but neither model.safetensors nor "
+            "pytorch_model.bin"
         )
-    path = os.path.join(src_dir, weights[0])
-    return from_transformers(load_file(path), hf_config, path)
+    return from_transformers(read_tensors(weights[0]), hf_config, weights[0])
 
 
-def _find_codec(src_dir):
+def files_of(src_dir):
+    """{name: path} of what a checkpoint folder holds."""
+    return {name: os.path.join(src_dir, name) for name in os.listdir(src_dir)}
+
+
+def read_codec(src_dir):
     """The codec weights beside Suno's checkpoints -> (CodecConfig, codec state dict, encoder state dict)."""
     th = sorted(glob.glob(os.path.join(src_dir, "encodec_24khz*.th")))
     snap = os.path.join(src_dir, "encodec_24khz")
     cfg = CodecConfig()
     if th:
-        src = Source(load_file(th[0]), th[0])
+        src = Source(read_tensors(th[0]), th[0])
         encoder = encoder_from_encodec(src, cfg)  # first, as above
         state = codec_from_encodec(src, cfg)
     elif os.path.isdir(snap):
@@ -174,7 +177,7 @@ def _find_codec(src_dir):
         if not files:
             raise ConversionError(f"{snap} holds no model.safetensors or pytorch_model.bin")
         path = os.path.join(snap, files[0])
-        src = Source(load_file(path), path)
+        src = Source(read_tensors(path), path)
         encoder = encoder_from_transformers(src, cfg, prefix="")
         state = codec_from_transformers(src, cfg, prefix="")
     else:
@@ -186,11 +189,11 @@ def _find_codec(src_dir):
     return cfg, state, encoder
 
 
-def convert_suno(src_dir, files):
+def read_suno(src_dir, files):
     states, cfgs = {}, {}
     for stage, name in zip(("semantic", "coarse", "fine"), files):
         path = os.path.join(src_dir, name)
-        ckpt = load_file(path)
+        ckpt = read_tensors(path)
         if not isinstance(ckpt, dict) or "model" not in ckpt or "model_args" not in ckpt:
             raise ConversionError(
                 f"{path} is not one of Suno's checkpoints (expected the keys 'model' and 'model_args')"
@@ -202,12 +205,15 @@ def convert_suno(src_dir, files):
         src.discard(lambda k: k.endswith(".attn.bias"))  # causal-mask buffers of the non-flash path
         states[stage] = take_gpt(src, cfgs[stage], fine, suno_name)
         src.finish()
-    codec_cfg, states["codec"], states["encoder"] = _find_codec(src_dir)
+    codec_cfg, states["codec"], states["encoder"] = read_codec(src_dir)
     return BarkConfig(cfgs["semantic"], cfgs["coarse"], cfgs["fine"], codec_cfg), states
 
 
 def read_checkpoint(src_dir):
-    """Detect the layout of `src_dir` and return (BarkConfig, {stage: nanobark state dict})."""
+    """Detect the layout of `src_dir` and return (BarkConfig, {stage: nanobark state dict}). src_dir may also
+    be the {name: path} of a transformers-layout snapshot's files."""
+    if isinstance(src_dir, dict):
+        return read_transformers(src_dir)
     if not os.path.isdir(src_dir):
         raise FileNotFoundError(f"checkpoint directory not found: {src_dir}")
     if os.path.exists(os.path.join(src_dir, "semantic.safetensors")):
@@ -216,10 +222,10 @@ def read_checkpoint(src_dir):
             "(an unfinished or damaged conversion?); convert the original checkpoint again"
         )
     if os.path.exists(os.path.join(src_dir, "config.json")):
-        return convert_transformers(src_dir)
+        return read_transformers(files_of(src_dir))
     for files in SUNO_FILES.values():
         if all(os.path.exists(os.path.join(src_dir, f)) for f in files):
-            return convert_suno(src_dir, files)
+            return read_suno(src_dir, files)
     raise ConversionError(
         f"{src_dir} is not a Bark checkpoint: expected config.json with model.safetensors or pytorch_model.bin "
         f"(Hub layout of suno/bark-small or suno/bark), or Suno's text.pt/coarse.pt/fine.pt (or *_2.pt)."
@@ -229,9 +235,9 @@ def read_checkpoint(src_dir):
 def convert(src_dir, out_dir):
     """Convert `src_dir` into nanobark's layout at `out_dir`; returns out_dir.
 
-    The whole folder is written beside `out_dir` and renamed into place (files.folder_atomic), so an
-    interrupted or failed conversion leaves `out_dir` as it was, and one that replaces an earlier conversion
-    never leaves a mix of the two.
+    The whole folder is written beside `out_dir` and renamed into place (atomic_folder), so an interrupted
+    or failed conversion leaves `out_dir` as it was, and one that replaces an earlier conversion never leaves
+    a mix of the two.
     """
     src, out = (os.path.realpath(p) for p in (src_dir, out_dir))
     if src == out or out.startswith(src + os.sep) or src.startswith(out + os.sep):
@@ -239,14 +245,44 @@ def convert(src_dir, out_dir):
                               "(or a folder holding it); choose an output folder outside the source")  # fmt: skip
     check_output(out_dir)
     cfg, states = read_checkpoint(src_dir)
-    with folder_atomic(out_dir, is_converted, replace=True) as tmp:
-        write_converted(src_dir, tmp, cfg, states)
-    return out_dir
+    return atomic_folder(out_dir, lambda tmp: write_converted(src_dir, tmp, cfg, states))
+
+
+TEMP_PREFIX = ".converting-"  # + the target's name + "." + 12 hex digits: a folder being written, never read
+
+
+def atomic_folder(target, write, keep=lambda path: False):
+    """Call write(tmp) for a new folder beside `target`, then rename it to `target`, replacing what is there.
+
+    All of it runs holding the file lock <target>.lock, so one process at a time writes `target`: one that
+    waited for the lock writes nothing if keep(target) (the other one just made it), and a temporary folder
+    of `target` found lying around is a killed writer's, deleted. A crash leaves `target` as it was, or
+    missing if it came between the two renames: never a mix of two folders.
+    """
+    parent, name = os.path.split(os.path.abspath(target))
+    os.makedirs(parent, exist_ok=True)
+    with FileLock(os.path.join(parent, name + ".lock")):
+        if keep(target):
+            return target
+        for old in os.listdir(parent):
+            if re.fullmatch(re.escape(TEMP_PREFIX + name) + r"\.[0-9a-f]{12}", old):
+                shutil.rmtree(os.path.join(parent, old), ignore_errors=True)
+        tmp, old = (os.path.join(parent, f"{TEMP_PREFIX}{name}.{secrets.token_hex(6)}") for _ in "ab")
+        os.mkdir(tmp, 0o777)  # the umask applies (mkdtemp's 0700 would hide a shared cache from other users)
+        try:
+            write(tmp)
+            if os.path.lexists(target):
+                os.rename(target, old)
+            os.rename(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True)
+    return target
 
 
 def check_output(out_dir):
     """A conversion replaces only what a conversion wrote: out_dir must be missing, empty, or converted."""
-    if os.path.exists(out_dir) and not is_converted(out_dir):
+    if os.path.exists(out_dir) and read_meta(out_dir) is None:
         if not os.path.isdir(out_dir) or os.listdir(out_dir):
             raise ConversionError(
                 f"{out_dir} exists and is not a nanobark conversion; a conversion would replace it whole, so "
@@ -254,12 +290,14 @@ def check_output(out_dir):
             )
 
 
-def write_converted(src_dir, out_dir, cfg=None, states=None):
-    """Write the converted files of `src_dir` into the (empty) folder `out_dir`, config.json last."""
+def write_converted(src, out_dir, cfg=None, states=None):
+    """Write the converted files of `src` (a checkpoint folder, or {name: path} as read_checkpoint takes) into
+    the (empty) folder `out_dir`, config.json last."""
     from safetensors.torch import save_file
 
     if states is None:
-        cfg, states = read_checkpoint(src_dir)
+        cfg, states = read_checkpoint(src)
+    files = src if isinstance(src, dict) else files_of(src)
     for stage in STAGES + (("encoder",) if states.get("encoder") is not None else ()):
         state = {k: v.contiguous() for k, v in states[stage].items()}
         write_atomic(
@@ -267,12 +305,10 @@ def write_converted(src_dir, out_dir, cfg=None, states=None):
             lambda tmp: save_file(state, tmp, metadata={"format": "pt"}),
         )
     for name in EXTRA_FILES:
-        if os.path.exists(os.path.join(src_dir, name)):
-            write_atomic(
-                os.path.join(out_dir, name), lambda tmp: shutil.copyfile(os.path.join(src_dir, name), tmp)
-            )
-    if os.path.isdir(os.path.join(src_dir, "speaker_embeddings")):
-        _copy_folder(os.path.join(src_dir, "speaker_embeddings"), os.path.join(out_dir, "speaker_embeddings"))
+        if name in files:
+            write_atomic(os.path.join(out_dir, name), lambda tmp: shutil.copyfile(files[name], tmp))
+    if os.path.isdir(files.get("speaker_embeddings", "")):
+        _copy_folder(files["speaker_embeddings"], os.path.join(out_dir, "speaker_embeddings"))
     # "encoder": whether encoder.safetensors was written (a cache converted before there was one gets one)
     has_encoder = states.get("encoder") is not None
     meta = {"format": "nanobark", "format_version": FORMAT_VERSION, "encoder": has_encoder, **cfg.to_dict()}

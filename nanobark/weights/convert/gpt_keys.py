@@ -12,6 +12,7 @@ import torch
 from ...config import GPTConfig
 from ...fine import FineGPT
 from ...gpt import GPT
+from .source import expected_shapes
 
 # nanobark name pattern -> transformers name (applied in order, first match only per rule)
 _TO_TRANSFORMERS = [
@@ -52,13 +53,6 @@ def suno_model_args(cfg: GPTConfig):
     return {**{k: getattr(cfg, k) for k in SUNO_ARGS}, "dropout": 0.0}
 
 
-def expected_shapes(cfg: GPTConfig, fine: bool):
-    """{nanobark name: shape} of a GPT (or FineGPT) with this config, without allocating weights."""
-    with torch.device("meta"):
-        model = FineGPT(cfg) if fine else GPT(cfg)
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
-
-
 def take_gpt(src, cfg: GPTConfig, fine: bool, rename, prefix=""):
     """Take one GPT's tensors out of `src`; returns the nanobark state dict.
 
@@ -66,7 +60,7 @@ def take_gpt(src, cfg: GPTConfig, fine: bool, rename, prefix=""):
     them (`lm_heads.{i}`, heads for codebooks i+1) must hold the same values.
     """
     out = {}
-    for name, shape in expected_shapes(cfg, fine).items():
+    for name, shape in expected_shapes(FineGPT if fine else GPT, cfg).items():
         t = src.take(prefix + rename(name), shape)
         if t is not None:
             out[name] = t

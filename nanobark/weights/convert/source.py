@@ -11,6 +11,13 @@ class ConversionError(ValueError):
     pass
 
 
+def expected_shapes(model_class, cfg):
+    """{nanobark name: shape} of model_class(cfg), built on the meta device (no weights allocated): what the key
+    tables look up, with the shape it must have."""
+    with torch.device("meta"):
+        return {k: tuple(v.shape) for k, v in model_class(cfg).state_dict().items()}
+
+
 BARK_HINT = "Is this the right checkpoint for the chosen model size (bark-small vs bark)?"
 
 
@@ -40,6 +47,17 @@ class Source:
             self.misshaped.append(f"{key}: dtype {t.dtype}, expected a floating-point tensor")
             return None
         return t.float()
+
+    def take_weight_norm(self, key, shape, dim):
+        """Take a weight-normed conv's g and v and fold them into its plain weight: w = g * v / ||v||, the norm
+        over every dim but `dim` (torch._weight_norm, what the references compute). `key` is the conv's name."""
+        g_name, v_name = "weight_g", "weight_v"  # the Hub files, fairseq, encodec, transformers 4.x
+        if self.has(f"{key}.parametrizations.weight.original0"):  # a fresh transformers 5.x model
+            g_name, v_name = "parametrizations.weight.original0", "parametrizations.weight.original1"
+        g_shape = [1] * len(shape)
+        g_shape[dim] = shape[dim]
+        g, v = self.take(f"{key}.{g_name}", g_shape), self.take(f"{key}.{v_name}", shape)
+        return None if g is None or v is None else torch._weight_norm(v, g, dim)
 
     def discard(self, predicate):
         """Drop keys we know and do not need (e.g. causal-mask buffers, unused codebooks)."""

@@ -170,7 +170,7 @@ MUTANTS = [
       "attention_mask(slots, self.config.block_size, None)", "the fixed-shape step ignores left padding", (FAST,)),
     M("ckpt_sizes_unchecked", CKPT, "if theirs is not None and not _at_most(ours, theirs)]", "if False]",
       "config sizes are not checked against the weights file's header", (RELIABILITY_SIZES,)),
-    M("hub_old_format_kept", HUB, "if not is_current(target):  # missing", "if not is_converted(target):  # missing",
+    M("hub_old_format_kept", HUB, 'meta.get("format_version", 1) == FORMAT_VERSION and', "meta and",
       "a cached conversion of an older format is used as it is", (RELIABILITY_FORMAT,)),
     M("ids_top_inclusive", LAYOUT, "if lo < 0 or top >= high:", "if lo < 0 or top > high:",
       "a token id equal to the vocabulary size passes the check", ("tests/test_voices.py",)),

@@ -9,9 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from nanobark.cli.convert import convert as convert_command
 from nanobark.config import PRESETS
 from nanobark.weights.checkpoint import load_config, load_stage, read_meta
-from nanobark.weights.convert.folder import convert, from_transformers, main
+from nanobark.weights.convert.folder import convert, from_transformers
 from nanobark.weights.convert.gpt_keys import suno_model_args, suno_name
 from nanobark.weights.convert.source import ConversionError
 
@@ -199,10 +200,25 @@ def test_pickle_that_runs_code_is_refused(hf_snapshot, tmp_path):
 
 def test_cli_reports_errors_and_succeeds(hf_snapshot, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:  # an argument problem: exit 2, before any work
-        main([str(tmp_path / "nope"), str(tmp_path / "out")])
+        convert_command([str(tmp_path / "nope"), str(tmp_path / "out")])
     assert e.value.code == 2 and "is not a folder" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    assert main([str(tmp_path / "empty"), str(tmp_path / "out")]) == 1
+    assert convert_command([str(tmp_path / "empty"), str(tmp_path / "out")]) == 1
     assert "is not a Bark checkpoint" in capsys.readouterr().err
-    assert main([hf_snapshot, str(tmp_path / "ok")]) == 0
+    assert convert_command([hf_snapshot, str(tmp_path / "ok")]) == 0
     assert read_meta(str(tmp_path / "ok")) is not None
+
+
+@pytest.mark.parametrize("what", ["a folder of other files", "a file"])
+def test_convert_from_python_refuses_an_output_it_did_not_write(what, hf_snapshot, tmp_path):
+    """The API refuses as the command does: a conversion replaces its output whole, so that must be ours."""
+    out = tmp_path / "thesis"
+    if what == "a file":
+        out.write_text("years of work")
+    else:
+        out.mkdir()
+        (out / "chapter1.txt").write_text("years of work")
+    with pytest.raises(ConversionError, match="exists and is not a nanobark conversion"):
+        convert(hf_snapshot, out)
+    assert (out.read_text() if what == "a file" else (out / "chapter1.txt").read_text()) == "years of work"
+    assert sorted(os.listdir(tmp_path)) == ["thesis"]  # nothing written beside it either

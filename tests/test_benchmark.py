@@ -3,12 +3,13 @@ tiny GPTs, both workloads, one timed call per row, each row in its own process."
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
+from helpers import ROOT, run
+
+pytestmark = pytest.mark.slow  # each row in its own process
+SCRIPTS = os.path.join(ROOT, "scripts")
 # one thread: on a busy 2-core CI machine two threads per process can make the run 10x slower
 TINY = ["--tiny", "--reps", "1", "--warmup", "0", "--device", "cpu", "--threads", "1"]
 WORKLOAD = {
@@ -20,14 +21,10 @@ WORKLOAD = {
 STAGES = {"semantic", "coarse", "fine", "decode"}
 
 
-def run(tmp_path, script, *args):
+def bench(tmp_path, script, *args):
     out = tmp_path / "out.json"
-    p = subprocess.run(
-        [sys.executable, os.path.join(SCRIPTS, script), *TINY, *args, "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
+    p = run(
+        os.path.join(SCRIPTS, script), *TINY, *args, "--json", out, cwd=tmp_path
     )  # cwd: works from anywhere
     assert p.returncode == 0, p.stdout + p.stderr
     result = json.loads(out.read_text())
@@ -44,7 +41,7 @@ def run(tmp_path, script, *args):
 
 
 def test_benchmark_smoke(tmp_path):
-    stdout, result = run(tmp_path, "benchmark.py", "--batch-sizes", "1,2")
+    stdout, result = bench(tmp_path, "benchmark.py", "--batch-sizes", "1,2")
     assert "| V | fp32 | 2 |" in stdout  # the markdown table
     rows = {(r["workload"], r["batch"]): r for r in result["rows"]}
     assert set(rows) == {("W", 1), ("W", 2), ("V", 1), ("V", 2)}
@@ -64,7 +61,7 @@ def test_benchmark_smoke(tmp_path):
 
 
 def test_compare_smoke(tmp_path):
-    stdout, result = run(tmp_path, "compare.py", "--impls", "nanobark,transformers,suno")
+    stdout, result = bench(tmp_path, "compare.py", "--impls", "nanobark,transformers,suno")
     assert "| V | suno | fp32 | 1 |" in stdout
     rows = {(r["impl"], r["workload"]): r for r in result["rows"]}
     assert set(rows) == {(i, w) for i in ("nanobark", "transformers", "suno") for w in "WV"}

@@ -1,22 +1,14 @@
 """Bark.from_pretrained on a Hub-layout snapshot, the public stage API, scripts/generate.py, and misuse."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from helpers import GENERATE, run
 from nanobark import Bark
 from nanobark.voices import VoiceError
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def bark(converted):
-    return Bark.from_pretrained(converted, device="cpu")
 
 
 def test_from_pretrained_snapshot_converts_once(hf_snapshot, cache, monkeypatch):
@@ -97,20 +89,12 @@ def test_misuse_gets_clear_errors(bark, tmp_path):
         Bark.from_pretrained(str(tmp_path / "empty_model"))
 
 
-def run_cli(*args, **kw):
-    return subprocess.run(
-        [sys.executable, os.path.join(ROOT, "scripts", "generate.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        **kw,
-    )
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("ext", [".wav", ".flac"])
 def test_cli_writes_the_same_audio_as_the_api(bark, converted, tmp_path, ext):
     out = tmp_path / f"hello{ext}"
-    r = run_cli(
+    r = run(
+        GENERATE,
         "Hello, my dog is cute",
         "--model",
         converted,
@@ -134,19 +118,21 @@ def test_cli_writes_the_same_audio_as_the_api(bark, converted, tmp_path, ext):
     assert sorted(os.listdir(tmp_path)) == [out.name]
 
 
+@pytest.mark.slow
 def test_cli_reads_stdin_and_rejects_bad_output_before_generating(converted, tmp_path):
-    r = run_cli("--model", converted, "--out", str(tmp_path / "no_such_dir" / "x.wav"), input="Hello")
+    r = run(GENERATE, "--model", converted, "--out", str(tmp_path / "no_such_dir" / "x.wav"), input="Hello")
     assert r.returncode == 2 and "does not exist" in r.stderr
-    r = run_cli("Hello", "--model", converted, "--out", str(tmp_path / "x.mp3"))
+    r = run(GENERATE, "Hello", "--model", converted, "--out", str(tmp_path / "x.mp3"))
     assert r.returncode == 2 and ".wav" in r.stderr
-    r = run_cli("--model", converted, "--out", str(tmp_path / "x.wav"), input="   ")
+    r = run(GENERATE, "--model", converted, "--out", str(tmp_path / "x.wav"), input="   ")
     assert r.returncode == 2 and "empty" in r.stderr
-    r = run_cli("Hello", "--model", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.wav"))
+    r = run(GENERATE, "Hello", "--model", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.wav"))
     # a model path that is not one is an argument problem, found before loading (it was exit 1)
     assert (
         r.returncode == 2 and "no such folder, and not a Hub id" in r.stderr and "Traceback" not in r.stderr
     )
-    r = run_cli(
+    r = run(
+        GENERATE,
         "--model",
         converted,
         "--out",

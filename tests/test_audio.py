@@ -8,7 +8,7 @@ the two agree to rounding, and in float32 nanobark stays closer to that exact re
 
 import ast
 import functools
-import importlib.util
+import importlib.machinery
 import math
 import os
 import types
@@ -47,7 +47,8 @@ def torchaudio_source():
     path = os.environ.get("NANOBARK_TORCHAUDIO_FUNCTIONAL")
     if path:
         return path
-    spec = importlib.util.find_spec("torchaudio")  # finds the package without running its __init__
+    # searched on sys.path, not in sys.modules: the tests stand an empty module in for torchaudio there
+    spec = importlib.machinery.PathFinder.find_spec("torchaudio")  # the package, without running its __init__
     if spec and spec.submodule_search_locations:
         path = os.path.join(spec.submodule_search_locations[0], "functional", "functional.py")
         return path if os.path.exists(path) else None

@@ -4,8 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from nanobark import Bark
-
 TEXTS = ["Hello, my dog is cute", "The world", "She said hello and laughed [laughter]"]
 VOICES = [
     "v2/en_speaker_6",
@@ -14,11 +12,7 @@ VOICES = [
 ]  # coarse histories of 626, 0 and 626 tokens; fine of 464, 0, 512
 
 
-@pytest.fixture(scope="module")
-def bark(converted):
-    return Bark.from_pretrained(converted, device="cpu")
-
-
+@pytest.mark.slow
 def test_seeded_batch_equals_items_alone(bark):
     """Per-sample generators: sampling (not only greedy) is independent of the batch."""
     batch = bark.generate(TEXTS, voice=VOICES, seed=10, max_duration=0.4, output_full=True)
@@ -58,6 +52,7 @@ def test_greedy_batch_equals_items_alone(bark):
         np.testing.assert_array_equal(fine[i], bark.coarse_to_fine(coarse[i], voice, temp=None))
 
 
+@pytest.mark.slow
 def test_samples_of_different_lengths_and_long_fine_windows(bark):
     """Semantic arrays of different lengths: each coarse/fine output has its own length; >1024 frames works."""
     rng = np.random.default_rng(0)
@@ -72,6 +67,7 @@ def test_samples_of_different_lengths_and_long_fine_windows(bark):
     np.testing.assert_array_equal(fine[2], alone)
 
 
+@pytest.mark.slow
 def test_each_sample_stops_at_its_own_eos(bark):
     """With an EOS-prone head, samples stop at different steps; each output is trimmed to its own length."""
     head = bark.models["semantic"].lm_head.weight

@@ -3,13 +3,14 @@ tiny GPTs, both workloads, one timed call per row, each row in its own process."
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
 import torch
 
-SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
+from helpers import ROOT, run
+
+SCRIPTS = os.path.join(ROOT, "scripts")
 sys.path.insert(0, SCRIPTS)
 import bench  # noqa: E402  (the scripts' shared module)
 
@@ -19,10 +20,9 @@ WORKLOAD = dict(semantic=150, coarse=450, fine_frames=225, audio_samples=72_000)
 STAGES = {"semantic", "coarse", "fine", "decode"}
 
 
-def run(tmp_path, script, *args):
+def run_script(tmp_path, script, *args):
     out = tmp_path / "out.json"
-    cmd = [sys.executable, os.path.join(SCRIPTS, script), *TINY, *args, "--json", str(out)]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)  # works from anywhere
+    p = run(os.path.join(SCRIPTS, script), *TINY, *args, "--json", out, cwd=tmp_path)  # works from anywhere
     assert p.returncode == 0, p.stdout + p.stderr
     result = json.loads(out.read_text())
     assert result["device"]["threads"] == 1 and result["device"]["torch"]
@@ -36,8 +36,9 @@ def run(tmp_path, script, *args):
     return p.stdout, result
 
 
+@pytest.mark.slow  # each row in its own process
 def test_benchmark_smoke(tmp_path):
-    stdout, result = run(tmp_path, "benchmark.py", "--batch-sizes", "1,2")
+    stdout, result = run_script(tmp_path, "benchmark.py", "--batch-sizes", "1,2")
     assert "| V | fp32 | 2 |" in stdout  # the markdown table
     rows = {(r["workload"], r["batch"]): r for r in result["rows"]}
     assert set(rows) == {("W", 1), ("W", 2), ("V", 1), ("V", 2)}
@@ -56,8 +57,9 @@ def test_benchmark_smoke(tmp_path):
         assert r["coarse_tok_s"] > 0 and r["fine_frames_s"] > 0 and r["decode_frames_s"] > 0
 
 
+@pytest.mark.slow
 def test_compare_smoke(tmp_path):
-    stdout, result = run(tmp_path, "compare.py", "--impls", "nanobark,transformers,suno")
+    stdout, result = run_script(tmp_path, "compare.py", "--impls", "nanobark,transformers,suno")
     assert "| V | suno | fp32 | 1 |" in stdout
     rows = {(r["impl"], r["workload"]): r for r in result["rows"]}
     assert set(rows) == {(i, w) for i in ("nanobark", "transformers", "suno") for w in "WV"}

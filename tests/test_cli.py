@@ -5,29 +5,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 import nanobark.cli as cli
-from conftest import references
+from helpers import ENV, HANG, ROOT, has_loaded, python, references, run, usage_error, wait_for
 from nanobark import Bark, save_voice
 from nanobark.cli.speak import parse_speak, speak
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
-
-
-@pytest.fixture
-def no_loading(monkeypatch):
-    """Loading a model fails the test: argument errors must be found before."""
-
-    def refuse(*a, **k):
-        raise AssertionError("a model was loaded")
-
-    monkeypatch.setattr(Bark, "from_pretrained", refuse)
 
 
 @pytest.fixture
@@ -38,16 +24,6 @@ def voice_file(tmp_path):
         "fine_prompt": np.zeros((8, 30), np.int64),
     }
     return save_voice(tmp_path / "me", *full.values())  # -> me.npz
-
-
-def usage_error(argv, capsys):
-    """argv -> the one line a usage error prints (asserting exit 2, one line, no traceback)."""
-    with pytest.raises(SystemExit) as e:
-        cli.main(argv)
-    err = capsys.readouterr().err
-    assert e.value.code == 2, err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    return err
 
 
 # ---- arguments: exit 2 before anything is loaded
@@ -210,14 +186,10 @@ def test_convert_command(hf_snapshot, tmp_path, capsys):
 # ---- progress, and the process as a whole
 
 
-def run(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "nanobark", *args], capture_output=True, text=True,
-                          env=ENV, cwd=kw.pop("cwd", ROOT), timeout=300, **kw)  # fmt: skip
-
-
+@pytest.mark.slow
 def test_progress_without_a_terminal_is_one_line_per_stage_and_segment(converted, tmp_path):
     """stderr to a file or pipe: plain lines, no carriage returns (they were tqdm bars that counted to 768)."""
-    r = run("Hello, my dog is cute.", "--model", converted, "--seed", "1", "--max-duration", "0.2",
+    r = run("-m", "nanobark", "Hello, my dog is cute.", "--model", converted, "--seed", "1", "--max-duration", "0.2",
             "--out", str(tmp_path / "a.wav"))  # fmt: skip
     assert r.returncode == 0, r.stderr
     lines = r.stderr.splitlines()
@@ -228,7 +200,7 @@ def test_progress_without_a_terminal_is_one_line_per_stage_and_segment(converted
         "Hello, my dog is cute, and the dog said hello to the world, and the world said hello to the dog. "
         "She said hello to my dog, and my dog said hello to her and to the cute world of the cute dog, he said."
     )
-    r = run(text, "--long", "--model", converted, "--seed", "1", "--max-duration", "0.2",
+    r = run("-m", "nanobark", text, "--long", "--model", converted, "--seed", "1", "--max-duration", "0.2",
             "--out", str(tmp_path / "b.wav"), "--continuity", "previous")  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert r.stderr.splitlines()[0].startswith("segments: 1 of 2 segments done in ")
@@ -247,20 +219,22 @@ def test_hub_s_switch_for_download_bars_leaves_nanobark_s_own_bars(monkeypatch, 
     assert "semantic: 100%" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_ctrl_c_while_torch_loads_exits_130_without_a_traceback(tmp_path):
-    p = subprocess.Popen([sys.executable, "-m", "nanobark", "Hi", "--out", str(tmp_path / "x.wav")],
-                         stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)  # fmt: skip
-    time.sleep(1.0)  # python is up, torch is still loading (it takes seconds; later is safe too: exit 130)
+    p = python("-m", "nanobark", "Hi", "--out", str(tmp_path / "x.wav"))
+    # torch's libraries are mapped: the command's own handler is set (later is safe too: exit 130)
+    wait_for(lambda: has_loaded(p.pid, "libtorch") or p.poll() is not None)
     p.send_signal(signal.SIGINT)
-    err = p.communicate(timeout=60)[1]
+    err = p.communicate(timeout=HANG)[1]
     assert p.returncode == 130 and "Traceback" not in err and "interrupted" in err, err
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_python_m_nanobark_speaks_and_shows_its_version(converted, tmp_path):
-    r = run("--version")
+    r = run("-m", "nanobark", "--version")
     assert r.returncode == 0 and r.stdout.strip() == "nanobark 0.1.0"
-    r = run("Hi there", "--model", converted, "--seed", "2", "--max-duration", "0.1", "--quiet",
+    r = run("-m", "nanobark", "Hi there", "--model", converted, "--seed", "2", "--max-duration", "0.1", "--quiet",
             "--out", str(tmp_path / "x.flac"))  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert sf.info(tmp_path / "x.flac").samplerate == 24_000 and "s of audio in" in r.stdout
@@ -336,13 +310,14 @@ def test_conversions_and_caches_honour_the_umask(hf_snapshot, tmp_path, monkeypa
                 assert f.stat().st_mode & 0o777 == 0o664, f
 
 
+@pytest.mark.slow
 def test_a_closed_pipe_ends_the_command_quietly(converted, tmp_path):
     """`nanobark voices | head -1`: exit 141 (as SIGPIPE would), no "error:" (it was exit 1 with an error
     line, at random, which broke `set -o pipefail` scripts); the audio stream says what happened."""
     cmd = f"{sys.executable} -m nanobark voices | true; exit ${{PIPESTATUS[0]}}"
-    r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=120)
+    r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=HANG)
     assert r.returncode == 141 and r.stderr == "", r.stderr
     cmd = (f"{sys.executable} -m nanobark 'Hello there' --model {converted} --seed 1 --max-duration 0.5 --quiet "
            f"--out - | true; exit ${{PIPESTATUS[0]}}")  # fmt: skip
-    r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=300)
+    r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=HANG)
     assert r.returncode == 141 and "Traceback" not in r.stderr and "stopped reading" in r.stderr, r.stderr

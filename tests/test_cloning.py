@@ -13,9 +13,11 @@ import pytest
 import soundfile as sf
 
 import nanobark.cli as cli
-from conftest import references, speech
+from helpers import ENV, references, run, speech
 from nanobark import Bark, generate_long, load_voice, save_voice
 from nanobark.layout import COARSE_RATE_HZ, SEMANTIC_RATE_HZ
+
+pytestmark = pytest.mark.slow  # cloning end to end, with a HuBERT of full size
 
 TEXT = (  # two segments in long form
     "Hello, my dog is cute, and the dog said hello to the world, and the world said hello to the dog. "
@@ -30,9 +32,9 @@ def weights(cloning_sources):
     return hubert, os.path.join(quantizer_dir, "quantifier_hubert_base_ls960_14.pth")
 
 
-@pytest.fixture(scope="module")
-def bark(converted, cache):  # cloning's converted weights go into `cache`
-    return Bark.from_pretrained(converted, device="cpu")
+@pytest.fixture(scope="module", autouse=True)
+def _cache(cache):
+    """cloning's converted weights go into `cache` (conftest.py's), set before `bark` loads."""
 
 
 @pytest.fixture(scope="module")
@@ -145,22 +147,18 @@ def test_a_cache_converted_before_the_encoder_existed_is_converted_again(hf_snap
 
 
 def test_a_clip_outside_the_advice_gets_one_note(converted, weights, tmp_path):
-    import subprocess
-    import sys
-
     path = tmp_path / "short.wav"
     sf.write(path, speech(2.0), 44_100)
     hubert, quantizer = weights
     argv = ["clone", str(path), "--out", str(tmp_path / "v"), "--model", converted, "--hubert", hubert]
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {
-        **os.environ,
-        "PYTHONPATH": root,
-        "NANOBARK_CACHE": str(tmp_path / "cache"),
-        "OMP_NUM_THREADS": "1",
-    }
-    r = subprocess.run([sys.executable, "-m", "nanobark", *argv, "--quantizer", quantizer], env=env,
-                       capture_output=True, text=True, timeout=600)  # fmt: skip
+    r = run(
+        "-m",
+        "nanobark",
+        *argv,
+        "--quantizer",
+        quantizer,
+        env={**ENV, "NANOBARK_CACHE": str(tmp_path / "cache")},
+    )
     assert r.returncode == 0, r.stderr
     notes = [line for line in r.stderr.splitlines() if "5-12 s of clean speech" in line]
     assert len(notes) == 1 and notes[0].startswith("note: "), r.stderr  # was twice, as raw Python warnings

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import legacy_weight_norm_names, randomize_codec, references
+from helpers import legacy_weight_norm_names, randomize_codec, references
 from nanobark.codec import Codec
 from nanobark.config import CodecConfig
 from nanobark.weights.convert.codec_keys import codec_from_encodec, codec_from_transformers

@@ -18,7 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import legacy_weight_norm_names, randomize_codec, references
+from helpers import legacy_weight_norm_names, randomize_codec, references
 from nanobark.codec import Codec, Encoder
 from nanobark.config import CodecConfig
 from nanobark.weights.checkpoint import STAGE_CLASSES, CheckpointError, load_encoder, load_stage

@@ -16,7 +16,6 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from nanobark import Bark
 from nanobark.tokenizer import TextError, Tokenizer, normalize_text, text_prompt
 from nanobark.weights.checkpoint import CheckpointError, read_safetensors
 
@@ -86,11 +85,7 @@ def test_tokens_match_slow_bert_and_the_prompt_is_well_formed(tok, slow, text):
     assert len(caught) == (len(ids) > 256)
 
 
-@pytest.fixture(scope="module")
-def bark(converted):
-    return Bark.from_pretrained(converted, device="cpu")
-
-
+@pytest.mark.slow
 @settings(max_examples=2, deadline=None)  # each example runs all four networks
 @example("\u202eevil\u202c ﷽ 👩‍👩‍👧‍👦 a\u0301\u0301\u0301 \udcff")
 @example("dog " * 300)  # past the 256 text tokens the semantic model reads

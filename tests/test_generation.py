@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import randomize_, suno_copy
+from helpers import suno_copy
 from nanobark import Bark
 from nanobark.config import CodecConfig
 from nanobark.weights.convert.codec_keys import codec_from_encodec
 from nanobark.weights.convert.source import Source
+from weights_convert.random_init import randomize_
 
 TEXT = "Hello, my dog is cute [laughter] and the world  is   café ♪"
 
@@ -134,18 +135,21 @@ def test_tokens_equal_original(pair, voice, seed):
     run_both(nb, bg, voice, seed)
 
 
+@pytest.mark.slow
 def test_top_k_and_top_p_equal_original(pair):
     nb, bg = pair
     run_both(nb, bg, "v2/en_speaker_6", 11, temp=0.9, top_k=40, top_p=0.7)
     run_both(nb, bg, None, 12, temp=0.6, top_p=0.05)
 
 
+@pytest.mark.slow
 def test_full_length_without_voice_equals_original(pair):
     """No duration cap: all 768 semantic tokens, 39 coarse windows, 2 overlapping fine windows (1154 frames)."""
     nb, bg = pair
     assert len(run_both(nb, bg, None, 21, max_dur=None)) == 768
 
 
+@pytest.mark.slow
 def test_early_stop_through_min_eos_p_equals_original(pair):
     nb, bg = pair
     with eos_prone(nb, bg, scale=0.45):
@@ -156,6 +160,7 @@ def test_early_stop_through_min_eos_p_equals_original(pair):
 # ---------------------------------------------------------------- each setting where it changes the outcome
 
 
+@pytest.mark.slow
 def test_seeded_generate_equals_torch_manual_seed_then_generate_audio(pair):
     """The README's promise: generate(text, seed=s) == torch.manual_seed(s); Suno's generate_audio(text)."""
     nb, bg = pair
@@ -240,6 +245,7 @@ def test_fine_windows_clamped_to_the_end_equal_original(pair, voice, n_frames):
         np.testing.assert_array_equal(nb.coarse_to_fine(coarse, voice, temp=temp), ref)
 
 
+@pytest.mark.slow
 def test_seeded_batch_through_all_stages_equals_generate_audio_per_item(pair):
     """Samples of different lengths in one seeded batch: each sample's generator runs through the three stages
     exactly as torch's global one does in the original for that text alone with seed + i."""
@@ -261,6 +267,7 @@ def test_seeded_batch_through_all_stages_equals_generate_audio_per_item(pair):
         assert np.abs(audio - audio_ref).max() <= 1e-4
 
 
+@pytest.mark.slow
 def test_padded_coarse_batch_over_many_windows_equals_original_per_item(pair):
     """Contexts of different lengths (left padding) across 8-20 windows: each sample == the original alone."""
     nb, bg = pair

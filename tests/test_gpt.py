@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import suno_copy
+from helpers import suno_copy
 from nanobark.config import GPTConfig
 from nanobark.fine import FineGPT
 from nanobark.gpt import GPT

@@ -6,18 +6,15 @@ import json
 import os
 import shutil
 import socket
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from safetensors.torch import load_file, save_file
 
-from conftest import write_hf_cache
+from helpers import ENV, run, write_hf_cache
 from nanobark import Bark
 from nanobark.voices import PresetDownloadError, VoiceError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HUB_VARIABLES = (
     "HF_HUB_OFFLINE",
     "TRANSFORMERS_OFFLINE",
@@ -69,16 +66,9 @@ print(json.dumps(reports))
 
 def run_child(tmp_path, env, *voices):
     """Run CHILD in a fresh process (huggingface_hub reads its variables at import) -> (reports, audio)."""
-    env = {k: v for k, v in os.environ.items() if k not in HUB_VARIABLES} | {"OMP_NUM_THREADS": "1", **env}
+    env = {k: v for k, v in ENV.items() if k not in HUB_VARIABLES} | env
     out = tmp_path / "audio.npz"
-    p = subprocess.run(
-        [sys.executable, "-c", CHILD, str(out), *voices],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    p = run("-c", CHILD, out, *voices, env=env)
     assert p.returncode == 0, p.stderr[-3000:]
     with np.load(out) as audio:
         return json.loads(p.stdout.splitlines()[-1]), {int(k): audio[k] for k in audio.files}
@@ -94,6 +84,7 @@ def offline_env(mode, hf_home, cache):
     return {"HF_HOME": str(hf_home), "NANOBARK_CACHE": str(cache), **hub}
 
 
+@pytest.mark.slow
 def test_unreachable_hub_without_cache_fails_fast_and_says_what_to_do(tmp_path):
     """Before: huggingface_hub retried for ~25 s (5 retries, 1+2+4+8+8 s) before the error."""
     env = offline_env("unreachable", tmp_path / "hf_home", tmp_path / "nanobark")
@@ -114,6 +105,7 @@ def test_offline_hub_id_without_cache_says_what_to_do(cache, tmp_path, monkeypat
         Bark.from_pretrained("suno/bark-small")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["HF_HUB_OFFLINE=1", "unreachable"])
 def test_a_cache_filled_by_transformers_is_used_offline(hf_cache, converted, cache, tmp_path, mode):
     """pytorch_model.bin on main, no model.safetensors (refs/pr/5): converted once, presets read from the cache."""
@@ -128,6 +120,7 @@ def test_a_cache_filled_by_transformers_is_used_offline(hf_cache, converted, cac
     assert sorted(os.listdir(cache)) == ["suno--bark-small", "suno--bark-small.lock"]  # no other copy
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["HF_HUB_OFFLINE=1", "unreachable"])
 def test_a_preset_to_download_while_offline_says_which_and_what_to_do(hf_snapshot, cache, tmp_path, mode):
     """Before: huggingface_hub's LocalEntryNotFoundError about one .npy file (after ~25 s of retries, unreachable)."""

@@ -16,13 +16,14 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
-from conftest import randomize_, references
+from helpers import references
 from nanobark.config import HubertConfig, QuantizerConfig
 from nanobark.hubert import Hubert, n_frames
 from nanobark.quantizer import SemanticQuantizer, quantizer_config
 from nanobark.weights.checkpoint import CheckpointError, load_hubert, load_quantizer
 from nanobark.weights.convert.hubert import convert_hubert, convert_quantizer, hubert_layout, take_hubert
 from nanobark.weights.convert.source import ConversionError, Source
+from weights_convert.random_init import randomize_
 
 CFG = HubertConfig()
 # one frame exactly, 1 s, 1 s and a sample (an odd length), 3 s and a few samples

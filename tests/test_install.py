@@ -18,9 +18,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import references, speech, write_hf_cache, write_hub_extras
+from helpers import HANG, ROOT, references, speech, write_hf_cache, write_hub_extras
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STORY = "The dog said hello to the world. And the world said hello to the dog, and that was that."
 
 pytestmark = pytest.mark.slow
@@ -84,7 +83,9 @@ def shell(fresh, hub_cache, tmp_path_factory):
                NANOBARK_CACHE=str(tmp_path_factory.mktemp("cache")), OMP_NUM_THREADS="1")  # fmt: skip
 
     def run(line):
-        return subprocess.run(line, shell=True, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+        return subprocess.run(
+            line, shell=True, cwd=cwd, env=env, capture_output=True, text=True, timeout=HANG
+        )
 
     run.cwd = cwd
     return run

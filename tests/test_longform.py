@@ -1,20 +1,15 @@
 """Long form: segmentation, generate_long in both continuity modes, stream, and the CLI's --long/--stream."""
 
 import contextlib
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import VOCAB
-from nanobark import Bark
+from helpers import GENERATE, VOCAB, run
 from nanobark.longform import MAX_TOKENS, _carry, generate_long, join_segments, split_text, stream
 from nanobark.tokenizer import TextError, Tokenizer, normalize_text
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOKENIZER = Tokenizer({t: i for i, t in enumerate(VOCAB)})  # the tiny model's vocab.txt
 VOICE, SEED, DURATION = "v2/en_speaker_6", 7, "0.3"  # 0.3 s: 15 semantic tokens, 22 frames, 7040 samples
 # two sentences of 25 and 29 tokens: too many together for the default budget of 50, so two segments
@@ -132,12 +127,7 @@ def test_split_cuts_lyrics_too_long_for_one_generation():
 
 @pytest.fixture(scope="module", autouse=True)
 def _one_thread(one_thread):
-    """Every test of this file on one thread (conftest's one_thread)."""
-
-
-@pytest.fixture(scope="module")
-def bark(converted):
-    return Bark.from_pretrained(converted, device="cpu")
+    """Every test of this file on one thread (conftest.py's one_thread)."""
 
 
 @contextlib.contextmanager
@@ -320,26 +310,12 @@ def test_misuse_fails_before_generating(bark):
 
 
 def run_cli(*args):
-    return subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, "scripts", "generate.py"),
-            TEXT,
-            "--seed",
-            str(SEED),
-            "--max-duration",
-            DURATION,
-            "--voice",
-            VOICE,
-            "--quiet",
-            *args,
-        ],
-        capture_output=True,
-        timeout=300,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
+    """scripts/generate.py speaking TEXT as the tests above do: -> its CompletedProcess, in bytes."""
+    settings = ["--seed", SEED, "--max-duration", DURATION, "--voice", VOICE, "--quiet"]
+    return run(GENERATE, TEXT, *settings, *args, text=False)
 
 
+@pytest.mark.slow
 def test_cli_long_writes_what_generate_long_gives(converted, by_voice, tmp_path):
     out = tmp_path / "story.wav"
     r = run_cli("--model", converted, "--long", "--out", str(out))
@@ -349,6 +325,7 @@ def test_cli_long_writes_what_generate_long_gives(converted, by_voice, tmp_path)
     assert np.abs(audio - np.clip(by_voice[0], -1, 1)).max() <= 1 / 2**15 + 1e-6  # 16-bit quantization
 
 
+@pytest.mark.slow
 def test_cli_stream_writes_raw_pcm_to_stdout(converted, by_previous):
     r = run_cli(
         "--model", converted, "--stream", "--continuity", "previous", "--silence", "0.1", "--out", "-"
@@ -395,6 +372,7 @@ def test_cli_switches_to_long_form_for_text_over_256_tokens(capsys, monkeypatch)
     assert "the text is 272 tokens" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_rejects_long_form_options_without_long(converted, tmp_path):
     r = run_cli("--model", converted, "--continuity", "previous", "--out", str(tmp_path / "x.wav"))
     assert r.returncode == 2 and b"add --long" in r.stderr

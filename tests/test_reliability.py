@@ -8,8 +8,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -18,6 +16,7 @@ import torch
 from filelock import FileLock
 from safetensors.torch import load_file, save_file
 
+from helpers import ENV, GENERATE, HANG, ROOT, leftovers, python, run, wait_for
 from nanobark import Bark
 from nanobark.voices import PresetIndex, VoiceError, load_voice
 from nanobark.weights.checkpoint import CheckpointError, load_stage, read_meta
@@ -25,13 +24,10 @@ from nanobark.weights.convert.folder import convert, from_transformers
 from nanobark.weights.convert.source import ConversionError
 from nanobark.weights.hub import convert_once, is_current
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GENERATE = os.path.join(ROOT, "scripts", "generate.py")
 STAGES = ("semantic", "coarse", "fine", "codec")
 SUNO_PROMPTS = os.path.join(
     importlib.util.find_spec("bark").submodule_search_locations[0], "assets", "prompts"
 )
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # subprocesses share two cores
 
 
 class MakesFile:
@@ -44,35 +40,11 @@ class MakesFile:
         return (open, (self.path, "w"))
 
 
-def wait_for(condition, timeout=60):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        time.sleep(0.05)
-
-
 def speak(model, out, seed, *args, **kw):
     """scripts/generate.py speaking one sentence with `model` into `out`, as a running process."""
     return python(
         GENERATE, "Hello, my dog is cute", "--model", model, "--out", out, "--seed", seed, *args, **kw
     )
-
-
-def python(*args, **kw):
-    return subprocess.Popen(
-        [sys.executable, *map(str, args)],
-        env=kw.pop("env", ENV),
-        text=True,
-        stdout=kw.pop("stdout", subprocess.PIPE),
-        stderr=kw.pop("stderr", subprocess.PIPE),
-        **kw,
-    )
-
-
-@pytest.fixture(scope="module")
-def bark(converted):
-    return Bark.from_pretrained(converted, device="cpu")
 
 
 # ---- untrusted checkpoints
@@ -278,13 +250,13 @@ except Exception as e:
     ("coarse", "n_head", "3", "n_head 3 does not divide n_embd 32"),
     ("codec", "ratios", "[2] * 10**5", "len(ratios) is 100000 but the weights hold 4"),
 ])  # fmt: skip
+@pytest.mark.slow
 def test_a_config_asking_for_more_than_the_weights_hold_is_refused_before_building(
     converted, tmp_path, stage, field, value, said
 ):
     """The sizes in config.json are checked against the weights file's header before anything is built."""
     shutil.copytree(converted, tmp_path / "m")
-    args = [sys.executable, "-c", ABSURD_CONFIG, str(tmp_path / "m"), stage, field, value]
-    p = subprocess.run(args, env=ENV, capture_output=True, text=True, timeout=300)
+    p = run("-c", ABSURD_CONFIG, tmp_path / "m", stage, field, value)
     assert p.returncode == 0 and p.stdout.startswith("CheckpointError"), p.stdout + p.stderr[-2000:]
     assert said in p.stdout and f"{stage}.safetensors" in p.stdout
 
@@ -484,10 +456,6 @@ convert_once(sys.argv[2], sys.argv[3])
 """
 
 
-def leftovers(folder):
-    return sorted(n for n in os.listdir(folder) if n.startswith(".converting-"))
-
-
 def files_of(folder):
     """{name: (inode, mtime)} of a folder's files: the very same files, not only the same bytes."""
     return {n: (os.stat(os.path.join(folder, n)).st_ino, os.stat(os.path.join(folder, n)).st_mtime_ns)
@@ -537,10 +505,10 @@ except OSError as e:
 """
 
 
+@pytest.mark.slow
 def test_a_full_disk_at_the_last_write_fails_and_leaves_nothing_finished(hf_snapshot, tmp_path):
     out = tmp_path / "out"
-    p = subprocess.run([sys.executable, "-c", FULL_DISK_AT_CONFIG, ROOT, hf_snapshot, str(out)], env=ENV,
-                       capture_output=True, text=True, timeout=300)  # fmt: skip
+    p = run("-c", FULL_DISK_AT_CONFIG, ROOT, hf_snapshot, out)
     assert p.stdout.strip() == "OSError 27", p.stdout + p.stderr[-2000:]  # EFBIG, not "converted"
     assert not out.exists() and os.listdir(tmp_path) == ["out.lock"]  # nothing finished, no temp folder
     assert is_current(convert(hf_snapshot, str(out)))  # and the next run recovers
@@ -554,6 +522,7 @@ def test_converting_into_the_source_or_around_it_is_refused(hf_snapshot, out):
     assert sorted(os.listdir(hf_snapshot)) == before
 
 
+@pytest.mark.slow
 def test_killed_conversion_is_redone_and_its_leftovers_removed(hf_snapshot, tmp_path):
     cache, started = tmp_path / "cache", tmp_path / "started"
     target = cache / "model"
@@ -565,7 +534,7 @@ def test_killed_conversion_is_redone_and_its_leftovers_removed(hf_snapshot, tmp_
         p.kill()  # SIGKILL: no cleanup runs
         p.wait()
     assert not os.path.exists(target) and read_meta(str(target)) is None
-    killed = leftovers(cache)
+    killed = leftovers(cache, ".converting-")
     assert len(killed) == 1 and "semantic.safetensors" in os.listdir(
         cache / killed[0]
     )  # the fault left junk...
@@ -573,7 +542,8 @@ def test_killed_conversion_is_redone_and_its_leftovers_removed(hf_snapshot, tmp_
     live.mkdir()
     with FileLock(cache / "other.lock"):
         assert convert_once(hf_snapshot, str(target)) == str(target)
-        assert leftovers(cache) == [live.name]  # ...which the next conversion removes, sparing the live one
+        # ...which the next conversion removes, sparing the live one
+        assert leftovers(cache, ".converting-") == [live.name]
     assert read_meta(str(target)) is not None
     for stage in STAGES:
         load_stage(str(target), stage)
@@ -588,7 +558,7 @@ barrier = sys.argv[4]
 
 def save_together(state, path, metadata=None):  # a writer waits until the other process is converting too
     open(os.path.join(barrier, f"saved-{os.getpid()}"), "w").close()
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 600
     while sum(n.startswith("started") for n in os.listdir(barrier)) < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
     real_save(state, path, metadata)
@@ -600,13 +570,14 @@ print(convert_once(sys.argv[2], sys.argv[3]))
 """
 
 
+@pytest.mark.slow
 def test_two_processes_converting_at_once_leave_one_valid_copy(hf_snapshot, converted, tmp_path):
     """The second one waits for the first one's lock, then takes its copy: one writer, no mix."""
     cache, barrier = tmp_path / "cache", tmp_path / "barrier"
     barrier.mkdir()
     target = cache / "model"
     procs = [python("-c", CONCURRENT_CONVERSION, ROOT, hf_snapshot, target, barrier) for _ in range(2)]
-    results = [p.communicate(timeout=120) for p in procs]
+    results = [p.communicate(timeout=HANG) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], results
     assert [out.strip() for out, _ in results] == [str(target)] * 2
     writers = {n.split("-")[1] for n in os.listdir(barrier) if n.startswith("saved")}
@@ -698,6 +669,7 @@ def test_unreadable_text_file_is_a_usage_error(tmp_path, capsys):
         assert e.value.code == 2 and "cannot read the text" in err and said in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_failures_exit_with_one_line_and_a_traceback_only_with_debug(converted, tmp_path):
     marker = tmp_path / "created_by_pickle"
     trap = np.array([MakesFile(marker)], dtype=object)
@@ -714,7 +686,7 @@ def test_failures_exit_with_one_line_and_a_traceback_only_with_debug(converted, 
         "plain": python(*base, "--voice", evil),
         "debug": python(*base[:3], damaged, *base[4:], "--debug"),
     }
-    errs = {k: p.communicate(timeout=120)[1] for k, p in procs.items()}
+    errs = {k: p.communicate(timeout=HANG)[1] for k, p in procs.items()}
     # a voice file is an argument: checked before the model loads, a usage error (it was exit 1, after loading)
     assert [p.returncode for p in procs.values()] == [2, 1], errs
     assert (
@@ -726,6 +698,7 @@ def test_failures_exit_with_one_line_and_a_traceback_only_with_debug(converted, 
     assert not marker.exists() and sorted(os.listdir(tmp_path)) == ["damaged", "evil.npz", "payload.npy"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM", "SIGHUP"])
 def test_ctrl_c_sigterm_or_sighup_mid_generation_stops_cleanly(converted, tmp_path, sig):
     out_dir, err = tmp_path / "out", tmp_path / "stderr.txt"
@@ -741,7 +714,7 @@ def test_ctrl_c_sigterm_or_sighup_mid_generation_stops_cleanly(converted, tmp_pa
         )  # its progress bar: generating
         assert p.poll() is None and out.read_bytes() == b"old audio"
         p.send_signal(getattr(signal, sig))
-        assert p.wait(timeout=60) == 128 + getattr(signal, sig)  # 130, 143, 129
+        assert p.wait(timeout=HANG) == 128 + getattr(signal, sig)  # 130, 143, 129
     finally:
         p.kill()
     text = err.read_text()
@@ -753,6 +726,7 @@ def test_ctrl_c_sigterm_or_sighup_mid_generation_stops_cleanly(converted, tmp_pa
     assert out.read_bytes() == b"old audio" and os.listdir(out_dir) == ["speech.wav"]
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_bytes_in_two_processes(converted, tmp_path):
     outs = [tmp_path / f"run{i}.wav" for i in range(2)]
     procs = [
@@ -769,7 +743,7 @@ def test_same_seed_gives_identical_bytes_in_two_processes(converted, tmp_path):
         )  # fmt: skip
         for i, out in enumerate(outs)
     ]
-    results = [p.communicate(timeout=300) for p in procs]
+    results = [p.communicate(timeout=HANG) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], results
     first, second = (o.read_bytes() for o in outs)
     assert first == second

@@ -6,13 +6,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 
 import pytest
 
 import nanobark.cli as cli
-from conftest import VOCAB
+from helpers import HANG, VOCAB, leftovers, python, run, usage_error, wait_for
 from nanobark import Bark
 from nanobark.cli.manifest import ManifestError, read_manifest
 from nanobark.cli.speak import write_audio
@@ -20,8 +18,6 @@ from nanobark.cli.synthesize import manifest_voices
 from nanobark.longform import split_text
 from nanobark.tokenizer import Tokenizer
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
 V1, V2 = "v2/en_speaker_6", "announcer"
 STORY = (  # two sentences of 25 and 29 tokens: two segments in long form
     "Hello, my dog is cute, and the dog said hello to the world, and the world said hello to the dog. "
@@ -58,11 +54,6 @@ def command(manifest, out, model, *extra):
     return ["synthesize", manifest, "--out-dir", out, "--model", model, "--max-duration", "0.2", *extra]
 
 
-def run(launcher, argv, **kw):
-    return subprocess.run([sys.executable, *launcher, *argv], capture_output=True, text=True, env=ENV, cwd=ROOT,
-                          timeout=600, **kw)  # fmt: skip
-
-
 def audio_files(out):
     """{name: bytes} of the audio files in out (not the manifests, not hidden files)."""
     names = [n for n in os.listdir(out) if n.endswith(".wav")]
@@ -77,10 +68,6 @@ def manifest_lines(out, drop=("seconds",)):
     return {e["id"]: {k: v for k, v in e.items() if k not in drop} for e in lines}
 
 
-def leftovers(out):
-    return [n for n in os.listdir(out) if n.startswith(".")]
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     return write_manifest(str(tmp_path_factory.mktemp("corpus")))
@@ -90,7 +77,7 @@ def corpus(tmp_path_factory):
 def one_process(corpus, converted, tmp_path_factory):
     """The 12 rows made by one process (python -m nanobark), in batches of 4: the reference."""
     out = str(tmp_path_factory.mktemp("one"))
-    r = run(["-m", "nanobark"], command(corpus, out, converted, "--batch-size", "4"))
+    r = run("-m", "nanobark", *command(corpus, out, converted, "--batch-size", "4"))
     assert r.returncode == 0, r.stderr
     return out, r
 
@@ -98,6 +85,7 @@ def one_process(corpus, converted, tmp_path_factory):
 # ---- 1. one process or two: the same files
 
 
+@pytest.mark.slow
 def test_two_processes_make_the_same_files_as_one(one_process, corpus, converted, tmp_path):
     out1, r1 = one_process
     assert "12 rows: 11 done, 1 failed, 0 skipped" in r1.stdout
@@ -106,7 +94,7 @@ def test_two_processes_make_the_same_files_as_one(one_process, corpus, converted
     )  # reported as it starts
     out2 = str(tmp_path / "two")
     torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "nanobark"]
-    r2 = run(torchrun, command(corpus, out2, converted, "--batch-size", "4"))
+    r2 = run(*torchrun, *command(corpus, out2, converted, "--batch-size", "4"))
     assert r2.returncode == 0, r2.stderr
     assert "12 rows: 11 done, 1 failed, 0 skipped" in r2.stdout  # rank 0's summary of both ranks' work
     assert "rank 0:" in r2.stderr and "rank 1:" in r2.stderr  # both worked
@@ -127,6 +115,7 @@ def test_two_processes_make_the_same_files_as_one(one_process, corpus, converted
         assert leftovers(out) == []  # the rank files merged and gone, no temporary file
 
 
+@pytest.mark.slow
 def test_an_item_is_what_bark_generate_makes_of_it_alone(one_process, converted, tmp_path, one_thread):
     """The seed in the manifest is the whole story: Bark.generate with it, alone, gives the same file."""
     out, _ = one_process
@@ -144,10 +133,11 @@ def test_an_item_is_what_bark_generate_makes_of_it_alone(one_process, converted,
 # ---- 2. batch size 1 or 4: the same files
 
 
+@pytest.mark.slow
 def test_batch_size_1_and_4_make_the_same_files(one_process, corpus, converted, tmp_path):
     out1, _ = one_process
     out = str(tmp_path / "batch1")
-    r = run(["scripts/synthesize.py"], command(corpus, out, converted, "--batch-size", "1", "--quiet")[1:])
+    r = run("scripts/synthesize.py", *command(corpus, out, converted, "--batch-size", "1", "--quiet")[1:])
     assert r.returncode == 0, r.stderr
     assert "line 9: unknown voice" in r.stderr and "items:" not in r.stderr  # --quiet: no progress
     assert audio_files(out) == audio_files(out1)
@@ -175,6 +165,7 @@ def count_generations(monkeypatch):
     return texts
 
 
+@pytest.mark.slow
 def test_a_killed_run_started_again_makes_only_the_rest(
     one_process, corpus, converted, tmp_path, monkeypatch, one_thread
 ):
@@ -182,14 +173,15 @@ def test_a_killed_run_started_again_makes_only_the_rest(
     out = str(tmp_path / "killed")
     rank_file = os.path.join(out, ".manifest.rank0.jsonl")
     argv = command(corpus, out, converted, "--batch-size", "1", "--quiet")
-    p = subprocess.Popen([sys.executable, "-m", "nanobark", *argv], env=ENV, cwd=ROOT,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    p = python("-m", "nanobark", *argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 300
-        while time.time() < deadline and p.poll() is None:
-            if os.path.exists(rank_file) and open(rank_file, "rb").read().count(b"\n") >= 3:
-                break
-            time.sleep(0.02)
+        wait_for(
+            lambda: (
+                p.poll() is not None
+                or os.path.exists(rank_file)
+                and open(rank_file, "rb").read().count(b"\n") >= 3
+            )
+        )
         assert p.poll() is None, "the run ended before it could be killed"
         p.send_signal(signal.SIGKILL)
     finally:
@@ -215,21 +207,20 @@ def test_a_killed_run_started_again_makes_only_the_rest(
     assert leftovers(out) == []  # a temporary file the kill left behind is gone too
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_run_with_143_keeping_what_is_finished(corpus, converted, tmp_path):
     out = str(tmp_path / "stopped")
-    p = subprocess.Popen([sys.executable, "-m", "nanobark", *command(corpus, out, converted, "--batch-size", "1")],
-                         env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    p = python("-m", "nanobark", *command(corpus, out, converted, "--batch-size", "1"))
     rank_file = os.path.join(out, ".manifest.rank0.jsonl")
-    deadline = time.time() + 300
-    while time.time() < deadline and p.poll() is None and not os.path.exists(rank_file):
-        time.sleep(0.02)
+    wait_for(lambda: p.poll() is not None or os.path.exists(rank_file))
     p.send_signal(signal.SIGTERM)
-    _, err = p.communicate(timeout=300)
+    _, err = p.communicate(timeout=HANG)
     assert p.returncode == 143, err
     assert "interrupted; the items finished so far are in" in err and "Traceback" not in err
     assert [n for n in leftovers(out) if n.endswith(".tmp")] == []  # the write in progress was cleaned up
 
 
+@pytest.mark.slow
 def test_done_items_are_skipped_and_other_settings_or_overwrite_make_them_again(
     converted, tmp_path, monkeypatch, capsys, one_thread
 ):
@@ -345,22 +336,6 @@ def test_a_manifest_that_cannot_be_read_at_all_is_one_error(name, content, said,
 
 
 # ---- the command: usage errors exit 2 before loading, every item wrong exits 1
-
-
-@pytest.fixture
-def no_loading(monkeypatch):
-    def refuse(*a, **k):
-        raise AssertionError("a model was loaded")
-
-    monkeypatch.setattr(Bark, "from_pretrained", refuse)
-
-
-def usage_error(argv, capsys):
-    with pytest.raises(SystemExit) as e:
-        cli.main(argv)
-    err = capsys.readouterr().err
-    assert e.value.code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    return err
 
 
 def test_usage_errors_exit_2_with_one_line_before_loading(converted, tmp_path, no_loading, capsys):

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import references
+from helpers import references
 from nanobark.tokenizer import TextError, Tokenizer, TokenizerFileNotFoundError, normalize_text, text_prompt
 
 VOCAB = (

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import references
+from helpers import references
 from nanobark.voices import (
     KEYS,
     PresetIndex,

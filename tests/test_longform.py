@@ -357,7 +357,7 @@ def test_cli_stream_writes_raw_pcm_to_stdout(converted, by_previous):
     assert (
         b"standard output: " in r.stderr and b"s of audio" in r.stderr
     )  # the status line stays off the audio
-    pcm = np.frombuffer(r.stdout, "<i2").astype(np.float32) / 32767
+    pcm = np.frombuffer(r.stdout, "<i2").astype(np.float32) / 32768  # as a .wav file holds them
     assert pcm.shape == by_previous[0].shape
     assert np.abs(pcm - np.clip(by_previous[0], -1, 1)).max() <= 1 / 2**15 + 1e-6
 

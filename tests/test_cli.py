@@ -347,6 +347,23 @@ def test_a_closed_pipe_ends_the_command_quietly(converted, tmp_path):
     assert r.returncode == 141 and "Traceback" not in r.stderr and "stopped reading" in r.stderr, r.stderr
 
 
+def test_the_command_takes_the_largest_seed_and_refuses_one_long_form_cannot_use(converted, tmp_path, capsys):
+    """--seed 2**63 - 1 speaks; with --long, segment i uses seed + i, so two segments need one seed less (found
+    before any segment is made, also when they are made one by one)."""
+    from nanobark.settings import MAX_SEED
+
+    out, seed = tmp_path / "max.wav", str(MAX_SEED)
+    argv = ["--model", converted, "--max-duration", "0.2", "--quiet", "--seed", seed, "--out", str(out)]
+    assert cli.main(["Hello, my dog is cute", *argv]) == 0 and sf.info(out).frames > 0
+    story = (  # two sentences of 25 and 29 tokens: two segments
+        "Hello, my dog is cute, and the dog said hello to the world, and the world said hello to the dog. "
+        "She said hello to my dog, and my dog said hello to her and to the cute world of the cute dog, he said."
+    )
+    out.unlink()
+    for continuity in ("voice", "previous"):
+        assert cli.main([story, "--long", "--continuity", continuity, *argv]) == 1
+        assert "item i of 2 uses seed + i" in capsys.readouterr().err and not out.exists()
+
 
 def test_raw_audio_to_standard_output_is_the_wav_file_s_samples_clipped_not_wrapped(tmp_path):
     """--out - and the .wav writer share one float -> int16 conversion: beyond [-1, 1] it clips (a wrap-around

@@ -400,3 +400,16 @@ def test_cli_rejects_long_form_options_without_long(converted, tmp_path):
     assert r.returncode == 2 and b"add --long" in r.stderr
     r = run_cli("--model", converted, "--long", "--silence", "-1", "--out", str(tmp_path / "x.wav"))
     assert r.returncode == 2 and b"--silence must be a number of seconds from 0 to 60" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "budget, expected",
+    [
+        (20, ["Mr. Smith met Dr. Jones,", "and the dog said hello to the world."]),  # the comma, not "Dr."
+        (12, ["Mr. Smith met", "Dr. Jones,", "and the dog said hello to the world."]),  # a word, not "Mr."
+    ],
+)
+def test_a_capitalised_abbreviation_is_no_sentence_end(budget, expected):
+    """Mr. and Dr. as written, capital first: a segment never ends on one when a clause or word cut is there."""
+    segments = split_text("Mr. Smith met Dr. Jones, and the dog said hello to the world.", TOKENIZER, budget)
+    assert segments == expected

@@ -59,6 +59,10 @@ RELIABILITY = "tests/test_reliability.py::test_"
 GEN_T = GEN + "::test_"
 RELIABILITY_SIZES = RELIABILITY + "a_config_asking_for_more_than_the_weights_hold_is_refused_before_building"
 RELIABILITY_FORMAT = RELIABILITY + "a_folder_of_an_older_format_is_refused_and_the_cache_converts_it_again"
+CORPUS, SPEAK, SYNTH = "nanobark/cli/corpus.py", "nanobark/cli/speak.py", "tests/test_synthesize.py::test_"
+CORPUS_EOS = SYNTH + "a_long_item_stops_at_0_05_and_a_short_one_at_0_2_unless_the_flag_or_row_says"
+CLI_SEED = "tests/test_cli.py::test_the_command_takes_the_largest_seed_and_refuses_one_long_form_cannot_use"
+PCM = "tests/test_cli.py::test_raw_audio_to_standard_output_is_the_wav_file_s_samples_clipped_not_wrapped"
 M = Mutant
 
 # one mutant, two lines: the formatter leaves the table alone
@@ -195,6 +199,40 @@ MUTANTS = [
     M("write_no_fsync", "nanobark/files.py", "os.fsync(f.fileno())", "f.flush()",
       "write_atomic renames without fsync (a power cut can leave an empty file)",
       ("tests/test_files.py::test_write_atomic_flushes_the_temporary_file_to_disk_before_the_rename",)),
+    # ---- issue 19 survivors (part B)
+    M("seed_max_refused", "nanobark/settings.py", "0 <= seed <= MAX_SEED - (n - 1)", "0 <= seed < MAX_SEED - (n - 1)",
+      "the largest valid seed (2**63 - 1) is refused",
+      ("tests/test_settings.py::test_the_largest_seed_is_taken_and_a_batch_s_last_seed_must_fit_too",
+       BATCH + "::test_a_batch_s_seeds_run_up_to_the_largest_and_no_further", CLI_SEED)),
+    M("bark_batch_seed_one_sample", B, "seed = check_seed(seed, n=n)", "seed = check_seed(seed)",
+      "a batch's seed is checked for one sample only: seed + i may pass 2**63 - 1",
+      (BATCH + "::test_a_batch_s_seeds_run_up_to_the_largest_and_no_further",)),
+    M("long_seed_one_segment", L, "check_seed(seed, n=len(texts))", "check_seed(seed)",
+      "long form checks the seed for one segment only: seed + i may pass 2**63 - 1", (CLI_SEED,)),
+    M("split_abbrev_case", L, "word[1].lower() in ABBREVIATIONS", "word[1] in ABBREVIATIONS",
+      "capitalised abbreviations (Mr., Dr.) are taken for sentence ends",
+      (LONG + "::test_a_capitalised_abbreviation_is_no_sentence_end",)),
+    M("corpus_min_eos_swapped", CORPUS, "settings.defaults(long)", "settings.defaults(not long)",
+      "long and short corpus items get each other's min_eos_p default (0.2 and 0.05)", (CORPUS_EOS,)),
+    M("corpus_form_by_flag", CORPUS, "item_settings(row, job.defaults, long)",
+      "item_settings(row, job.defaults, row.long)",
+      "a text over 256 tokens, spoken in long form, gets the one-generation settings", (CORPUS_EOS,)),
+    M("corpus_long_at_256", CORPUS, "row.long or n > TEXT_LENGTH", "row.long or n >= TEXT_LENGTH",
+      "a text of exactly 256 tokens is spoken in long form",
+      (SYNTH + "a_text_of_exactly_256_tokens_is_one_generation_and_257_is_long_form",)),
+    M("corpus_rerun_exit_0", CORPUS, "1 if self.failed and not self.done else 0",
+      "1 if self.failed and not self.done and not self.skipped else 0",
+      "a rerun that makes nothing and fails a row exits 0 (the items done before count as made)",
+      (SYNTH + "a_rerun_that_makes_nothing_and_fails_a_row_exits_1",)),
+    M("pcm_unclipped", SPEAK, "np.clip(np.floor(np.asarray(audio, np.float32) * 32768), -32768, 32767)",
+      "np.floor(np.asarray(audio, np.float32) * 32768)",
+      "samples beyond [-1, 1] wrap around in 16-bit PCM (loud clicks)", (PCM,)),
+    M("pcm_own_conversion", SPEAK, "out.write(pcm16(chunk).tobytes())",
+      "out.write(np.round(chunk * 32767).astype(\"<i2\").tobytes())",
+      "--out - converts to int16 its own way, unclipped", (PCM,)),
+    M("clone_npz_case", "nanobark/voices.py", 'path if path.lower().endswith(".npz")', 'path if path.endswith(".npz")',
+      "`nanobark clone --out ME.NPZ` writes ME.NPZ.npz",
+      ("tests/test_cloning.py::test_clone_out_keeps_an_upper_case_npz_suffix_as_it_is",)),
 ]
 # fmt: on
 

@@ -90,3 +90,17 @@ def test_batch_argument_errors(bark):
         bark.generate(TEXTS, voice=VOICES[:2])
     with pytest.raises(ValueError, match="empty list"):
         bark.generate([])
+
+
+def test_a_batch_s_seeds_run_up_to_the_largest_and_no_further(bark):
+    """Sample i of a batch gets seed + i: the last one may be 2**63 - 1 (and gives what that seed gives alone),
+    one more is refused before anything is generated."""
+    from nanobark.settings import MAX_SEED
+
+    texts = TEXTS[:2]
+    batch = bark.generate(texts, seed=MAX_SEED - 1, max_duration=0.2, output_full=True)
+    alone = bark.generate(texts[1], seed=MAX_SEED, max_duration=0.2, output_full=True)
+    for k in alone[0]:
+        np.testing.assert_array_equal(batch[1][0][k], alone[0][k])
+    with pytest.raises(ValueError, match=r"item i of 2 uses seed \+ i"):
+        bark.generate(texts, seed=MAX_SEED, max_duration=0.2)

@@ -321,3 +321,39 @@ def test_a_closed_pipe_ends_the_command_quietly(converted, tmp_path):
            f"--out - | true; exit ${{PIPESTATUS[0]}}")  # fmt: skip
     r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=HANG)
     assert r.returncode == 141 and "Traceback" not in r.stderr and "stopped reading" in r.stderr, r.stderr
+
+
+def test_the_command_takes_the_largest_seed_and_refuses_one_long_form_cannot_use(converted, tmp_path, capsys):
+    """--seed 2**63 - 1 speaks; with --long, segment i uses seed + i, so two segments need one seed less (found
+    before any segment is made, also when they are made one by one)."""
+    from nanobark.settings import MAX_SEED
+
+    out, seed = tmp_path / "max.wav", str(MAX_SEED)
+    argv = ["--model", converted, "--max-duration", "0.2", "--quiet", "--seed", seed, "--out", str(out)]
+    assert cli.main(["Hello, my dog is cute", *argv]) == 0 and sf.info(out).frames > 0
+    story = (  # two sentences of 25 and 29 tokens: two segments
+        "Hello, my dog is cute, and the dog said hello to the world, and the world said hello to the dog. "
+        "She said hello to my dog, and my dog said hello to her and to the cute world of the cute dog, he said."
+    )
+    out.unlink()
+    for continuity in ("voice", "previous"):
+        assert cli.main([story, "--long", "--continuity", continuity, *argv]) == 1
+        assert "item i of 2 uses seed + i" in capsys.readouterr().err and not out.exists()
+
+
+def test_raw_audio_to_standard_output_is_the_wav_file_s_samples_clipped_not_wrapped(tmp_path):
+    """--out - and the .wav writer share one float -> int16 conversion: beyond [-1, 1] it clips (a wrap-around
+    would turn 1.5 into -16384: a loud click)."""
+    import io
+
+    from nanobark.cli.speak import write_audio, write_pcm
+
+    audio = np.array([-3.0, -1.5, -1.0, -0.5, 0.0, 0.25, 0.5, 0.999, 1.0, 1.0001, 1.5, 3.0], np.float32)
+    buffer = io.BytesIO()
+    assert write_pcm([audio[:5], audio[5:]], buffer) == len(audio)  # two chunks, as --stream writes them
+    pcm = np.frombuffer(buffer.getvalue(), "<i2")
+    expected = [-32768, -32768, -32768, -16384, 0, 8192, 16384, 32735, 32767, 32767, 32767, 32767]
+    np.testing.assert_array_equal(pcm, expected)
+    for ext in (".wav", ".flac"):
+        write_audio(str(tmp_path / f"a{ext}"), audio, 24_000)
+        np.testing.assert_array_equal(sf.read(tmp_path / f"a{ext}", dtype="int16")[0], pcm)

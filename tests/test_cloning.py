@@ -180,3 +180,23 @@ def test_a_long_recording_keeps_the_last_256_semantic_ids_and_the_frames_of_that
     short = prompt_from_tokens(semantic[:100], codes[:, :150])  # shorter than the history: all of it
     np.testing.assert_array_equal(short["semantic_prompt"], semantic[:100])
     np.testing.assert_array_equal(short["fine_prompt"], codes[:, :150])
+
+
+def test_clone_out_keeps_an_upper_case_npz_suffix_as_it_is(converted, tmp_path, monkeypatch):
+    """`nanobark clone --out ME.NPZ` writes ME.NPZ (not ME.NPZ.npz), and --voice ME.NPZ finds it."""
+    import nanobark.cloning as cloning
+    from nanobark.voices import find_voice_file, voice_file_name
+
+    assert voice_file_name("ME.NPZ") == "ME.NPZ" and voice_file_name("me") == "me.npz"
+    recording = tmp_path / "me.wav"
+    sf.write(recording, speech(6.0), 44_100)
+    voice = {  # what clone_voice would make (its models are not what this test is about)
+        "semantic_prompt": np.arange(100),
+        "coarse_prompt": np.zeros((2, 150), np.int64),
+        "fine_prompt": np.zeros((8, 150), np.int64),
+    }
+    monkeypatch.setattr(cloning, "clone_voice", lambda *a, **k: voice)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["clone", str(recording), "--out", "ME.NPZ", "--model", converted]) in (0, None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ME.NPZ", "me.wav"]
+    assert find_voice_file("ME.NPZ") is not None

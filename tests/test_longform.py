@@ -334,7 +334,7 @@ def test_cli_stream_writes_raw_pcm_to_stdout(converted, by_previous):
     assert (
         b"standard output: " in r.stderr and b"s of audio" in r.stderr
     )  # the status line stays off the audio
-    pcm = np.frombuffer(r.stdout, "<i2").astype(np.float32) / 32767
+    pcm = np.frombuffer(r.stdout, "<i2").astype(np.float32) / 32768  # as a .wav file holds them
     assert pcm.shape == by_previous[0].shape
     assert np.abs(pcm - np.clip(by_previous[0], -1, 1)).max() <= 1 / 2**15 + 1e-6
 
@@ -378,3 +378,16 @@ def test_cli_rejects_long_form_options_without_long(converted, tmp_path):
     assert r.returncode == 2 and b"add --long" in r.stderr
     r = run_cli("--model", converted, "--long", "--silence", "-1", "--out", str(tmp_path / "x.wav"))
     assert r.returncode == 2 and b"--silence must be a number of seconds from 0 to 60" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "budget, expected",
+    [
+        (20, ["Mr. Smith met Dr. Jones,", "and the dog said hello to the world."]),  # the comma, not "Dr."
+        (12, ["Mr. Smith met", "Dr. Jones,", "and the dog said hello to the world."]),  # a word, not "Mr."
+    ],
+)
+def test_a_capitalised_abbreviation_is_no_sentence_end(budget, expected):
+    """Mr. and Dr. as written, capital first: a segment never ends on one when a clause or word cut is there."""
+    segments = split_text("Mr. Smith met Dr. Jones, and the dog said hello to the world.", TOKENIZER, budget)
+    assert segments == expected

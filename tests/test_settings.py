@@ -115,3 +115,22 @@ def test_help_version_and_usage_errors_answer_without_torch():
                        env={**os.environ, "PYTHONPATH": root}, cwd=root, timeout=120)  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert r.stderr.count("error:") == 2 and "--top-k must be an integer >= 1" in r.stderr
+
+
+def test_the_largest_seed_is_taken_and_a_batch_s_last_seed_must_fit_too():
+    from nanobark.cli.speak import speak_parser
+    from nanobark.cli.synthesize import synthesize_parser
+    from nanobark.settings import MAX_SEED, check_seed
+
+    assert MAX_SEED == 2**63 - 1 and check_seed(MAX_SEED) == MAX_SEED
+    assert check_seed(MAX_SEED - 2, n=3) == MAX_SEED - 2  # items 0, 1, 2: the last gets MAX_SEED
+    for seed, n in ((MAX_SEED + 1, 1), (MAX_SEED - 1, 3), (MAX_SEED, 2)):
+        with pytest.raises(ValueError, match="must be an integer from 0 to 2\\*\\*63 - 1"):
+            check_seed(seed, n=n)
+    with pytest.raises(ValueError, match=r"item i of 3 uses seed \+ i"):
+        check_seed(MAX_SEED - 1, n=3)
+    assert speak_parser().parse_args(["Hi", "--seed", str(MAX_SEED)]).seed == MAX_SEED
+    argv = ["x.jsonl", "--out-dir", "o", "--seed", str(MAX_SEED)]
+    assert synthesize_parser().parse_args(argv).seed == MAX_SEED
+    with pytest.raises(SystemExit):
+        speak_parser().parse_args(["Hi", "--seed", str(MAX_SEED + 1)])

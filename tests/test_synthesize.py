@@ -374,3 +374,53 @@ def test_every_row_wrong_exits_1_without_loading_the_model(converted, tmp_path, 
     assert "line 1: id 'a/b' has a path separator" in captured.err and "line 2: no text" in captured.err
     with open(os.path.join(out, "errors.jsonl"), encoding="utf-8") as f:
         assert [(e["line"], e["id"]) for e in map(json.loads, f)] == [(1, "a/b"), (2, "c")]
+
+
+def plan_of(rows, **job):
+    from nanobark.cli.corpus import Job, plan
+    from nanobark.cli.manifest import Row
+
+    rows = [Row(i, f"r{i}", text, None, None, None, long, settings) for i, (text, long, settings) in enumerate(rows)]
+    items, problems = plan(rows, Job("out", "corpus.jsonl", "m", save=None, **job), TOKENIZER)
+    assert problems == []
+    return [(it.long, it.settings["min_eos_p"]) for it in items]
+
+
+def test_a_long_item_stops_at_0_05_and_a_short_one_at_0_2_unless_the_flag_or_row_says():
+    """Suno's long-form notebook's min_eos_p (0.05) for long items, whether the row says long or the text is
+    over 256 tokens; Bark's 0.2 for the others; --min-eos-p under a row's own min_eos_p over both."""
+    over = " ".join(["dog"] * 300)
+    rows = [("Hello.", False, {}), ("Hello.", True, {}), (over, False, {}), ("Hello.", True, {"min_eos_p": 0.3})]
+    assert plan_of(rows) == [(False, 0.2), (True, 0.05), (True, 0.05), (True, 0.3)]
+    flagged = [(True, 0.1), (True, 0.1), (True, 0.1), (True, 0.3)]
+    assert plan_of(rows, defaults={"min_eos_p": 0.1}) == [(False, 0.1), *flagged[1:]]
+
+
+def test_a_text_of_exactly_256_tokens_is_one_generation_and_257_is_long_form():
+    """One generation reads 256 text tokens (Suno's original truncates only a text over 256): 256 fit."""
+    texts = [" ".join(["dog"] * n) for n in (255, 256, 257)]
+    assert [len(TOKENIZER.encode(t)) for t in texts] == [255, 256, 257]
+    assert plan_of([(t, False, {}) for t in texts]) == [(False, 0.2), (False, 0.2), (True, 0.05)]
+
+
+def test_a_rerun_that_makes_nothing_and_fails_a_row_exits_1(converted, tmp_path, monkeypatch, capsys, one_thread):
+    """Exit 0 needs something made or nothing left to do: items done by an earlier run are neither, so a rerun
+    whose only item left fails again exits 1 (the first run, which made the others, exited 0)."""
+    bark = Bark.from_pretrained(converted, device="cpu")
+    monkeypatch.setattr(Bark, "from_pretrained", lambda *a, **k: bark)
+    rows = [*ROWS[:2], {"id": "fails", "text": "My dog is cute.", "voice": V1}]
+    manifest, out = write_manifest(str(tmp_path), rows), str(tmp_path / "out")
+    generate = Bark.generate
+
+    def fails_for_one(self, text, *args, **kwargs):
+        if "My dog is cute." in text:  # a list: the command generates in batches
+            raise RuntimeError("out of memory")
+        return generate(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(Bark, "generate", fails_for_one)
+    assert cli.main(command(manifest, out, converted, "--quiet", "--batch-size", "1")) == 0
+    said = capsys.readouterr().out
+    assert "3 rows: 2 done, 1 failed, 0 skipped" in said
+    assert cli.main(command(manifest, out, converted, "--quiet", "--batch-size", "1")) == 1
+    assert "3 rows: 0 done, 1 failed, 2 skipped" in capsys.readouterr().out
+    assert cli.main(command(write_manifest(str(tmp_path), ROWS[:2]), out, converted, "--quiet")) == 0  # all done

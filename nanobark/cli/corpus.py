@@ -374,8 +374,9 @@ class Totals(NamedTuple):
     wall_seconds: float
 
     def exit_code(self):
-        """1 only when every item failed; nothing to do, or anything made, is a success."""
-        return 1 if self.failed and not self.done and not self.skipped else 0
+        """1 only when every item tried failed; nothing left to do, or anything made, is a success (items done
+        by an earlier run are neither: a rerun whose items left all fail exits 1)."""
+        return 1 if self.failed and not self.done else 0
 
     def summary(self, out_dir):
         rate = self.audio_seconds / self.wall_seconds if self.wall_seconds else 0.0

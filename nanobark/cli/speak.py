@@ -228,19 +228,26 @@ def parse_speak(argv):
     return args
 
 
+def pcm16(audio):
+    """Float samples -> 16-bit little-endian PCM, for the .wav and .flac files and for --out -: x * 32768
+    rounded down, as libsndfile converts floats, and clipped (beyond [-1, 1], int16 would wrap into loud clicks)."""
+    return np.clip(np.floor(np.asarray(audio, np.float32) * 32768), -32768, 32767).astype("<i2")
+
+
 def write_audio(path, audio, sample_rate):
     """Write atomically (a temporary file beside `path`, then renamed): an interrupted run leaves no partial file."""
     import soundfile as sf
 
     fmt, subtype = FORMATS[os.path.splitext(path)[1].lower()]
-    write_atomic(path, lambda tmp: sf.write(tmp, audio, sample_rate, format=fmt, subtype=subtype))
+    samples = pcm16(audio) if subtype == "PCM_16" else audio  # Vorbis encodes the floats themselves
+    write_atomic(path, lambda tmp: sf.write(tmp, samples, sample_rate, format=fmt, subtype=subtype))
 
 
 def write_pcm(chunks, out):
     """Each chunk as 16-bit little-endian PCM, flushed as it comes (for aplay/ffplay); -> number of samples."""
     n = 0
     for chunk in chunks:
-        out.write(np.round(np.clip(chunk, -1, 1) * 32767).astype("<i2").tobytes())
+        out.write(pcm16(chunk).tobytes())
         out.flush()
         n += len(chunk)
     return n

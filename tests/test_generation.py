@@ -301,7 +301,7 @@ def test_a_voice_shorter_than_256_semantic_ids_fills_the_history_from_the_start_
     with peaked(nb, bg, 10.0):  # on near-uniform logits a changed context rarely changes a draw
         ref = ref_semantic(bg, 5, voice=voice, max_gen_duration_s=0.3)
         torch.manual_seed(5)
-        np.testing.assert_array_equal(nb.text_to_semantic(TEXT, voice, max_duration_s=0.3), ref)
+        np.testing.assert_array_equal(nb.text_to_semantic(TEXT, voice, max_duration=0.3), ref)
 
 
 def test_an_odd_length_voice_gives_the_coarse_stage_an_even_semantic_history_as_the_original(pair):
@@ -327,5 +327,5 @@ def test_a_duration_reached_exactly_still_generates_the_next_token_as_the_origin
     ref = ref_semantic(bg, 7, voice="v2/en_speaker_6", max_gen_duration_s=exact, min_eos_p=None)
     assert len(ref) == k + 1
     torch.manual_seed(7)
-    sem = nb.text_to_semantic(TEXT, "v2/en_speaker_6", min_eos_p=None, max_duration_s=exact)
+    sem = nb.text_to_semantic(TEXT, "v2/en_speaker_6", min_eos_p=None, max_duration=exact)
     np.testing.assert_array_equal(sem, ref)

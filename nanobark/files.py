@@ -16,8 +16,13 @@ import stat
 TEMP_FILE = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")  # write_atomic's temporary names: .NAME.HEX12.tmp
 
 
-def write_atomic(path, write):
-    """Call write(tmp_path) for a temporary file beside `path`, flush it to disk, rename it to `path`."""
+def write_atomic(path, write, check=None):
+    """Call write(tmp_path) for a temporary file beside `path`, flush it to disk, rename it to `path`.
+
+    A write is done only when its bytes are: check(tmp_path), if given, reads the file back and returns None
+    when it is whole, else what is missing. A library may return without error from a write that a full disk
+    cut short (libsndfile, for FLAC and Ogg, at close); then the file is deleted, `path` keeps its old
+    contents, and an OSError says so."""
     path = os.fspath(path)
     folder, name = os.path.split(os.path.abspath(path))
     tmp = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
@@ -28,6 +33,9 @@ def write_atomic(path, write):
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        missing = check(tmp) if check is not None else None
+        if missing is not None:
+            raise cut_short(path, missing)
         os.chmod(tmp, mode)  # whoever wrote it (a library may re-create the file 0600)
         os.replace(tmp, path)
     finally:
@@ -36,9 +44,25 @@ def write_atomic(path, write):
     return path
 
 
+def cut_short(path, missing):
+    """The error for a write that a full disk cut short, though the writer returned without one."""
+    return OSError(
+        f"writing {path} was cut short ({missing}); is the disk full? Free some space and run again"
+    )
+
+
 def remove_temp_files(folder):
     """Delete the temporary files that killed write_atomic calls left in `folder` (only the caller may know
     that no other writer is alive there)."""
     for name in os.listdir(folder):
         if TEMP_FILE.match(name):
             os.remove(os.path.join(folder, name))
+
+
+def same_file(a, b):
+    """Whether two paths name one file, by whatever path (a symlink, a hard link, ./x): writing one would
+    replace the other. False when either does not exist."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):  # a missing file; a NUL in a name
+        return False

@@ -192,7 +192,16 @@ def save_voice(path, semantic, coarse, fine) -> str:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
 
-    write_atomic(path, write)  # a crash never leaves a half-written voice under the real name
+    def whole(tmp):
+        try:
+            back = _np_load(tmp)
+        except VoiceError as e:
+            return str(e)
+        same = back.keys() == arrays.keys() and all(np.array_equal(back[k], v) for k, v in arrays.items())
+        return None if same else "its arrays read back different"
+
+    # a crash never leaves a half-written voice under the real name, nor a cut one an old voice's place
+    write_atomic(path, write, check=whole)
     return path
 
 

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 import nanobark.cli as cli
-from helpers import ENV, HANG, ROOT, has_loaded, python, references, run, usage_error, wait_for
+from helpers import ENV, HANG, ROOT, has_loaded, python, references, run, speech, usage_error, wait_for
 from nanobark import Bark, save_voice
 from nanobark.cli.speak import parse_speak, speak
 
@@ -357,3 +357,86 @@ def test_raw_audio_to_standard_output_is_the_wav_file_s_samples_clipped_not_wrap
     for ext in (".wav", ".flac"):
         write_audio(str(tmp_path / f"a{ext}"), audio, 24_000)
         np.testing.assert_array_equal(sf.read(tmp_path / f"a{ext}", dtype="int16")[0], pcm)
+
+
+# ---- issue 18: a write is done only when its bytes are; never write over an input
+
+FULL_DISK_AT_AUDIO = """
+import os, resource, signal, sys
+import soundfile
+from nanobark.cli import main
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as on a full disk
+real_write = soundfile.write
+
+def write_on_a_full_disk(path, *args, **kwargs):  # the disk fills 1 byte before each audio file's end
+    real_write(path, *args, **kwargs)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(path) - 1, resource.RLIM_INFINITY))
+    try:
+        real_write(path, *args, **kwargs)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+soundfile.write = write_on_a_full_disk
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ext", ["flac", "ogg"])
+def test_a_full_disk_that_cuts_the_audio_short_exits_1_and_keeps_the_old_file(ext, converted, tmp_path):
+    """Before: libsndfile returned without an error, and the cut file replaced the old one; exit 0."""
+    out = tmp_path / f"speech.{ext}"
+    out.write_bytes(b"old audio")
+    argv = ["Hello, my dog is cute.", "--model", converted, "--seed", "1", "--max-duration", "0.3", "--quiet"]
+    r = run("-c", FULL_DISK_AT_AUDIO, *argv, "--out", out)
+    assert r.returncode == 1 and "cut short" in r.stderr and "is the disk full" in r.stderr, r.stderr
+    assert out.read_bytes() == b"old audio" and os.listdir(tmp_path) == [out.name]
+
+
+def recording(path):
+    sf.write(path, speech(3.0, 24_000, 1), 24_000)
+    return open(path, "rb").read()
+
+
+@pytest.mark.parametrize("out", ["me.wav", "./me.wav", "sub/../me.wav", "link.wav", "hard.wav", None])
+def test_out_that_is_the_recording_being_cloned_is_refused(out, tmp_path, monkeypatch, no_loading, capsys):
+    """--voice me.wav --out me.wav (or the default --out bark.wav with --voice bark.wav, or the same file by
+    another path) replaced the recording with the speech; now exit 2 before the recording is even read."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    voice = "bark.wav" if out is None else "me.wav"
+    before = recording(voice)
+    os.symlink(voice, "link.wav")
+    os.link(voice, "hard.wav")
+    argv = ["Hello", "--voice", voice, "--model", "suno/bark-small", *(["--out", out] if out else [])]
+    err = usage_error(argv, capsys)
+    assert f"--out {out or 'bark.wav'} is the file given as --voice {voice}" in err and "another --out" in err
+    assert open(voice, "rb").read() == before
+
+
+def test_out_that_is_the_text_file_is_refused(tmp_path, monkeypatch, no_loading, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "story.wav").write_text("Hello, my dog is cute.")
+    err = usage_error(["--file", "story.wav", "--model", "suno/bark-small", "--out", "./story.wav"], capsys)
+    assert "is the file given as --file story.wav" in err and (tmp_path / "story.wav").read_text().startswith(
+        "Hello"
+    )
+
+
+@pytest.mark.parametrize("out", ["link.npz", "hard.npz", "sub/../link.npz"])
+def test_clone_out_that_is_the_recording_is_refused(out, tmp_path, monkeypatch, capsys):
+    """`nanobark clone REC --out REC` by another path (a symlink or a hard link named .npz): the voice replaced
+    the recording; now exit 2 before it is read."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    before = recording("me.wav")
+    os.symlink("me.wav", "link.npz")
+    os.link("me.wav", "hard.npz")
+
+    def cloning(*args, **kwargs):
+        raise AssertionError("cloned")
+
+    monkeypatch.setattr("nanobark.cloning.clone_voice", cloning)
+    err = usage_error(["clone", "me.wav", "--out", out, "--model", "suno/bark-small"], capsys)
+    assert f"--out {out} is the file given as recording me.wav" in err
+    assert open("me.wav", "rb").read() == before

@@ -147,3 +147,68 @@ def test_atomic_folder_deletes_only_its_own_targets_leftovers(tmp_path):
     assert sorted(os.listdir(tmp_path)) == sorted([other, "model", "model.lock"])
     assert os.listdir(tmp_path / "model") == ["a"]
     atomic_folder(tmp_path / "model", lambda tmp: pytest.fail("written again"), keep=os.path.isdir)
+
+
+# ---- a write is done only when its bytes are (issue 18)
+
+FULL_DISK_WRITE_AUDIO = """
+import os, resource, signal, sys
+import numpy as np
+from nanobark.cli.speak import write_audio
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as on a full disk
+path, seconds, short = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])  # short: bytes the disk lacks
+audio = (0.3 * np.random.default_rng(0).standard_normal(round(seconds * 24000))).astype(np.float32)
+write_audio(path + ".size" + os.path.splitext(path)[1], audio, 24000)  # how big the whole file is
+size = os.path.getsize(path + ".size" + os.path.splitext(path)[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (size - short, resource.RLIM_INFINITY))
+try:
+    write_audio(path, audio, 24000)
+    print("written")
+except Exception as e:  # WAV: libsndfile's own error
+    print("failed:", type(e).__name__, e)
+"""
+
+
+def test_write_atomic_replaces_nothing_with_a_file_its_check_finds_cut(tmp_path):
+    (tmp_path / "a.txt").write_text("old")
+    with pytest.raises(OSError, match=r"writing .*a.txt was cut short \(2 of 3 lines\); is the disk full"):
+        write_atomic(
+            tmp_path / "a.txt", lambda tmp: open(tmp, "w").write("new"), check=lambda tmp: "2 of 3 lines"
+        )
+    assert os.listdir(tmp_path) == ["a.txt"] and (tmp_path / "a.txt").read_text() == "old"
+    write_atomic(tmp_path / "a.txt", lambda tmp: open(tmp, "w").write("new"), check=lambda tmp: None)
+    assert (tmp_path / "a.txt").read_text() == "new"
+
+
+@pytest.mark.parametrize("ext", ["flac", "ogg", "wav"])
+@pytest.mark.parametrize("seconds, short", [(0.2, 1), (5.0, 1), (5.0, 100)])
+def test_audio_a_full_disk_cuts_short_replaces_nothing(ext, seconds, short, tmp_path):
+    """libsndfile returns without an error when a full disk cuts a FLAC or Ogg file at close (1 or 100 bytes
+    short): the file was renamed over the old one, unreadable (FLAC) or a fraction of the audio (Ogg)."""
+    from helpers import run
+
+    out = tmp_path / f"a.{ext}"
+    out.write_bytes(b"old audio")
+    r = run("-c", FULL_DISK_WRITE_AUDIO, out, seconds, short)
+    assert r.stdout.startswith("failed:") and ("cut short" in r.stdout or ext == "wav"), r.stdout + r.stderr
+    assert out.read_bytes() == b"old audio" and sorted(os.listdir(tmp_path)) == [
+        f"a.{ext}",
+        f"a.{ext}.size.{ext}",
+    ]
+
+
+def test_save_voice_replaces_nothing_with_a_voice_that_does_not_read_back(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    fine = rng.integers(0, 1024, (8, 30))
+    path = save_voice(tmp_path / "v.npz", rng.integers(0, 10000, 20), fine[:2], fine)
+    before = open(path, "rb").read()
+    real_savez = np.savez
+
+    def savez_cut_at_close(f, **arrays):  # a writer that loses its end without an error
+        real_savez(f, **arrays)
+        f.truncate(f.tell() - 1)
+
+    monkeypatch.setattr(np, "savez", savez_cut_at_close)
+    with pytest.raises(OSError, match="cut short"):
+        save_voice(path, rng.integers(0, 10000, 20), fine[:2], fine)
+    assert os.listdir(tmp_path) == ["v.npz"] and open(path, "rb").read() == before

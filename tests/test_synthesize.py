@@ -12,6 +12,7 @@ import pytest
 import nanobark.cli as cli
 from helpers import HANG, VOCAB, leftovers, python, run, usage_error, wait_for
 from nanobark import Bark
+from nanobark.cli.corpus import read_jsonl
 from nanobark.cli.manifest import ManifestError, read_manifest
 from nanobark.cli.speak import write_audio
 from nanobark.cli.synthesize import manifest_voices
@@ -424,3 +425,79 @@ def test_a_rerun_that_makes_nothing_and_fails_a_row_exits_1(converted, tmp_path,
     assert cli.main(command(manifest, out, converted, "--quiet", "--batch-size", "1")) == 1
     assert "3 rows: 0 done, 1 failed, 2 skipped" in capsys.readouterr().out
     assert cli.main(command(write_manifest(str(tmp_path), ROWS[:2]), out, converted, "--quiet")) == 0  # all done
+
+
+# ---- issue 18: an item is done only when its file is whole; never write over files this job did not make
+
+
+def whole_files(out):
+    """{id: whether its file reads back to the duration its manifest line records}."""
+    from nanobark.cli.speak import audio_frames
+
+    return {
+        i: audio_frames(os.path.join(out, e["file"])) == round(e["duration"] * Bark.sample_rate)
+        for i, e in manifest_lines(out).items()
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ext", ["flac", "ogg"])
+def test_a_full_disk_that_cuts_an_item_short_records_nothing_and_a_rerun_makes_it(ext, converted, tmp_path):
+    """Before: libsndfile returned without an error, the cut files were recorded as done (exit 0), and every
+    rerun skipped them."""
+    from test_cli import FULL_DISK_AT_AUDIO
+
+    manifest, out = write_manifest(str(tmp_path), ROWS[:2]), str(tmp_path / "out")
+    argv = command(manifest, out, converted, "--format", ext, "--quiet")
+    r = run("-c", FULL_DISK_AT_AUDIO, *argv)
+    assert r.returncode == 1 and "cut short" in r.stderr, r.stderr
+    assert [n for n in os.listdir(out) if not n.endswith(".jsonl")] == []  # no audio, no temporary file
+    for name in ("manifest.jsonl", ".manifest.rank0.jsonl"):  # and no line says an item is done
+        assert read_jsonl(os.path.join(out, name)) == []
+    r = run("-m", "nanobark", *argv)
+    assert r.returncode == 0 and "2 rows: 2 done, 0 failed, 0 skipped" in r.stdout, r.stderr
+    assert whole_files(out) == {"short-1": True, "short-2": True}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ext", ["flac", "wav"])
+def test_a_done_item_whose_file_was_cut_or_emptied_since_is_made_again(ext, converted, tmp_path, capsys):
+    manifest, out = write_manifest(str(tmp_path), ROWS[:2]), str(tmp_path / "out")
+    argv = command(manifest, out, converted, "--format", ext, "--quiet")
+    assert cli.main(argv) == 0
+    with open(os.path.join(out, f"short-1.{ext}"), "r+b") as f:
+        f.truncate(os.path.getsize(f.name) // 2)
+    open(os.path.join(out, f"short-2.{ext}"), "w").close()
+    capsys.readouterr()
+    assert cli.main(argv) == 0
+    assert "2 rows: 2 done, 0 failed, 0 skipped" in capsys.readouterr().out  # before: 2 skipped
+    assert whole_files(out) == {"short-1": True, "short-2": True}
+
+
+@pytest.mark.parametrize("ext, name", [("wav", "short-1.wav"), ("flac", "short-2.flac"), ("wav", "link")])
+def test_files_in_out_dir_this_job_did_not_make_are_refused(ext, name, converted, tmp_path, no_loading, capsys):
+    """A recording (or a symlink to one) named like an item: before, replaced without a word; now exit 2 before
+    loading, naming the file and the fix; with --overwrite it is replaced."""
+    manifest, out = write_manifest(str(tmp_path), ROWS[:2]), tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "interview.wav").write_bytes(b"someone's recording")
+    if name == "link":
+        name = "short-2.wav"
+        os.symlink(tmp_path / "interview.wav", out / name)
+    else:
+        (out / name).write_bytes(b"someone's recording")
+    err = usage_error(command(manifest, str(out), converted, "--format", ext), capsys)
+    assert f"{out / name} is in --out-dir but no manifest line of this job records it" in err, err
+    assert "--overwrite" in err and (out / name).read_bytes() == b"someone's recording"
+    with pytest.raises(AssertionError, match="a model was loaded"):  # past the checks: it would be made
+        cli.main([*command(manifest, str(out), converted, "--format", ext), "--overwrite", "--debug"])
+
+
+def test_a_manifest_line_cut_short_by_a_full_disk_is_an_error(tmp_path, monkeypatch):
+    """os.write may take part of a line without an error (a full disk): the item must not count as recorded."""
+    from nanobark.cli.corpus import append_line
+
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, data[:10]))
+    with pytest.raises(OSError, match=r"cut short \(10 of \d+ bytes written\)"):
+        append_line(tmp_path / "m.jsonl", {"id": "a", "file": "a.wav"})

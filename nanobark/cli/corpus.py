@@ -15,8 +15,10 @@ tokens. On the CPU the bytes also depend on the number of threads per process (t
 order): compare runs at the same OMP_NUM_THREADS (torchrun gives each of several workers 1).
 
 Resuming: an item is done when a manifest line records the same file, text, voice, seed, settings and model
-as this run asks for, and the file is there; the rest are made (again). The audio is renamed into place
-before its manifest line is written, so a kill between the two only costs that item being made again.
+as this run asks for, and the file is there and whole (it reads back to the recorded duration); the rest are
+made (again). The audio is renamed into place only once it reads back whole, and before its manifest line is
+written. A file in out_dir that no manifest line records was not made by this job (a recording, another
+corpus): the command refuses to write over it unless --overwrite.
 
 The ranks meet (torch.distributed, gloo: they exchange a few small objects, never tensors) when rank 0 has
 folded an earlier run's leftovers into manifest.jsonl and says what is done, when the last one has finished
@@ -37,13 +39,14 @@ import torch
 import torch.distributed as dist
 
 from .. import settings
-from ..files import remove_temp_files, write_atomic
-from ..layout import TEXT_LENGTH
+from ..files import cut_short, remove_temp_files, write_atomic
+from ..layout import SAMPLE_RATE, TEXT_LENGTH
 from ..longform import generate_long
 from ..progress import counter
 from ..settings import MAX_SEED
 from ..tokenizer import normalize_text
 from .manifest import Problem, Row
+from .speak import audio_frames
 
 MANIFEST, ERRORS = "manifest.jsonl", "errors.jsonl"
 RANK_FILE = re.compile(r"^\.(manifest|errors)\.rank(\d+)\.jsonl$")
@@ -221,9 +224,11 @@ def _json(obj):
 
 def append_line(path, obj):
     """One JSON line, in one write, synced to disk: a kill leaves whole lines, or one cut last line."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    fd, line = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666), _json(obj)
     try:
-        os.write(fd, _json(obj))
+        written = os.write(fd, line)
+        if written < len(line):  # a full disk may take part of a write without an error
+            raise cut_short(path, f"{written} of {len(line)} bytes written")
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -262,6 +267,23 @@ def merge(out_dir, order):
     return entries
 
 
+def unrecorded(out_dir, names):
+    """Those of `names` that are files in out_dir which no manifest line records: this job did not make them."""
+    recorded = {
+        e.get("file")
+        for path in [os.path.join(out_dir, MANIFEST), *rank_files(out_dir, "manifest")]
+        for e in read_jsonl(path)
+    }
+    return [n for n in names if n not in recorded and os.path.lexists(os.path.join(out_dir, n))]
+
+
+def _whole(out_dir, entry):
+    """An item's file reads back to the duration its line records (not cut by a full disk, nor emptied since)."""
+    duration = entry.get("duration")
+    frames = audio_frames(os.path.join(out_dir, entry["file"]))
+    return isinstance(duration, (int, float)) and frames == round(duration * SAMPLE_RATE)
+
+
 def write_errors(out_dir, problems):
     """errors.jsonl: this run's wrong rows and the rank files' failed items, by line; then the rank files go."""
     lines = [{"line": p.line, "id": p.id, "error": p.message} for p in problems]
@@ -285,7 +307,11 @@ def start(job, items, problems, rows):
     if job.overwrite:
         return []
     return [
-        it.row.id for it in items if it.row.id in entries and _matches(entries[it.row.id], record(it, job))
+        it.row.id
+        for it in items
+        if it.row.id in entries
+        and _matches(entries[it.row.id], record(it, job))
+        and _whole(job.out_dir, entries[it.row.id])
     ]
 
 

@@ -12,7 +12,7 @@ from dataclasses import replace
 import numpy as np
 
 from .. import __version__
-from ..files import write_atomic
+from ..files import same_file, write_atomic
 from ..layout import TEXT_LENGTH
 from ..longform import check_silence, generate_long, stream
 from ..settings import check_seed, defaults
@@ -98,6 +98,14 @@ def check_writable(out):
         raise ValueError(
             f"cannot write {out}: " + ("it is a folder" if os.path.isdir(out) else "not writable")
         )
+
+
+def check_not_an_input(out, inputs):
+    """`out` is none of the files the command reads ((flag, path) pairs): writing it would destroy its input."""
+    for flag, path in inputs:
+        if path is not None and same_file(out, path):
+            raise ValueError(f"--out {out} is the file given as {flag} {path}: writing it would replace what this "
+                             "command reads; give another --out")  # fmt: skip
 
 
 def check_runtime(p, args):
@@ -187,7 +195,7 @@ def check_voice(voice, model):
     return ref
 
 
-def check_out(p, out):
+def check_out(p, out, inputs=()):
     if out == "-":
         if sys.stdout is None or sys.stdout.isatty():
             p.error("--out - writes raw audio to standard output, which is a terminal here; pipe it into a "
@@ -198,6 +206,7 @@ def check_out(p, out):
         p.error(f"--out must end in {', '.join(FORMATS)} (got {out!r})")
     try:
         check_writable(out)
+        check_not_an_input(out, inputs)
     except ValueError as e:
         p.error(str(e))
 
@@ -208,6 +217,7 @@ def parse_speak(argv):
     args = p.parse_args(argv)
     args.text = read_text(p, args)
     device = check_runtime(p, args)
+    check_out(p, args.out, [("--voice", args.voice), ("--file", args.file)])  # before the voice is read
     try:
         check_model(args.model)
         if args.voice is not None:
@@ -224,7 +234,6 @@ def parse_speak(argv):
         print("note: --offload moves stages between the CPU and an accelerator; on the CPU it does nothing",
               file=sys.stderr)  # fmt: skip
     args.device = str(device)
-    check_out(p, args.out)
     return args
 
 
@@ -234,13 +243,31 @@ def pcm16(audio):
     return np.clip(np.floor(np.asarray(audio, np.float32) * 32768), -32768, 32767).astype("<i2")
 
 
-def write_audio(path, audio, sample_rate):
-    """Write atomically (a temporary file beside `path`, then renamed): an interrupted run leaves no partial file."""
+def audio_frames(path):
+    """The frames a read of an audio file to its end gives, or None if it cannot be read to its end (a file cut
+    short: a FLAC header may still claim every frame)."""
     import soundfile as sf
+
+    try:
+        return sum(len(block) for block in sf.blocks(path, blocksize=65536, dtype="int16"))
+    except (RuntimeError, OSError, ValueError):  # soundfile.LibsndfileError is a RuntimeError
+        return None
+
+
+def write_audio(path, audio, sample_rate):
+    """Write atomically (a temporary file beside `path`, then renamed): an interrupted run leaves no partial file,
+    and a file that does not read back whole (a full disk) replaces nothing."""
+    import soundfile as sf
+
+    def whole(tmp):
+        n = audio_frames(tmp)
+        return None if n == len(audio) else f"{n or 0} of its {len(audio)} samples read back"
 
     fmt, subtype = FORMATS[os.path.splitext(path)[1].lower()]
     samples = pcm16(audio) if subtype == "PCM_16" else audio  # Vorbis encodes the floats themselves
-    write_atomic(path, lambda tmp: sf.write(tmp, samples, sample_rate, format=fmt, subtype=subtype))
+    write_atomic(
+        path, lambda tmp: sf.write(tmp, samples, sample_rate, format=fmt, subtype=subtype), check=whole
+    )
 
 
 def write_pcm(chunks, out):
@@ -370,8 +397,10 @@ def clone(argv):
         device = check_device(args.device)
         check_model(args.model)
         check_cloning_weights(args.quantizer, args.hubert)
-        clip = load_clip(args.recording)
         check_writable(out)
+        check_not_an_input(out, [("recording", args.recording), ("--quantizer", args.quantizer),
+                                 ("--hubert", args.hubert)])  # fmt: skip
+        clip = load_clip(args.recording)
     except (ValueError, FileNotFoundError) as e:
         p.error(str(e))
     t0 = time.perf_counter()

@@ -78,7 +78,8 @@ def synthesize_parser():
     p.add_argument("--format", choices=("wav", "flac", "ogg"), default="wav",
                    help="wav and flac: 16-bit PCM; ogg: Vorbis, whose files differ from run to run in a random "
                    "stream number")
-    p.add_argument("--overwrite", action="store_true", help="make every item again, even those already done")
+    p.add_argument("--overwrite", action="store_true", help="make every item again, even those already done, and "
+                   "replace files of the items' names in --out-dir that no manifest line records")
     # fmt: on
     return p
 
@@ -128,10 +129,15 @@ def synthesize(argv):
 
     from ..bark import Bark
     from ..weights.hub import resolve
-    from .corpus import Job, Ranks, local_rank_first, run
+    from .corpus import Job, Ranks, local_rank_first, run, unrecorded
 
     ranks = Ranks()
     device, rows, problems = check_synthesize(p, args, ranks)
+    foreign = [] if args.overwrite else unrecorded(args.out_dir, [f"{r.id}.{args.format}" for r in rows])
+    if foreign:
+        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        p.error(f"{os.path.join(args.out_dir, foreign[0])}{more} is in --out-dir but no manifest line of this job "
+                "records it, so this job did not make it; move it away, or pass --overwrite to replace it")  # fmt: skip
     model = (
         args.model + (" int8" if args.int8 else "") + (f" {args.dtype}" if args.dtype != "float32" else "")
     )

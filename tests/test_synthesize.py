@@ -138,7 +138,7 @@ def test_an_item_is_what_bark_generate_makes_of_it_alone(one_process, converted,
 def test_batch_size_1_and_4_make_the_same_files(one_process, corpus, converted, tmp_path):
     out1, _ = one_process
     out = str(tmp_path / "batch1")
-    r = run("scripts/synthesize.py", *command(corpus, out, converted, "--batch-size", "1", "--quiet")[1:])
+    r = run("-m", "nanobark", *command(corpus, out, converted, "--batch-size", "1", "--quiet"))
     assert r.returncode == 0, r.stderr
     assert "line 9: unknown voice" in r.stderr and "items:" not in r.stderr  # --quiet: no progress
     assert audio_files(out) == audio_files(out1)

@@ -25,9 +25,7 @@ HUBERT_RATE = 16_000  # HuBERT base was trained on 16 kHz speech
 MAX_SECONDS = 30.0  # the tail of a longer recording that is read; Bark only uses its last ~5-7 s anyway
 MIN_SECONDS = 1.0  # below ~0.83 s the coarse stage's 1.5-frames-per-token assert fails
 ADVISED_SECONDS = (3.0, 30.0)  # warn outside this; the community advises 5-12 s of clean speech
-MAX_PHASES = (
-    10**6
-)  # orig * new after dividing by their gcd: 44.1 kHz -> 24 kHz is 147 * 80, 11.025 kHz 147 * 320
+MAX_PHASES = 10**6  # orig * new after dividing by their gcd: 44.1 kHz -> 24 kHz is 147 * 80, 11.025 kHz 147 * 320
 SILENCE_RMS = 1e-4  # -80 dBFS, about 3 steps of 16-bit audio: below it there is nothing to clone
 ZEROS, ROLLOFF = 6, 0.99  # torchaudio's defaults: lowpass_filter_width and rolloff
 
@@ -134,8 +132,7 @@ def _read_file(path, keep, rate):
         with sf.SoundFile(name) as f:
             if f.frames <= 0 or f.channels <= 0:
                 raise AudioError(
-                    f"{name} holds no audio ({f.frames} frames, {f.channels} channels); record or export "
-                    "the clip again"
+                    f"{name} holds no audio ({f.frames} frames, {f.channels} channels); record or export the clip again"
                 )
             if keep is None:
                 start = 0
@@ -165,9 +162,7 @@ def _as_samples(audio, name):
     if audio.dtype == np.int16 or audio.dtype == np.int32:  # PCM, as soundfile and scipy's wavfile give it
         audio = audio / np.float32(2 ** (8 * audio.dtype.itemsize - 1))
     elif audio.dtype.kind != "f":
-        raise AudioError(
-            f"{name} has dtype {audio.dtype}; pass float samples in [-1, 1] (or int16 / int32 PCM)"
-        )
+        raise AudioError(f"{name} has dtype {audio.dtype}; pass float samples in [-1, 1] (or int16 / int32 PCM)")
     if audio.ndim == 1:
         audio = audio[:, None]
     elif audio.ndim != 2:
@@ -207,8 +202,7 @@ def load_audio(audio, sample_rate=None, rate=SAMPLE_RATE, max_seconds=MAX_SECOND
         data = data[start:]
     if seconds < MIN_SECONDS:
         raise AudioError(
-            f"{name} is {seconds:.2f} s long; cloning needs at least {MIN_SECONDS:g} s (5-12 s of speech is "
-            "best)"
+            f"{name} is {seconds:.2f} s long; cloning needs at least {MIN_SECONDS:g} s (5-12 s of speech is best)"
         )
     bad = ~np.isfinite(data).all(axis=1)
     if bad.any():

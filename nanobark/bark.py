@@ -38,8 +38,7 @@ def _progress_bar(progress, transient, desc, unit):
 class Bark:
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, models, tokenizer, presets=None, device="cpu", dtype=torch.float32, offload=False,
-                 path=None):  # fmt: skip
+    def __init__(self, models, tokenizer, presets=None, device="cpu", dtype=torch.float32, offload=False, path=None):
         self.models = models  # {"semantic", "coarse", "fine", "codec"}: nn.Modules
         self.path = path  # the converted folder, where voice cloning finds the EnCodec encoder
         self.tokenizer = tokenizer
@@ -66,9 +65,7 @@ class Bark:
         path, fetch = resolve(os.fspath(name_or_path))
         config = load_config(path)
         home = "cpu" if offload else device
-        models = {
-            s: load_stage(path, s, config, home, dtype if s != "codec" else torch.float32) for s in STAGES
-        }
+        models = {s: load_stage(path, s, config, home, dtype if s != "codec" else torch.float32) for s in STAGES}
         has_presets = os.path.exists(os.path.join(path, "speaker_embeddings_path.json"))
         presets = PresetIndex.from_dir(path, fetch) if has_presets else None
         if int8:
@@ -148,9 +145,20 @@ class Bark:
     # an int (sample i of a batch gets seed + i, so a batch gives what each item gives alone) or
     # one torch.Generator per item. The defaults and the checks are Settings'.
 
-    def text_to_semantic(self, text, voice=None, temp=Settings.text_temp, top_k=None, top_p=None,
-                         min_eos_p=Settings.min_eos_p, allow_early_stop=True, max_duration=None, seed=None,
-                         progress=False, transient=False):  # fmt: skip
+    def text_to_semantic(
+        self,
+        text,
+        voice=None,
+        temp=Settings.text_temp,
+        top_k=None,
+        top_p=None,
+        min_eos_p=Settings.min_eos_p,
+        allow_early_stop=True,
+        max_duration=None,
+        seed=None,
+        progress=False,
+        transient=False,
+    ):
         """Text -> 1-D int64 array of semantic tokens (about 50 per second of audio)."""
         Settings(text_temp=temp, top_k=top_k, top_p=top_p, min_eos_p=min_eos_p, max_duration=max_duration)
         texts, voices, single = self._batch(text, voice, "texts")
@@ -159,12 +167,22 @@ class Bark:
         generators = self._generators(seed, len(texts))
         with self._stage("semantic", len(texts)) as model:
             bar = _progress_bar(progress, transient, "semantic", "tokens")
-            out = generate_semantic(model, text_ids, history, temp, top_k, top_p, min_eos_p, allow_early_stop,
-                                    max_duration, generators, bar)  # fmt: skip
+            out = generate_semantic(
+                model, text_ids, history, temp, top_k, top_p, min_eos_p, allow_early_stop, max_duration, generators, bar
+            )
         return out[0] if single else out
 
-    def semantic_to_coarse(self, semantic, voice=None, temp=Settings.waveform_temp, top_k=None, top_p=None,
-                           seed=None, progress=False, transient=False):  # fmt: skip
+    def semantic_to_coarse(
+        self,
+        semantic,
+        voice=None,
+        temp=Settings.waveform_temp,
+        top_k=None,
+        top_p=None,
+        seed=None,
+        progress=False,
+        transient=False,
+    ):
         """Semantic tokens -> (2, T) int64 codes of EnCodec codebooks 0 and 1 (75 frames per second)."""
         Settings(waveform_temp=temp, top_k=top_k, top_p=top_p)
         semantics, voices, single = self._batch(semantic, voice, "semantic arrays")
@@ -175,8 +193,7 @@ class Bark:
             out = generate_coarse(model, semantics, voices, temp, top_k, top_p, generators, bar)
         return out[0] if single else out
 
-    def coarse_to_fine(self, coarse, voice=None, temp=Settings.fine_temp, seed=None, progress=False,
-                       transient=False):  # fmt: skip
+    def coarse_to_fine(self, coarse, voice=None, temp=Settings.fine_temp, seed=None, progress=False, transient=False):
         """(2, T) codes -> (8, T) int64 codes; temp=None means argmax."""
         Settings(fine_temp=temp)
         coarses, voices, single = self._batch(coarse, voice, "coarse arrays")
@@ -196,14 +213,20 @@ class Bark:
         fines = [check_ids(f, "codes", CODEBOOK_SIZE, rows=(1, 8)) for f in fines]
         with self._stage("codec") as codec:
             # one at a time: the LSTM would carry padding of a batch into the shorter samples
-            out = [
-                codec.decode(torch.as_tensor(f, device=self.device)[None])[0].float().cpu().numpy()
-                for f in fines
-            ]
+            out = [codec.decode(torch.as_tensor(f, device=self.device)[None])[0].float().cpu().numpy() for f in fines]
         return out[0] if single else out
 
-    def generate(self, text, voice=None, seed=None, settings=None, output_full=False, progress=False,
-                 transient=False, **overrides):  # fmt: skip
+    def generate(
+        self,
+        text,
+        voice=None,
+        seed=None,
+        settings=None,
+        output_full=False,
+        progress=False,
+        transient=False,
+        **overrides,
+    ):
         """Text (or a list of texts) -> float32 audio at 24 kHz (or a list), through all four networks.
 
         settings: a Settings (default: Settings(), Suno's), and any of its fields as keywords over it
@@ -217,8 +240,9 @@ class Bark:
         texts, voices, single = self._batch(text, voice, "texts")
         generators = self._generators(seed, len(texts))  # one stream per sample, through all three stages
         per_stage = dict(seed=generators, progress=progress, transient=transient)
-        semantic = self.text_to_semantic(texts, voices, s.text_temp, s.top_k, s.top_p, s.min_eos_p,
-                                         max_duration=s.max_duration, **per_stage)  # fmt: skip
+        semantic = self.text_to_semantic(
+            texts, voices, s.text_temp, s.top_k, s.top_p, s.min_eos_p, max_duration=s.max_duration, **per_stage
+        )
         if any(len(tokens) == 0 for tokens in semantic):
             raise RuntimeError(
                 "the semantic model stopped before producing any token; try another seed, "

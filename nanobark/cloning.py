@@ -49,9 +49,7 @@ def clone(wav24, wav16, encoder, hubert, quantizer):
     features = hubert(wav16[None].to(next(hubert.parameters()).device))  # (1, F, 768)
     semantic = quantizer(features.to(next(quantizer.parameters()).device))[0]  # (F,) ids 0..9999
     if len(semantic) == 0 or math.isnan(float(features.abs().max())):
-        raise ValueError(
-            "HuBERT made no usable features from this recording; the clip is too short or damaged"
-        )
+        raise ValueError("HuBERT made no usable features from this recording; the clip is too short or damaged")
     return prompt_from_tokens(semantic.cpu().numpy(), codes.cpu().numpy())
 
 

@@ -123,9 +123,7 @@ class Codec(nn.Module):
         width = cfg.n_filters * 2 ** len(cfg.ratios)  # 512, halved by every upsampling block
         self.conv_in = CausalConv1d(cfg.dimension, width, cfg.kernel_size)
         self.lstm = nn.LSTM(width, width, cfg.lstm_layers)
-        self.ups = nn.ModuleList(
-            UpBlock(width >> i, width >> (i + 1), r, cfg) for i, r in enumerate(cfg.ratios)
-        )
+        self.ups = nn.ModuleList(UpBlock(width >> i, width >> (i + 1), r, cfg) for i, r in enumerate(cfg.ratios))
         self.conv_out = CausalConv1d(cfg.n_filters, 1, cfg.last_kernel_size)
 
     def decode(self, codes):
@@ -155,8 +153,7 @@ class Encoder(nn.Module):
         self.register_buffer("codebooks", torch.zeros(shape), persistent=False)
         self.conv_in = CausalConv1d(1, cfg.n_filters, cfg.kernel_size)
         self.downs = nn.ModuleList(  # the decoder's ratios reversed; the width doubles in every block
-            DownBlock(cfg.n_filters << i, cfg.n_filters << (i + 1), r, cfg)
-            for i, r in enumerate(reversed(cfg.ratios))
+            DownBlock(cfg.n_filters << i, cfg.n_filters << (i + 1), r, cfg) for i, r in enumerate(reversed(cfg.ratios))
         )
         width = cfg.n_filters << len(cfg.ratios)  # 512
         self.lstm = nn.LSTM(width, width, cfg.lstm_layers)
@@ -190,9 +187,7 @@ class Encoder(nn.Module):
     def encode(self, audio):
         """audio (B, L) float32 at 24 kHz, L >= 1 -> codes (B, n_codebooks, ceil(L/320)) int64 in [0, 1024)."""
         if audio.dim() != 2 or audio.shape[-1] == 0:
-            raise ValueError(
-                f"audio must be (batch, samples) with at least one sample, got {tuple(audio.shape)}"
-            )
+            raise ValueError(f"audio must be (batch, samples) with at least one sample, got {tuple(audio.shape)}")
         return self.quantize(self.latent(audio))
 
     def forward(self, audio):

@@ -72,15 +72,9 @@ class QuantizerConfig:
 
 @dataclass
 class BarkConfig:
-    semantic: GPTConfig = field(
-        default_factory=lambda: GPTConfig(input_vocab_size=129_600, output_vocab_size=10_048)
-    )
-    coarse: GPTConfig = field(
-        default_factory=lambda: GPTConfig(input_vocab_size=12_096, output_vocab_size=12_096)
-    )
-    fine: GPTConfig = field(
-        default_factory=lambda: GPTConfig(input_vocab_size=1_056, output_vocab_size=1_056)
-    )
+    semantic: GPTConfig = field(default_factory=lambda: GPTConfig(input_vocab_size=129_600, output_vocab_size=10_048))
+    coarse: GPTConfig = field(default_factory=lambda: GPTConfig(input_vocab_size=12_096, output_vocab_size=12_096))
+    fine: GPTConfig = field(default_factory=lambda: GPTConfig(input_vocab_size=1_056, output_vocab_size=1_056))
     codec: CodecConfig = field(default_factory=CodecConfig)
 
     def to_dict(self):
@@ -90,9 +84,7 @@ class BarkConfig:
     def from_dict(cls, d):
         codec = dict(d["codec"])
         codec["ratios"] = tuple(codec["ratios"])
-        return cls(
-            GPTConfig(**d["semantic"]), GPTConfig(**d["coarse"]), GPTConfig(**d["fine"]), CodecConfig(**codec)
-        )
+        return cls(GPTConfig(**d["semantic"]), GPTConfig(**d["coarse"]), GPTConfig(**d["fine"]), CodecConfig(**codec))
 
 
 def _preset(n_layer, n_head, n_embd):

@@ -46,10 +46,6 @@ def quantize_int8_(model):
         warnings.simplefilter("ignore")
         from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-        torch.backends.quantized.engine = (
-            "x86" if "x86" in torch.backends.quantized.supported_engines else "qnnpack"
-        )
-        quantize_dynamic(
-            model.float(), {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True
-        )
+        torch.backends.quantized.engine = "x86" if "x86" in torch.backends.quantized.supported_engines else "qnnpack"
+        quantize_dynamic(model.float(), {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
     return model

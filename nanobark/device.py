@@ -21,11 +21,14 @@ def check_device(device=None):
     except (RuntimeError, TypeError):
         raise ValueError(f"{device!r} is not a device; use cpu, cuda, cuda:1 or mps") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but torch sees no CUDA GPU; use device='cpu', "
-                         "or install a CUDA build of torch (pytorch.org/get-started)")  # fmt: skip
+        raise ValueError(
+            "device 'cuda' was asked for but torch sees no CUDA GPU; use device='cpu', "
+            "or install a CUDA build of torch (pytorch.org/get-started)"
+        )
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("device 'mps' was asked for but this torch build has no MPS (Apple silicon, "
-                         "macOS 12.3+); use device='cpu'")  # fmt: skip
+        raise ValueError(
+            "device 'mps' was asked for but this torch build has no MPS (Apple silicon, macOS 12.3+); use device='cpu'"
+        )
     if device.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"device {device.type!r} is not supported; use cpu, cuda or mps")
     return device

@@ -46,9 +46,7 @@ def write_atomic(path, write, check=None):
 
 def cut_short(path, missing):
     """The error for a write that a full disk cut short, though the writer returned without one."""
-    return OSError(
-        f"writing {path} was cut short ({missing}); is the disk full? Free some space and run again"
-    )
+    return OSError(f"writing {path} was cut short ({missing}); is the disk full? Free some space and run again")
 
 
 def remove_temp_files(folder):

@@ -56,8 +56,19 @@ def semantic_history(voice):
 
 
 @torch.no_grad()
-def generate_semantic(model, text, history, temp=0.7, top_k=None, top_p=None, min_eos_p=0.2,
-                      allow_early_stop=True, max_duration=None, generators=None, progress=None):  # fmt: skip
+def generate_semantic(
+    model,
+    text,
+    history,
+    temp=0.7,
+    top_k=None,
+    top_p=None,
+    min_eos_p=0.2,
+    allow_early_stop=True,
+    max_duration=None,
+    generators=None,
+    progress=None,
+):
     """text, history: (B, 256) int64 arrays -> list of B 1-D int64 arrays of semantic tokens.
 
     Each sample stops at its own end of speech: when EOS is drawn, or when its probability
@@ -155,9 +166,7 @@ def left_pad(rows, value=0):
 
 
 @torch.no_grad()
-def generate_coarse(
-    model, semantics, voices, temp=0.7, top_k=None, top_p=None, generators=None, progress=None
-):
+def generate_coarse(model, semantics, voices, temp=0.7, top_k=None, top_p=None, generators=None, progress=None):
     """B semantic token arrays (one voice each, or None) -> B (2, T_b) int64 code arrays, T_b = n_steps_b / 2.
 
     Every 60 steps each context is rebuilt from a sliding semantic window and the last 630
@@ -172,8 +181,7 @@ def generate_coarse(
     n_steps = [coarse_steps(len(s)) for s in semantics]
     N = max(n_steps)
     sems = [
-        torch.as_tensor(np.hstack([h[0], np.asarray(s, np.int64)]), device=device)
-        for h, s in zip(hists, semantics)
+        torch.as_tensor(np.hstack([h[0], np.asarray(s, np.int64)]), device=device) for h, s in zip(hists, semantics)
     ]
     coarse = [
         torch.cat([torch.as_tensor(h[1], device=device), torch.zeros(N, dtype=torch.long, device=device)])
@@ -201,9 +209,7 @@ def generate_coarse(
             offset = SEMANTIC_VOCAB_SIZE + (n_step % 2) * CODEBOOK_SIZE
             codebook_ids = slice(offset, offset + CODEBOOK_SIZE)
             if n_step == start_step:
-                logits = model(
-                    ctx[:, reused:], start=reused, pad=pad, last_only=True, logit_rows=codebook_ids
-                )
+                logits = model(ctx[:, reused:], start=reused, pad=pad, last_only=True, logit_rows=codebook_ids)
             else:
                 logits = model.decode_step(last, ctx.shape[1] + len(fed), pad, logit_rows=codebook_ids)
                 fed.append(last)
@@ -283,7 +289,4 @@ def generate_fine(model, coarses, voices, temp=0.5, generators=None, progress=No
         for i, b in enumerate(live):
             bufs[b][starts[b] : starts[b] + FINE_WINDOW] = window[i]
         progress(n + 1, n_windows)
-    return [
-        buf.T.cpu().numpy()[:, n_hist : n_hist + c.shape[1]]
-        for buf, c, (_, n_hist) in zip(bufs, coarses, inputs)
-    ]
+    return [buf.T.cpu().numpy()[:, n_hist : n_hist + c.shape[1]] for buf, c, (_, n_hist) in zip(bufs, coarses, inputs)]

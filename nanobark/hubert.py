@@ -62,9 +62,7 @@ class SelfAttention(nn.Module):
     def forward(self, x):
         B, T, C = x.shape
         # (B, T, C) each -> (B, nh, T, hd)
-        q, k, v = (
-            f(x).view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for f in (self.q, self.k, self.v)
-        )
+        q, k, v = (f(x).view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for f in (self.q, self.k, self.v))
         y = F.scaled_dot_product_attention(q, k, v)  # every frame sees every frame: no mask
         return self.out(y.transpose(1, 2).reshape(B, T, C))
 

@@ -37,9 +37,7 @@ SENTENCE_ENDS = ".!?…‼⁇⁈⁉。！？｡．؟۔।॥።"
 CLAUSE_ENDS = ",;:،؛，、；：､"
 CLOSERS = "\"'”’»›)]}」』）］｝〉》】〕"  # may follow an end mark: the cut goes after them
 OPENERS = "“‘«‹([{「『（［｛〈《【〔"  # a CJK cut never leaves one at the end of a segment
-ABBREVIATIONS = set(
-    "mr mrs ms mx dr prof rev sr jr st mt vs etc cf approx fig vol inc ltd co corp dept".split()
-)
+ABBREVIATIONS = set("mr mrs ms mx dr prof rev sr jr st mt vs etc cf approx fig vol inc ltd co corp dept".split())
 # scripts written without spaces between words: Han, kana, CJK punctuation, full-width forms (not Hangul)
 _NOSPACE = re.compile("[\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef\U00020000-\U0003ffff]")
 _PROTECTED = re.compile(r"\[[^\[\]]*\]|♪[^♪]*♪")  # "[laughter]", "♪ lyrics ♪"
@@ -136,8 +134,7 @@ def split_text(text, tokenizer, max_tokens=MAX_TOKENS):
     """
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= TEXT_LENGTH:
         raise ValueError(
-            f"max_tokens must be an integer in 1..{TEXT_LENGTH} (the tokens one generation reads), "
-            f"got {max_tokens!r}"
+            f"max_tokens must be an integer in 1..{TEXT_LENGTH} (the tokens one generation reads), got {max_tokens!r}"
         )
     text = normalize_text(text)
 
@@ -146,13 +143,9 @@ def split_text(text, tokenizer, max_tokens=MAX_TOKENS):
 
     # a cue is never cut; lyrics only when they cannot fit one segment (a ♪ near each end of a story)
     protected = [
-        m.span()
-        for m in _PROTECTED.finditer(text)
-        if m[0].startswith("[") or n_tokens(m.span()) <= max_tokens
+        m.span() for m in _PROTECTED.finditer(text) if m[0].startswith("[") or n_tokens(m.span()) <= max_tokens
     ]
-    spans = _split(
-        (0, len(text)), _cuts(text, protected), SENTENCE, lambda span: n_tokens(span) <= max_tokens
-    )
+    spans = _split((0, len(text)), _cuts(text, protected), SENTENCE, lambda span: n_tokens(span) <= max_tokens)
     for span in spans:
         if n_tokens(span) > TEXT_LENGTH:
             raise TextError(
@@ -235,8 +228,20 @@ def _prepare(bark, text, voice, continuity, silence, seed, max_tokens):
     return texts, bark.load_voice(voice), round(silence * bark.sample_rate)
 
 
-def generate_long(bark, text, voice=None, continuity="voice", silence=0.25, seed=None, max_tokens=MAX_TOKENS,
-                  batch_size=16, return_segments=False, progress=False, settings=None, **overrides):  # fmt: skip
+def generate_long(
+    bark,
+    text,
+    voice=None,
+    continuity="voice",
+    silence=0.25,
+    seed=None,
+    max_tokens=MAX_TOKENS,
+    batch_size=16,
+    return_segments=False,
+    progress=False,
+    settings=None,
+    **overrides,
+):
     """Text of any length -> float32 audio at 24 kHz: the segments' audio joined by `silence` seconds of zeros.
 
     continuity="voice": every segment is conditioned on `voice`; segments are independent, so they are
@@ -266,8 +271,18 @@ def generate_long(bark, text, voice=None, continuity="voice", silence=0.25, seed
     return audio
 
 
-def stream(bark, text, voice=None, continuity="voice", silence=0.25, seed=None, max_tokens=MAX_TOKENS,
-           progress=False, settings=None, **overrides):  # fmt: skip
+def stream(
+    bark,
+    text,
+    voice=None,
+    continuity="voice",
+    silence=0.25,
+    seed=None,
+    max_tokens=MAX_TOKENS,
+    progress=False,
+    settings=None,
+    **overrides,
+):
     """Like generate_long, but an iterator over the segments' audio, each yielded as soon as it is decoded.
 
     Every chunk but the last ends with the silence, so the chunks concatenated are generate_long's audio

@@ -42,9 +42,7 @@ def _line(desc, unit):
         nonlocal finished
         if done >= total and not finished:
             finished = True
-            print(
-                f"{desc}: {total} {unit} in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True
-            )
+            print(f"{desc}: {total} {unit} in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
 
     return progress
 

@@ -36,16 +36,12 @@ def check_temperature(temp, name="temperature", allow_none=False):
         return None
     if temp is not None and 0 < _number(name, temp) < MIN_TEMPERATURE:
         greedy = "--top-k 1" if name.startswith("--") else "top_k=1"
-        raise ValueError(f"{name} {temp:g} is too small (logits / temperature would overflow): use at least "
-                         f"{MIN_TEMPERATURE:g}, or {greedy} for greedy decoding")  # fmt: skip
-    if temp is None or not _number(name, temp) > 0:
-        hint = (
-            ""
-            if name.startswith("--")
-            else " (use None for argmax)"
-            if allow_none
-            else " (top_k=1 is greedy)"
+        raise ValueError(
+            f"{name} {temp:g} is too small (logits / temperature would overflow): use at least "
+            f"{MIN_TEMPERATURE:g}, or {greedy} for greedy decoding"
         )
+    if temp is None or not _number(name, temp) > 0:
+        hint = "" if name.startswith("--") else " (use None for argmax)" if allow_none else " (top_k=1 is greedy)"
         raise ValueError(f"{name} must be > 0, got {temp}{hint}")
     return temp
 
@@ -83,15 +79,9 @@ def check_seed(seed, name="seed", n=1):
     """None, or an integer such that seed + n - 1 (the last sample's or segment's seed) is at most MAX_SEED."""
     if seed is None and not name.startswith("--"):
         return None
-    if (
-        isinstance(seed, bool)
-        or not isinstance(seed, numbers.Integral)
-        or not 0 <= seed <= MAX_SEED - (n - 1)
-    ):
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED - (n - 1):
         extra = f" (item i of {n} uses seed + i)" if n > 1 else ""
-        raise ValueError(
-            f"{name} must be an integer from 0 to 2**63 - 1{extra}{_or_none(name)}, got {seed!r}"
-        )
+        raise ValueError(f"{name} must be an integer from 0 to 2**63 - 1{extra}{_or_none(name)}, got {seed!r}")
     return int(seed)
 
 

@@ -68,9 +68,7 @@ def _read_tokenizer_json(path):
     with open(path, encoding="utf-8") as f:
         model = json.load(f).get("model", {})
     if model.get("type") != "WordPiece" or not isinstance(model.get("vocab"), dict):
-        raise TextError(
-            f"{path} is not a WordPiece (BERT) tokenizer; use the bert-base-multilingual-cased files"
-        )
+        raise TextError(f"{path} is not a WordPiece (BERT) tokenizer; use the bert-base-multilingual-cased files")
     return model["vocab"]
 
 
@@ -129,9 +127,7 @@ def text_prompt(ids, offset=TEXT_OFFSET, length=TEXT_LENGTH, pad=TEXT_PAD) -> np
     """The semantic model's text block: ids shifted past the semantic vocab, first `length` kept, right-padded."""
     ids = np.asarray(ids, dtype=np.int64) + offset
     if ids.ndim != 1:
-        raise TextError(
-            f"expected a flat list of token ids, got shape {ids.shape}; prompt one text at a time"
-        )
+        raise TextError(f"expected a flat list of token ids, got shape {ids.shape}; prompt one text at a time")
     if len(ids) == 0:
         raise TextError("text produced no tokens (only control or zero-width characters?); pass some words")
     if len(ids) > length:

@@ -19,9 +19,21 @@ from .layout import CODEBOOK_SIZE, N_COARSE, N_FINE, SEMANTIC_VOCAB_SIZE, check_
 
 KEYS = ("semantic_prompt", "coarse_prompt", "fine_prompt")
 # Suno's languages and presets, as on the Hub (suno/bark-small, suno/bark) and in the original's ALLOWED_PROMPTS
-LANGUAGES = {"en": "English", "de": "German", "es": "Spanish", "fr": "French", "hi": "Hindi", "it": "Italian",
-             "ja": "Japanese", "ko": "Korean", "pl": "Polish", "pt": "Portuguese", "ru": "Russian",
-             "tr": "Turkish", "zh": "Chinese"}  # fmt: skip
+LANGUAGES = {
+    "en": "English",
+    "de": "German",
+    "es": "Spanish",
+    "fr": "French",
+    "hi": "Hindi",
+    "it": "Italian",
+    "ja": "Japanese",
+    "ko": "Korean",
+    "pl": "Polish",
+    "pt": "Portuguese",
+    "ru": "Russian",
+    "tr": "Turkish",
+    "zh": "Chinese",
+}
 SUNO_PRESETS = ("announcer",) + tuple(
     f"{generation}{code}_speaker_{n}" for generation in ("", "v2/") for code in LANGUAGES for n in range(10)
 )
@@ -46,23 +58,17 @@ class PresetDownloadError(ConnectionError):
 def validate_voice(prompt, name="voice") -> dict:
     """Check a voice and return fresh int64 copies of its three arrays."""
     if not hasattr(prompt, "keys"):
-        raise VoiceError(
-            f"{name}: a voice is a dict with keys {', '.join(KEYS)}, got {type(prompt).__name__}"
-        )
+        raise VoiceError(f"{name}: a voice is a dict with keys {', '.join(KEYS)}, got {type(prompt).__name__}")
     missing = [k for k in KEYS if k not in prompt.keys()]
     extra = [k for k in prompt.keys() if k not in KEYS]
     if missing or extra:
         what = "; ".join(filter(None, [missing and f"missing {missing}", extra and f"unexpected {extra}"]))
         raise VoiceError(f"{name}: {what}; a voice has exactly the keys {', '.join(KEYS)}")
-    semantic = check_ids(
-        prompt["semantic_prompt"], f"{name}: semantic_prompt", SEMANTIC_VOCAB_SIZE, error=VoiceError
-    )
+    semantic = check_ids(prompt["semantic_prompt"], f"{name}: semantic_prompt", SEMANTIC_VOCAB_SIZE, error=VoiceError)
     coarse = check_ids(
         prompt["coarse_prompt"], f"{name}: coarse_prompt", CODEBOOK_SIZE, rows=N_COARSE, error=VoiceError
     )
-    fine = check_ids(
-        prompt["fine_prompt"], f"{name}: fine_prompt", CODEBOOK_SIZE, rows=N_FINE, error=VoiceError
-    )
+    fine = check_ids(prompt["fine_prompt"], f"{name}: fine_prompt", CODEBOOK_SIZE, rows=N_FINE, error=VoiceError)
     if coarse.shape[1] != fine.shape[1]:
         raise VoiceError(
             f"{name}: coarse_prompt has {coarse.shape[1]} frames but fine_prompt {fine.shape[1]}; "
@@ -150,8 +156,10 @@ def find_voice(voice, names, folder=""):
     if broken:
         raise broken
     if not presets:
-        raise VoiceError(f"voice {voice!r}: there is no voice file {path}, and the model has no voice presets; "
-                         "a voice file is a .npz (as save_voice writes it)")  # fmt: skip
+        raise VoiceError(
+            f"voice {voice!r}: there is no voice file {path}, and the model has no voice presets; "
+            "a voice file is a .npz (as save_voice writes it)"
+        )
     raise VoiceError(f"{_unknown_preset(voice, presets)}; and there is no voice file {path}")
 
 
@@ -175,8 +183,7 @@ def load_voice(voice, presets=None):
             raise VoiceError(f"voice {voice!r} is a recording; make a voice of it first (Bark.clone_voice)")
         return presets.load(ref) if kind == "preset" else validate_voice(_np_load(ref), ref)
     raise VoiceError(
-        f"voice must be None, a dict of {', '.join(KEYS)}, a .npz path or a preset name; "
-        f"got {type(voice).__name__}"
+        f"voice must be None, a dict of {', '.join(KEYS)}, a .npz path or a preset name; got {type(voice).__name__}"
     )
 
 
@@ -209,9 +216,7 @@ def _safe_relpath(rel, source):
     """A path listed in the JSON must stay inside the model folder: relative, no "..", no drive, a .npy."""
     clean = rel.replace("\\", "/") if isinstance(rel, str) else ""
     if not clean.endswith(".npy") or clean.startswith("/") or ":" in clean or ".." in clean.split("/"):
-        raise VoiceError(
-            f"{source}: refusing file path {rel!r}; preset files must be relative .npy paths in the model"
-        )
+        raise VoiceError(f"{source}: refusing file path {rel!r}; preset files must be relative .npy paths in the model")
     return clean
 
 
@@ -221,9 +226,7 @@ def _read_hub_index(index_file):
         with open(index_file, encoding="utf-8") as f:
             table = json.load(f)
     except (OSError, ValueError) as e:  # ValueError: not JSON, or not UTF-8
-        raise VoiceError(
-            f"{index_file} cannot be read as JSON ({e}); download it again with the model"
-        ) from None
+        raise VoiceError(f"{index_file} cannot be read as JSON ({e}); download it again with the model") from None
     if not isinstance(table, dict):
         raise VoiceError(
             f"{index_file} holds a JSON {type(table).__name__}, not an object of preset name -> files; "
@@ -279,9 +282,7 @@ class PresetIndex:
     def from_npz_dir(cls, folder):
         """A folder tree of Suno `.npz` presets (like bark/assets/prompts); `v2/x.npz` is named "v2/x"."""
         if not os.path.isdir(folder):
-            raise VoiceFileNotFoundError(
-                f"preset folder {folder} not found; pass a folder of .npz voice files"
-            )
+            raise VoiceFileNotFoundError(f"preset folder {folder} not found; pass a folder of .npz voice files")
         files = {}
         for root, _, names in os.walk(folder):
             for n in names:
@@ -289,9 +290,7 @@ class PresetIndex:
                     rel = os.path.relpath(os.path.join(root, n), folder).replace(os.sep, "/")
                     files[rel[: -len(".npz")]] = rel
         if not files:
-            raise VoiceFileNotFoundError(
-                f"no .npz files under {folder}; pass a folder of Suno-style voice presets"
-            )
+            raise VoiceFileNotFoundError(f"no .npz files under {folder}; pass a folder of Suno-style voice presets")
         return cls(files, lambda rel: os.path.join(folder, *rel.split("/")))
 
     def names(self) -> list:

@@ -71,9 +71,7 @@ def suno_runner(weights, device, config, voice):
     def run(batch):  # no batching in the original: `batch` samples, one after the other, stage by stage
         clock = Clock(device)
         with clock("semantic"):
-            sem = [
-                bg.generate_text_semantic(TEXT, voice, temp=TEMPS["semantic"], **no_eos) for _ in range(batch)
-            ]
+            sem = [bg.generate_text_semantic(TEXT, voice, temp=TEMPS["semantic"], **no_eos) for _ in range(batch)]
         with clock("coarse"):
             coarse = [bg.generate_coarse(s, voice, temp=TEMPS["coarse"], **quiet) for s in sem]
         with clock("fine"):

@@ -172,7 +172,7 @@ MUTANTS = [
       "the eager path reads one cache slot too few", (GPT_TESTS, FAST)),
     M("gpt_fixed_no_pad", GPT, "attention_mask(slots, self.config.block_size, pad)",
       "attention_mask(slots, self.config.block_size, None)", "the fixed-shape step ignores left padding", (FAST,)),
-    M("ckpt_sizes_unchecked", CKPT, "if theirs is not None and not _at_most(ours, theirs)]", "if False]",
+    M("ckpt_sizes_unchecked", CKPT, "if theirs is not None and not _at_most(ours, theirs)\n", "if False\n",
       "config sizes are not checked against the weights file's header", (RELIABILITY_SIZES,)),
     M("hub_old_format_kept", HUB, 'meta.get("format_version", 1) == FORMAT_VERSION and', "meta and",
       "a cached conversion of an older format is used as it is", (RELIABILITY_FORMAT,)),
@@ -277,9 +277,7 @@ def problems(mutants, root):
         if count != 1:
             out.append(f"{m.id}: {m.old!r} occurs {count} times in {m.file} (must be exactly once)")
         out += [
-            f"{m.id}: no test file {t}"
-            for t in m.tests
-            if not os.path.exists(os.path.join(root, t.split("::")[0]))
+            f"{m.id}: no test file {t}" for t in m.tests if not os.path.exists(os.path.join(root, t.split("::")[0]))
         ]
     return out
 
@@ -289,9 +287,7 @@ def copy_tree(dest):
     for name in COPIED:
         src = os.path.join(ROOT, name)
         if os.path.isdir(src):
-            shutil.copytree(
-                src, os.path.join(dest, name), ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
-            )
+            shutil.copytree(src, os.path.join(dest, name), ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
             shutil.copy2(src, dest)
 
@@ -394,10 +390,7 @@ def main():
             print(f"{m.id:28} {m.file:24} {m.bug}  [{' '.join(m.tests)}]")
         return 0
     bad = problems(mutants, ROOT)
-    print(
-        "\n".join(bad) or f"all {len(mutants)} mutants apply (each snippet found exactly once)",
-        file=sys.stderr,
-    )
+    print("\n".join(bad) or f"all {len(mutants)} mutants apply (each snippet found exactly once)", file=sys.stderr)
     if bad or args.check:
         return 2 if bad else 0
     results = []
@@ -411,12 +404,7 @@ def main():
             print(f"[{i}/{len(mutants)}] {m.id} ...", end=" ", file=sys.stderr, flush=True)
             results.append(r := run_mutant(m, copy, args.timeout))
             print(
-                r["fate"],
-                "in",
-                r["seconds"],
-                "s ",
-                r["caught_by"] if r["fate"] != "survived" else "",
-                file=sys.stderr,
+                r["fate"], "in", r["seconds"], "s ", r["caught_by"] if r["fate"] != "survived" else "", file=sys.stderr
             )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

@@ -93,9 +93,7 @@ def chart(result):
     top = math.ceil(top / step - 1e-9) * step
     left = PAD + max(width(label(r)) for r in rows) + 12
     room = WIDTH - PAD - left  # the widest scale at which the axis and every bar with its end note fit
-    scale = min(
-        [room / top] + [(room - 6 - width(end_note(r, speedups), 12)) / r["latency_s"] for r in measured]
-    )
+    scale = min([room / top] + [(room - 6 - width(end_note(r, speedups), 12)) / r["latency_s"] for r in measured])
     title = "nanobark" if result.get("tool") == "benchmark" else "nanobark, transformers and Suno's original"
     out, y = [], PAD + 18
     out.append(text(PAD, y, f"{title}: seconds per call, by stage (lower is better)", 17, weight="bold"))

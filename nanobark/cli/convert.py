@@ -8,10 +8,13 @@ from .parser import EXIT_CODES, Parser
 
 def convert(argv, prog="nanobark convert"):
     """-> exit code: 0 done, 1 the conversion failed, 2 bad arguments."""
-    p = Parser(prog=prog, epilog=EXIT_CODES,
-               description="Convert a Bark checkpoint folder into nanobark's layout (what nanobark does by itself "
-               "on first use of a Hub model; by hand for a snapshot you downloaded, or Suno's original .pt "
-               "files).")  # fmt: skip
+    p = Parser(
+        prog=prog,
+        epilog=EXIT_CODES,
+        description="Convert a Bark checkpoint folder into nanobark's layout (what nanobark does by itself "
+        "on first use of a Hub model; by hand for a snapshot you downloaded, or Suno's original .pt "
+        "files).",
+    )
     p.add_argument(
         "src", help="a Hub snapshot folder of suno/bark-small or suno/bark, or a folder with Suno's .pt files"
     )
@@ -23,9 +26,7 @@ def convert(argv, prog="nanobark convert"):
     if not os.path.isdir(args.src):
         p.error(f"{args.src} is not a folder; pass the folder holding config.json (or Suno's text.pt)")
     if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
-        p.error(
-            f"cannot write {args.out}: folder {os.path.dirname(os.path.abspath(args.out))} does not exist"
-        )
+        p.error(f"cannot write {args.out}: folder {os.path.dirname(os.path.abspath(args.out))} does not exist")
     try:
         check_output(args.out)
     except ConversionError as e:

@@ -190,8 +190,15 @@ def batches(items, size):
 def record(item, job):
     """What a manifest line must say for the item to count as done."""
     r = item.row
-    return {"id": r.id, "file": item.file, "text": r.text, "voice": r.voice, "seed": item.seed, "model": job.model,
-            "settings": item.settings}  # fmt: skip
+    return {
+        "id": r.id,
+        "file": item.file,
+        "text": r.text,
+        "voice": r.voice,
+        "seed": item.seed,
+        "model": job.model,
+        "settings": item.settings,
+    }
 
 
 # ---------------------------------------------------------------- the files in out_dir
@@ -289,9 +296,7 @@ def write_errors(out_dir, problems):
     lines = [{"line": p.line, "id": p.id, "error": p.message} for p in problems]
     for path in rank_files(out_dir, "errors"):
         lines += read_jsonl(path)
-    write_jsonl(
-        os.path.join(out_dir, ERRORS), sorted(lines, key=lambda e: (e.get("line") or 0, str(e.get("id"))))
-    )
+    write_jsonl(os.path.join(out_dir, ERRORS), sorted(lines, key=lambda e: (e.get("line") or 0, str(e.get("id")))))
     for path in rank_files(out_dir, "errors"):
         os.remove(path)
 
@@ -383,9 +388,7 @@ def work(bark, items, job, ranks):
                 continue
             job.save(os.path.join(job.out_dir, item.file), audio)  # renamed into place, then recorded
             duration = len(audio) / bark.sample_rate
-            append_line(
-                mine, {**record(item, job), "duration": round(duration, 6), "seconds": round(seconds, 3)}
-            )
+            append_line(mine, {**record(item, job), "duration": round(duration, 6), "seconds": round(seconds, 3)})
             done, audio_seconds = done + 1, audio_seconds + duration
         advance(len(unit))
     return done, failed, audio_seconds
@@ -407,9 +410,11 @@ class Totals(NamedTuple):
     def summary(self, out_dir):
         rate = self.audio_seconds / self.wall_seconds if self.wall_seconds else 0.0
         errors = f"; the failures are in {os.path.join(out_dir, ERRORS)}" if self.failed else ""
-        return (f"{self.rows} rows: {self.done} done, {self.failed} failed, {self.skipped} skipped (done before); "
-                f"{self.audio_seconds:.2f} s of audio in {self.wall_seconds:.1f} s ({rate:.3f} s of audio per "
-                f"second); {os.path.join(out_dir, MANIFEST)}{errors}")  # fmt: skip
+        return (
+            f"{self.rows} rows: {self.done} done, {self.failed} failed, {self.skipped} skipped (done before); "
+            f"{self.audio_seconds:.2f} s of audio in {self.wall_seconds:.1f} s ({rate:.3f} s of audio per "
+            f"second); {os.path.join(out_dir, MANIFEST)}{errors}"
+        )
 
 
 def run(bark, rows, problems, job, ranks):
@@ -436,10 +441,5 @@ def run(bark, rows, problems, job, ranks):
     made, failed, audio_seconds = (sum(x) for x in zip(*ranks.gather((made, failed, audio_seconds))))
     wall = ranks.from_rank0(time.perf_counter() - t0)
     return Totals(
-        len(rows) + len(problems) - len(unusable),
-        made,
-        failed + len(problems),
-        len(done),
-        audio_seconds,
-        wall,
+        len(rows) + len(problems) - len(unusable), made, failed + len(problems), len(done), audio_seconds, wall
     )

@@ -65,8 +65,7 @@ def check_id(value):
         raise RowError(f"id {value!r} has a path separator or is '.'/'..'; an id names one file in --out-dir")
     if value.startswith(".") or any(c < " " or c == "\x7f" for c in value) or value != value.strip():
         raise RowError(
-            f"id {value!r} starts with '.', or holds a control character or outer spaces; "
-            "use letters, digits, '-', '_'"
+            f"id {value!r} starts with '.', or holds a control character or outer spaces; use letters, digits, '-', '_'"
         )
     try:
         size = len(os.fsencode(value))
@@ -146,9 +145,7 @@ class _Reader:
         id_ = check_id(value)
         first = self.seen.setdefault(id_.casefold(), (line, id_))
         if first[0] != line:
-            same = (
-                "" if first[1] == id_ else f" (as {first[1]!r}: ids that differ only in case name one file)"
-            )
+            same = "" if first[1] == id_ else f" (as {first[1]!r}: ids that differ only in case name one file)"
             raise RowError(f"duplicate id {id_!r}, first on line {first[0]}{same}")
         return id_
 
@@ -198,11 +195,7 @@ def _jsonl(data):
             yield n, None, RowError(f"not JSON ({e}); a JSON Lines file has one object per line")
             continue
         if not isinstance(fields, dict):
-            yield (
-                n,
-                None,
-                RowError(f'a JSON {type(fields).__name__}, not an object like {{"id": ..., "text": ...}}'),
-            )
+            yield (n, None, RowError(f'a JSON {type(fields).__name__}, not an object like {{"id": ..., "text": ...}}'))
             continue
         yield n, fields, None
 
@@ -258,9 +251,7 @@ def _read(path):
         return raw.decode("utf-8-sig")  # a byte order mark (spreadsheets write one) is not part of line 1
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
-        raise ManifestError(
-            f"{name} line {line} is not UTF-8 (byte {raw[e.start]:#04x}); save it as UTF-8"
-        ) from None
+        raise ManifestError(f"{name} line {line} is not UTF-8 (byte {raw[e.start]:#04x}); save it as UTF-8") from None
 
 
 def read_manifest(path, check_voice=None):

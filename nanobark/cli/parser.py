@@ -96,12 +96,7 @@ def sampling_options(title, long_items):
 
 def generation_options(sampling_title, long_items, device_note=""):
     """The parents of a command that generates (speak, synthesize): sampling, model, device, run."""
-    return [
-        sampling_options(sampling_title, long_items),
-        model_options(),
-        device_options(device_note),
-        run_options(),
-    ]
+    return [sampling_options(sampling_title, long_items), model_options(), device_options(device_note), run_options()]
 
 
 def given_settings(args):

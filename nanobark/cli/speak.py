@@ -27,15 +27,7 @@ from ..voices import (
     save_voice,
     voice_file_name,
 )
-from .parser import (
-    EXIT_CODES,
-    Parser,
-    checked,
-    device_options,
-    generation_options,
-    given_settings,
-    model_options,
-)
+from .parser import EXIT_CODES, Parser, checked, device_options, generation_options, given_settings, model_options
 
 FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
 
@@ -95,17 +87,17 @@ def check_writable(out):
     if not os.path.isdir(folder):
         raise ValueError(f"cannot write {out}: folder {folder} does not exist")
     if not os.access(folder, os.W_OK) or os.path.isdir(out):
-        raise ValueError(
-            f"cannot write {out}: " + ("it is a folder" if os.path.isdir(out) else "not writable")
-        )
+        raise ValueError(f"cannot write {out}: " + ("it is a folder" if os.path.isdir(out) else "not writable"))
 
 
 def check_not_an_input(out, inputs):
     """`out` is none of the files the command reads ((flag, path) pairs): writing it would destroy its input."""
     for flag, path in inputs:
         if path is not None and same_file(out, path):
-            raise ValueError(f"--out {out} is the file given as {flag} {path}: writing it would replace what this "
-                             "command reads; give another --out")  # fmt: skip
+            raise ValueError(
+                f"--out {out} is the file given as {flag} {path}: writing it would replace what this "
+                "command reads; give another --out"
+            )
 
 
 def check_runtime(p, args):
@@ -198,8 +190,10 @@ def check_voice(voice, model):
 def check_out(p, out, inputs=()):
     if out == "-":
         if sys.stdout is None or sys.stdout.isatty():
-            p.error("--out - writes raw audio to standard output, which is a terminal here; pipe it into a "
-                    "player (| aplay -f S16_LE -r 24000) or give a file name")  # fmt: skip
+            p.error(
+                "--out - writes raw audio to standard output, which is a terminal here; pipe it into a "
+                "player (| aplay -f S16_LE -r 24000) or give a file name"
+            )
         return
     ext = os.path.splitext(out)[1].lower()
     if ext not in FORMATS:
@@ -228,11 +222,16 @@ def parse_speak(argv):
         p.error("--continuity and --silence apply to long-form generation; add --long (or --stream)")
     if device.type == "cpu" and args.dtype != "float32":
         slower = "about 14x slower end to end" if args.dtype == "float16" else "slower (1.3x per decode step)"
-        print(f"note: {args.dtype} on the CPU is {slower} than float32 here (CPUs have few half-precision "
-              "kernels); --int8 is the CPU's fast option", file=sys.stderr)  # fmt: skip
+        print(
+            f"note: {args.dtype} on the CPU is {slower} than float32 here (CPUs have few half-precision "
+            "kernels); --int8 is the CPU's fast option",
+            file=sys.stderr,
+        )
     if device.type == "cpu" and args.offload:
-        print("note: --offload moves stages between the CPU and an accelerator; on the CPU it does nothing",
-              file=sys.stderr)  # fmt: skip
+        print(
+            "note: --offload moves stages between the CPU and an accelerator; on the CPU it does nothing",
+            file=sys.stderr,
+        )
     args.device = str(device)
     return args
 
@@ -265,9 +264,7 @@ def write_audio(path, audio, sample_rate):
 
     fmt, subtype = FORMATS[os.path.splitext(path)[1].lower()]
     samples = pcm16(audio) if subtype == "PCM_16" else audio  # Vorbis encodes the floats themselves
-    write_atomic(
-        path, lambda tmp: sf.write(tmp, samples, sample_rate, format=fmt, subtype=subtype), check=whole
-    )
+    write_atomic(path, lambda tmp: sf.write(tmp, samples, sample_rate, format=fmt, subtype=subtype), check=whole)
 
 
 def write_pcm(chunks, out):
@@ -286,16 +283,17 @@ def audio_chunks(bark, args, voice):
     if not long:
         n_tokens = len(bark.tokenizer.encode(normalize_text(args.text)))
         if n_tokens > TEXT_LENGTH:
-            print(f"note: the text is {n_tokens} tokens, more than the {TEXT_LENGTH} one generation reads; "
-                  "speaking it in segments (--long)", file=sys.stderr)  # fmt: skip
+            print(
+                f"note: the text is {n_tokens} tokens, more than the {TEXT_LENGTH} one generation reads; "
+                "speaking it in segments (--long)",
+                file=sys.stderr,
+            )
             long = True
     settings = replace(defaults(long), **given_settings(args))  # the flags are Settings' fields
     how = dict(seed=args.seed, settings=settings, progress=not args.quiet)
     if not long:
         return [bark.generate(args.text, voice=voice, **how)]
-    how.update(
-        {k: v for k, v in (("continuity", args.continuity), ("silence", args.silence)) if v is not None}
-    )
+    how.update({k: v for k, v in (("continuity", args.continuity), ("silence", args.silence)) if v is not None})
     if args.stream:
         return stream(bark, args.text, voice, **how)
     return [generate_long(bark, args.text, voice, **how)]
@@ -306,8 +304,9 @@ def speak(argv):
     from ..bark import Bark
 
     t0 = time.perf_counter()
-    bark = Bark.from_pretrained(args.model, device=args.device, dtype=args.dtype, offload=args.offload,
-                                compile=args.compile, int8=args.int8)  # fmt: skip
+    bark = Bark.from_pretrained(
+        args.model, device=args.device, dtype=args.dtype, offload=args.offload, compile=args.compile, int8=args.int8
+    )
     # a recording, loaded by check_voice, becomes a voice with this model's codec
     voice = bark.clone_voice(args.voice) if isinstance(args.voice, tuple) else args.voice
     chunks = audio_chunks(bark, args, voice)
@@ -328,10 +327,13 @@ def speak(argv):
 
 
 def voices(argv):
-    p = Parser(prog="nanobark voices", epilog=EXIT_CODES,
-               parents=[model_options("list this model's presets (suno/bark-small: Suno's 13 languages)")],
-               description="List the voice presets, by language. The language of the speech comes from the "
-               "text; a preset sets the speaker (v2/ presets are Suno's newer, cleaner ones).")  # fmt: skip
+    p = Parser(
+        prog="nanobark voices",
+        epilog=EXIT_CODES,
+        parents=[model_options("list this model's presets (suno/bark-small: Suno's 13 languages)")],
+        description="List the voice presets, by language. The language of the speech comes from the "
+        "text; a preset sets the speaker (v2/ presets are Suno's newer, cleaner ones).",
+    )
     p.add_argument("--language", choices=sorted(LANGUAGES), help="only this language (default: all)")
     args = p.parse_args(argv)
     try:
@@ -350,8 +352,10 @@ def voices(argv):
         print(f"{LANGUAGES.get(code, 'other')} ({code}):" if code != "other" else "other:")
         print("  " + " ".join(sorted(by_language[code], key=lambda n: (not n.startswith("v2/"), n))))
     if not args.language:
-        print(f"\n{len(names)} presets. Use one with: nanobark \"...\" --voice v2/en_speaker_6 (presets download "
-              "from the Hub on first use).")  # fmt: skip
+        print(
+            f'\n{len(names)} presets. Use one with: nanobark "..." --voice v2/en_speaker_6 (presets download '
+            "from the Hub on first use)."
+        )
 
 
 # ---------------------------------------------------------------- clone
@@ -398,15 +402,17 @@ def clone(argv):
         check_model(args.model)
         check_cloning_weights(args.quantizer, args.hubert)
         check_writable(out)
-        check_not_an_input(out, [("recording", args.recording), ("--quantizer", args.quantizer),
-                                 ("--hubert", args.hubert)])  # fmt: skip
+        check_not_an_input(
+            out, [("recording", args.recording), ("--quantizer", args.quantizer), ("--hubert", args.hubert)]
+        )
         clip = load_clip(args.recording)
     except (ValueError, FileNotFoundError) as e:
         p.error(str(e))
     t0 = time.perf_counter()
-    voice = clone_voice(args.model, clip, quantizer=args.quantizer, hubert=args.hubert, device=device,
-                        progress=True)  # fmt: skip
+    voice = clone_voice(args.model, clip, quantizer=args.quantizer, hubert=args.hubert, device=device, progress=True)
     save_voice(out, voice["semantic_prompt"], voice["coarse_prompt"], voice["fine_prompt"])
-    print(f"{out}: a voice of {len(voice['semantic_prompt'])} semantic tokens and "
-          f"{voice['fine_prompt'].shape[1]} codec frames in {time.perf_counter() - t0:.1f} s; "
-          f"use it with: nanobark \"...\" --voice {out}")  # fmt: skip
+    print(
+        f"{out}: a voice of {len(voice['semantic_prompt'])} semantic tokens and "
+        f"{voice['fine_prompt'].shape[1]} codec frames in {time.perf_counter() - t0:.1f} s; "
+        f'use it with: nanobark "..." --voice {out}'
+    )

@@ -45,8 +45,10 @@ def manifest_voices(model, folder):
     def check(voice):
         kind, ref = find_voice(voice, lambda: preset_names(model), folder)
         if kind == "recording":
-            raise ValueError(f"voice {voice!r} is a recording; make it a voice once (nanobark clone {voice} "
-                             "--out VOICE.npz) and name the .npz")  # fmt: skip
+            raise ValueError(
+                f"voice {voice!r} is a recording; make it a voice once (nanobark clone {voice} "
+                "--out VOICE.npz) and name the .npz"
+            )
         if kind == "file":
             load_voice(ref)
         return ref
@@ -110,8 +112,10 @@ def check_synthesize(p, args, ranks):
         p.error(str(e))
     if device.type == "cuda" and device.index is None and ranks.world > 1:  # one GPU per process
         if ranks.local >= torch.cuda.device_count():
-            p.error(f"process {ranks.local} of this machine has no GPU of its own ({torch.cuda.device_count()} "
-                    "GPUs): start at most one process per GPU (torchrun --nproc_per_node)")  # fmt: skip
+            p.error(
+                f"process {ranks.local} of this machine has no GPU of its own ({torch.cuda.device_count()} "
+                "GPUs): start at most one process per GPU (torchrun --nproc_per_node)"
+            )
         device = torch.device("cuda", ranks.local)
     check_out_dir(p, args)
     folder = os.path.dirname(os.path.abspath(args.manifest))
@@ -136,14 +140,23 @@ def synthesize(argv):
     foreign = [] if args.overwrite else unrecorded(args.out_dir, [f"{r.id}.{args.format}" for r in rows])
     if foreign:
         more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
-        p.error(f"{os.path.join(args.out_dir, foreign[0])}{more} is in --out-dir but no manifest line of this job "
-                "records it, so this job did not make it; move it away, or pass --overwrite to replace it")  # fmt: skip
-    model = (
-        args.model + (" int8" if args.int8 else "") + (f" {args.dtype}" if args.dtype != "float32" else "")
+        p.error(
+            f"{os.path.join(args.out_dir, foreign[0])}{more} is in --out-dir but no manifest line of this job "
+            "records it, so this job did not make it; move it away, or pass --overwrite to replace it"
+        )
+    model = args.model + (" int8" if args.int8 else "") + (f" {args.dtype}" if args.dtype != "float32" else "")
+    job = Job(
+        out_dir=args.out_dir,
+        manifest=args.manifest,
+        model=model,
+        ext=args.format,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        defaults=given_settings(args),
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        save=lambda path, audio: write_audio(path, audio, Bark.sample_rate),
     )
-    job = Job(out_dir=args.out_dir, manifest=args.manifest, model=model, ext=args.format, seed=args.seed,
-              batch_size=args.batch_size, defaults=given_settings(args), overwrite=args.overwrite,
-              progress=not args.quiet, save=lambda path, audio: write_audio(path, audio, Bark.sample_rate))  # fmt: skip
     ranks.start()
     try:
         if device.type == "cuda":
@@ -155,8 +168,10 @@ def synthesize(argv):
         totals = run(bark, rows, problems, job, ranks)
     except KeyboardInterrupt as e:
         if ranks.rank == 0:  # every rank gets the signal; one says so
-            print(f"interrupted; the items finished so far are in {args.out_dir}: the same command again makes "
-                  "the rest", file=sys.stderr)  # fmt: skip
+            print(
+                f"interrupted; the items finished so far are in {args.out_dir}: the same command again makes the rest",
+                file=sys.stderr,
+            )
         return 128 + getattr(e, "signum", signal.SIGINT)
     finally:
         ranks.stop()

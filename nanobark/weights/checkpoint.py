@@ -61,8 +61,7 @@ def load_config(path) -> BarkConfig:
         config = BarkConfig.from_dict(d)
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(
-            f"{path}/config.json does not describe a Bark model ({type(e).__name__}: {e}); "
-            + _reconvert_hint(path)
+            f"{path}/config.json does not describe a Bark model ({type(e).__name__}: {e}); " + _reconvert_hint(path)
         ) from None
     version = d.get("format_version", 1)
     if version != FORMAT_VERSION:
@@ -96,8 +95,9 @@ def _count(shapes, prefix):
 def _at_most(ours, theirs):
     """Are the config's size(s) whole numbers no larger than the file's, one by one?"""
     ours, theirs = (x if isinstance(x, (list, tuple)) else [x] for x in (ours, theirs))
-    return len(ours) == len(theirs) and all(type(o) is int and type(t) is int and 0 <= o <= t
-                                            for o, t in zip(ours, theirs))  # fmt: skip
+    return len(ours) == len(theirs) and all(
+        type(o) is int and type(t) is int and 0 <= o <= t for o, t in zip(ours, theirs)
+    )
 
 
 def size_problems(stage, cfg, shapes):
@@ -107,23 +107,35 @@ def size_problems(stage, cfg, shapes):
     never make loading build more than the file holds; the shapes are compared after (state_problems).
     """
     if stage == "codec":
-        sizes = {"len(ratios)": (len(cfg.ratios), _count(shapes, "ups.")),
-                 "lstm_layers": (cfg.lstm_layers, sum(k.startswith("lstm.weight_ih_l") for k in shapes)),
-                 "codebooks (n_codebooks, codebook_size, dimension)":
-                     ([cfg.n_codebooks, cfg.codebook_size, cfg.dimension], shapes.get("codebooks"))}  # fmt: skip
+        sizes = {
+            "len(ratios)": (len(cfg.ratios), _count(shapes, "ups.")),
+            "lstm_layers": (cfg.lstm_layers, sum(k.startswith("lstm.weight_ih_l") for k in shapes)),
+            "codebooks (n_codebooks, codebook_size, dimension)": (
+                [cfg.n_codebooks, cfg.codebook_size, cfg.dimension],
+                shapes.get("codebooks"),
+            ),
+        }
     elif stage == "encoder":
-        sizes = {"len(ratios)": (len(cfg.ratios), _count(shapes, "downs.")),
-                 "lstm_layers": (cfg.lstm_layers, sum(k.startswith("lstm.weight_ih_l") for k in shapes))}  # fmt: skip
+        sizes = {
+            "len(ratios)": (len(cfg.ratios), _count(shapes, "downs.")),
+            "lstm_layers": (cfg.lstm_layers, sum(k.startswith("lstm.weight_ih_l") for k in shapes)),
+        }
     else:
         wpe = shapes.get("wpe.weight") or [None, None]
-        sizes = {"n_layer": (cfg.n_layer, _count(shapes, "h.")), "block_size": (cfg.block_size, wpe[0]),
-                 "n_embd": (cfg.n_embd, wpe[1])}  # fmt: skip
+        sizes = {
+            "n_layer": (cfg.n_layer, _count(shapes, "h.")),
+            "block_size": (cfg.block_size, wpe[0]),
+            "n_embd": (cfg.n_embd, wpe[1]),
+        }
         if stage == "fine":
             sizes["n_codes_total"] = (cfg.n_codes_total, _count(shapes, "wtes."))
     # more than the file holds is refused here; less builds a smaller model, whose missing and unexpected
     # tensors state_problems then names one by one
-    problems = [f"{name} is {ours} but the weights hold {theirs}" for name, (ours, theirs) in sizes.items()
-                if theirs is not None and not _at_most(ours, theirs)]  # fmt: skip
+    problems = [
+        f"{name} is {ours} but the weights hold {theirs}"
+        for name, (ours, theirs) in sizes.items()
+        if theirs is not None and not _at_most(ours, theirs)
+    ]
     heads, width = getattr(cfg, "n_head", 1), getattr(cfg, "n_embd", 1)
     if not (type(heads) is int and type(width) is int and 1 <= heads <= width and width % heads == 0):
         problems.append(f"n_head {heads!r} does not divide n_embd {width!r}")
@@ -174,8 +186,14 @@ def _load(file, build, fits, hint, device, dtype=None, finish=None):
 def load_stage(path, stage, config=None, device="cpu", dtype=torch.float32):
     """Build one stage ('semantic', 'coarse', 'fine' or 'codec') and load its weights, in eval mode."""
     cfg = getattr(config or load_config(path), stage)
-    return _load(os.path.join(path, f"{stage}.safetensors"), lambda shapes: STAGE_CLASSES[stage](cfg),
-                 lambda shapes: size_problems(stage, cfg, shapes), _reconvert_hint(path), device, dtype)  # fmt: skip
+    return _load(
+        os.path.join(path, f"{stage}.safetensors"),
+        lambda shapes: STAGE_CLASSES[stage](cfg),
+        lambda shapes: size_problems(stage, cfg, shapes),
+        _reconvert_hint(path),
+        device,
+        dtype,
+    )
 
 
 def load_encoder(path, config=None, device="cpu"):
@@ -196,8 +214,14 @@ def load_encoder(path, config=None, device="cpu"):
             raise _does_not_fit(codec_file, problems)
         model.codebooks = books["codebooks"]
 
-    return _load(file, lambda shapes: Encoder(cfg), lambda shapes: size_problems("encoder", cfg, shapes),
-                 _reconvert_hint(path), device, finish=add_codebooks)  # fmt: skip
+    return _load(
+        file,
+        lambda shapes: Encoder(cfg),
+        lambda shapes: size_problems("encoder", cfg, shapes),
+        _reconvert_hint(path),
+        device,
+        finish=add_codebooks,
+    )
 
 
 # ---- voice cloning's HuBERT and semantic quantizer: a file each, no config.json (their sizes are fixed, or
@@ -230,8 +254,13 @@ def load_hubert(path, device="cpu", cfg=None):
 def load_quantizer(path, device="cpu"):
     """The semantic quantizer of path/quantizer.safetensors (its version and sizes read from it), in eval mode."""
     file = os.path.join(path, QUANTIZER_FILE)
-    return _load(file, lambda shapes: SemanticQuantizer(quantizer_config(shapes)),
-                 lambda shapes: quantizer_problems(quantizer_config(shapes)), _clone_hint(file), device)  # fmt: skip
+    return _load(
+        file,
+        lambda shapes: SemanticQuantizer(quantizer_config(shapes)),
+        lambda shapes: quantizer_problems(quantizer_config(shapes)),
+        _clone_hint(file),
+        device,
+    )
 
 
 def _clone_hint(file):

@@ -242,9 +242,7 @@ def cloning_weights(quantizer=None, hubert=None):
     QUANTIZER_REPO (e.g. "quantifier_V1_hubert_base_ls960_23.pth"), a local quantizer file, or a folder
     holding quantizer.safetensors."""
     hubert_dir = _cloning_part(hubert, HUBERT_FILE, convert_hubert, HUBERT_REPO, "pytorch_model.bin")
-    quantizer_dir = _cloning_part(
-        quantizer, QUANTIZER_FILE, convert_quantizer, QUANTIZER_REPO, QUANTIZER_DEFAULT
-    )
+    quantizer_dir = _cloning_part(quantizer, QUANTIZER_FILE, convert_quantizer, QUANTIZER_REPO, QUANTIZER_DEFAULT)
     return hubert_dir, quantizer_dir
 
 

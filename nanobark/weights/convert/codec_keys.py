@@ -29,8 +29,7 @@ def codec_from_transformers(src, cfg, prefix="codec_model."):
         return f"{prefix}decoder.layers.{idx}.{sub}conv"
 
     unused = re.compile(
-        re.escape(prefix)
-        + r"(encoder\..*|quantizer\.layers\.\d+\.codebook\.(inited|cluster_size|embed|embed_avg))"
+        re.escape(prefix) + r"(encoder\..*|quantizer\.layers\.\d+\.codebook\.(inited|cluster_size|embed|embed_avg))"
     )
     return _take_decoder(
         src,
@@ -48,9 +47,7 @@ def codec_from_encodec(src, cfg):
     def conv(idx, sub, transposed):
         return f"decoder.model.{idx}.{sub}" + ("convtr.convtr" if transposed else "conv.conv")
 
-    unused = re.compile(
-        r"encoder\..*|quantizer\.vq\.layers\.\d+\._codebook\.(inited|cluster_size|embed|embed_avg)"
-    )
+    unused = re.compile(r"encoder\..*|quantizer\.vq\.layers\.\d+\._codebook\.(inited|cluster_size|embed|embed_avg)")
     return _take_decoder(
         src, cfg, conv, "decoder.model.1.lstm", lambda j: f"quantizer.vq.layers.{j}._codebook.embed", unused
     )

@@ -35,26 +35,14 @@ from filelock import FileLock
 from ...config import BarkConfig, CodecConfig, GPTConfig
 from ...files import write_atomic
 from ..checkpoint import FORMAT_VERSION, CheckpointError, read_meta, read_safetensors
-from .codec_keys import (
-    codec_from_encodec,
-    codec_from_transformers,
-    encoder_from_encodec,
-    encoder_from_transformers,
-)
+from .codec_keys import codec_from_encodec, codec_from_transformers, encoder_from_encodec, encoder_from_transformers
 from .gpt_keys import HF_ARGS, SUNO_ARGS, suno_name, take_gpt, transformers_name
 from .source import ConversionError, Source
 
 STAGES = ("semantic", "coarse", "fine", "codec")
-SUNO_FILES = {
-    "small": ("text.pt", "coarse.pt", "fine.pt"),
-    "large": ("text_2.pt", "coarse_2.pt", "fine_2.pt"),
-}
+SUNO_FILES = {"small": ("text.pt", "coarse.pt", "fine.pt"), "large": ("text_2.pt", "coarse_2.pt", "fine_2.pt")}
 HF_PREFIXES = {"semantic": "semantic.", "coarse": "coarse_acoustics.", "fine": "fine_acoustics."}
-HF_CONFIG_KEYS = {
-    "semantic": "semantic_config",
-    "coarse": "coarse_acoustics_config",
-    "fine": "fine_acoustics_config",
-}
+HF_CONFIG_KEYS = {"semantic": "semantic_config", "coarse": "coarse_acoustics_config", "fine": "fine_acoustics_config"}
 EXTRA_FILES = (
     "vocab.txt",
     "tokenizer.json",
@@ -123,10 +111,7 @@ def _suno_config(args, fine):
 def from_transformers(state_dict, hf_config, origin):
     """A transformers BarkModel state dict and its config.json dict -> (BarkConfig, {stage: state dict})."""
     cfg = BarkConfig(
-        *(
-            _gpt_config(hf_config.get(HF_CONFIG_KEYS[s], {}), s == "fine")
-            for s in ("semantic", "coarse", "fine")
-        ),
+        *(_gpt_config(hf_config.get(HF_CONFIG_KEYS[s], {}), s == "fine") for s in ("semantic", "coarse", "fine")),
         CodecConfig(),
     )
     src = Source(state_dict, origin)
@@ -171,9 +156,7 @@ def read_codec(src_dir):
         encoder = encoder_from_encodec(src, cfg)  # first, as above
         state = codec_from_encodec(src, cfg)
     elif os.path.isdir(snap):
-        files = [
-            f for f in ("model.safetensors", "pytorch_model.bin") if os.path.exists(os.path.join(snap, f))
-        ]
+        files = [f for f in ("model.safetensors", "pytorch_model.bin") if os.path.exists(os.path.join(snap, f))]
         if not files:
             raise ConversionError(f"{snap} holds no model.safetensors or pytorch_model.bin")
         path = os.path.join(snap, files[0])
@@ -241,8 +224,10 @@ def convert(src_dir, out_dir):
     """
     src, out = (os.path.realpath(p) for p in (src_dir, out_dir))
     if src == out or out.startswith(src + os.sep) or src.startswith(out + os.sep):
-        raise ConversionError(f"cannot convert {src_dir} into {out_dir}: the output would replace the source "
-                              "(or a folder holding it); choose an output folder outside the source")  # fmt: skip
+        raise ConversionError(
+            f"cannot convert {src_dir} into {out_dir}: the output would replace the source "
+            "(or a folder holding it); choose an output folder outside the source"
+        )
     check_output(out_dir)
     cfg, states = read_checkpoint(src_dir)
     return atomic_folder(out_dir, lambda tmp: write_converted(src_dir, tmp, cfg, states))
@@ -301,8 +286,7 @@ def write_converted(src, out_dir, cfg=None, states=None):
     for stage in STAGES + (("encoder",) if states.get("encoder") is not None else ()):
         state = {k: v.contiguous() for k, v in states[stage].items()}
         write_atomic(
-            os.path.join(out_dir, f"{stage}.safetensors"),
-            lambda tmp: save_file(state, tmp, metadata={"format": "pt"}),
+            os.path.join(out_dir, f"{stage}.safetensors"), lambda tmp: save_file(state, tmp, metadata={"format": "pt"})
         )
     for name in EXTRA_FILES:
         if name in files:
@@ -312,9 +296,7 @@ def write_converted(src, out_dir, cfg=None, states=None):
     # "encoder": whether encoder.safetensors was written (a cache converted before there was one gets one)
     has_encoder = states.get("encoder") is not None
     meta = {"format": "nanobark", "format_version": FORMAT_VERSION, "encoder": has_encoder, **cfg.to_dict()}
-    write_atomic(
-        os.path.join(out_dir, "config.json"), lambda tmp: _write_text(tmp, json.dumps(meta, indent=2))
-    )
+    write_atomic(os.path.join(out_dir, "config.json"), lambda tmp: _write_text(tmp, json.dumps(meta, indent=2)))
     return out_dir
 
 

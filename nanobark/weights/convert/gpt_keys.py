@@ -43,9 +43,15 @@ def suno_name(name):
 # the keys of Suno's checkpoint's `model_args` (its GPTConfig keywords) that nanobark's GPTConfig shares
 SUNO_ARGS = ("n_layer", "n_head", "n_embd", "block_size", "bias", "input_vocab_size", "output_vocab_size")
 # transformers' sub-config keys for nanobark's GPTConfig fields, with transformers' defaults
-HF_ARGS = {"n_layer": ("num_layers", 12), "n_head": ("num_heads", 12), "n_embd": ("hidden_size", 768),
-           "block_size": ("block_size", 1024), "input_vocab_size": ("input_vocab_size", 10_048),
-           "output_vocab_size": ("output_vocab_size", 10_048), "bias": ("bias", True)}  # fmt: skip
+HF_ARGS = {
+    "n_layer": ("num_layers", 12),
+    "n_head": ("num_heads", 12),
+    "n_embd": ("hidden_size", 768),
+    "block_size": ("block_size", 1024),
+    "input_vocab_size": ("input_vocab_size", 10_048),
+    "output_vocab_size": ("output_vocab_size", 10_048),
+    "bias": ("bias", True),
+}
 
 
 def suno_model_args(cfg: GPTConfig):

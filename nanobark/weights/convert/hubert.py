@@ -162,14 +162,10 @@ def _hubert_file(src):
     for name in HUBERT_FILES:
         if os.path.isfile(os.path.join(src, name)):
             return os.path.join(src, name)
-    raise ConversionError(
-        f"{src} holds neither {' nor '.join(HUBERT_FILES)} (a facebook/hubert-base-ls960 snapshot)"
-    )
+    raise ConversionError(f"{src} holds neither {' nor '.join(HUBERT_FILES)} (a facebook/hubert-base-ls960 snapshot)")
 
 
 def _write(state, out_dir, name):
     os.makedirs(out_dir, exist_ok=True)
     state = {k: v.to(torch.float32).contiguous() for k, v in state.items()}
-    return write_atomic(
-        os.path.join(out_dir, name), lambda tmp: save_file(state, tmp, metadata={"format": "pt"})
-    )
+    return write_atomic(os.path.join(out_dir, name), lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))

@@ -70,16 +70,12 @@ class Source:
         if self.missing:
             problems.append(f"missing {len(self.missing)} tensor(s): " + _short(self.missing))
         if self.misshaped:
-            problems.append(
-                f"wrong shape/dtype for {len(self.misshaped)} tensor(s): " + _short(self.misshaped)
-            )
+            problems.append(f"wrong shape/dtype for {len(self.misshaped)} tensor(s): " + _short(self.misshaped))
         if self.sd:
             problems.append(f"unexpected {len(self.sd)} tensor(s): " + _short(sorted(self.sd)))
         if problems:
             lines = "\n  ".join(problems)
-            raise ConversionError(
-                f"{self.origin} does not match the expected layout:\n  {lines}\n{self.hint}"
-            )
+            raise ConversionError(f"{self.origin} does not match the expected layout:\n  {lines}\n{self.hint}")
 
 
 def _short(names, n=8):

@@ -34,6 +34,12 @@ def check_device(device=None):
     return device
 
 
+def set_threads(threads=None):
+    """CPU threads for torch's kernels (None: torch's own choice, one per core)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
 def check_dtype(dtype=None):
     """None, a name ("float32", "float16", "bfloat16") or a torch.dtype -> the torch.dtype, or one ValueError."""
     dtype = DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype or torch.float32

@@ -246,7 +246,7 @@ def test_an_error_without_a_message_still_says_what_failed(converted, tmp_path, 
 
     monkeypatch.setattr(Bark, "from_pretrained", fail)
     assert cli.main(["Hi", "--model", converted, "--out", str(tmp_path / "x.wav")]) == 1
-    assert capsys.readouterr().err == "error: RuntimeError\n"  # was an empty "error: " line
+    assert capsys.readouterr().err == "nanobark: error: RuntimeError\n"  # was an empty "error: " line
 
 
 def test_messages_name_commands_an_installed_nanobark_has():
@@ -440,3 +440,24 @@ def test_clone_out_that_is_the_recording_is_refused(out, tmp_path, monkeypatch, 
     err = usage_error(["clone", "me.wav", "--out", out, "--model", "suno/bark-small"], capsys)
     assert f"--out {out} is the file given as recording me.wav" in err
     assert open("me.wav", "rb").read() == before
+
+
+# ---- issue 18, from a new user's walkthrough: --threads, and one prefix for every error
+
+
+def test_threads_sets_torchs_cpu_threads_and_zero_is_a_usage_error(converted, capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        parse_speak(["Hi", "--model", converted, "--threads", "1", "--out", "x.wav"])
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert "--threads must be at least 1, got 0" in usage_error(["Hi", "--threads", "0"], capsys)
+
+
+def test_a_runtime_error_says_nanobark_error_as_a_usage_error_does(converted, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert cli.main(["convert", str(tmp_path / "empty"), str(tmp_path / "out")]) == 1
+    assert capsys.readouterr().err.startswith("nanobark: error: ")

@@ -68,5 +68,5 @@ def main(argv=None):
     except Exception as e:
         if debug:
             raise
-        print(f"error: {str(e) or type(e).__name__}", file=sys.stderr)  # never an empty "error:" line
+        print(f"nanobark: error: {str(e) or type(e).__name__}", file=sys.stderr)  # as argparse says it; never empty
         return FAILED

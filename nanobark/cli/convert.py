@@ -34,7 +34,7 @@ def convert(argv, prog="nanobark convert"):
     try:
         convert_folder(args.src, args.out)
     except (ConversionError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"nanobark: error: {e}", file=sys.stderr)
         return 1
     print(f"converted {args.src} -> {args.out}")
     return 0

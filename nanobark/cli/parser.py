@@ -51,6 +51,12 @@ def checked(convert, check, flag):
     return parse
 
 
+def at_least_1(value, name):
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    return value
+
+
 # ---------------------------------------------------------------- the shared option blocks (parents=)
 
 
@@ -65,6 +71,9 @@ def device_options(note="", precision=True):
     p = Parser(add_help=False)
     # fmt: off
     p.add_argument("--device", help=f"cpu, cuda, cuda:1, mps (default: cuda if available, else cpu{note})")
+    p.add_argument("--threads", type=checked(int, at_least_1, "--threads"),
+                   help="CPU threads for torch (default: one per core); on a shared machine or under torchrun, "
+                   "1 or 2 per process is faster than threads that fight over the same cores")
     if precision:
         p.add_argument("--dtype", default="float32", choices=DTYPES,
                        help="precision of the three GPTs; half precision is for GPUs")

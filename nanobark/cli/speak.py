@@ -101,9 +101,10 @@ def check_not_an_input(out, inputs):
 
 
 def check_runtime(p, args):
-    """--device, --dtype, --int8 -> the torch.device; a bad combination is a usage error."""
-    from ..device import check_device, check_int8
+    """--device, --dtype, --int8, --threads -> the torch.device; a bad combination is a usage error."""
+    from ..device import check_device, check_int8, set_threads
 
+    set_threads(args.threads)
     try:
         device = check_device(args.device)
     except ValueError as e:
@@ -394,9 +395,10 @@ def clone(argv):
     args = p.parse_args(argv)
     from ..audio import load_clip
     from ..cloning import clone_voice
-    from ..device import check_device
+    from ..device import check_device, set_threads
 
     out = voice_file_name(args.out)
+    set_threads(args.threads)
     try:  # everything is checked before anything is loaded
         device = check_device(args.device)
         check_model(args.model)

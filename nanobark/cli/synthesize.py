@@ -8,7 +8,7 @@ import sys
 from ..settings import check_seed
 from ..voices import find_voice, load_voice
 from .manifest import ManifestError, read_manifest
-from .parser import EXIT_CODES, Parser, checked, generation_options, given_settings
+from .parser import EXIT_CODES, Parser, at_least_1, checked, generation_options, given_settings
 from .speak import check_model, check_runtime, preset_names, write_audio
 
 SYNTHESIZE_EPILOG = f"""the manifest:
@@ -56,12 +56,6 @@ def manifest_voices(model, folder):
     return check
 
 
-def check_batch_size(value, name):
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
-    return value
-
-
 def synthesize_parser():
     # fmt: off
     p = Parser(prog="nanobark synthesize", epilog=SYNTHESIZE_EPILOG,
@@ -73,7 +67,7 @@ def synthesize_parser():
                    "file with one text per line")
     p.add_argument("--out-dir", required=True, help="the folder for the audio files and manifest.jsonl "
                    "(created if missing; on a shared file system for several machines)")
-    p.add_argument("--batch-size", type=checked(int, check_batch_size, "--batch-size"), default=8,
+    p.add_argument("--batch-size", type=checked(int, at_least_1, "--batch-size"), default=8,
                    help="texts generated together, of about the same length")
     p.add_argument("--seed", type=checked(int, check_seed, "--seed"), default=0,
                    help="base seed: a row without a seed gets this plus a hash of its id")

@@ -7,14 +7,16 @@ import os
 import signal
 import subprocess
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 import nanobark.cli as cli
 from helpers import HANG, VOCAB, leftovers, python, run, usage_error, wait_for
-from nanobark import Bark
+from nanobark import Bark, generate_long
 from nanobark.cli.corpus import read_jsonl
 from nanobark.cli.manifest import ManifestError, read_manifest
-from nanobark.cli.speak import write_audio
+from nanobark.cli.speak import pcm16, write_audio
 from nanobark.cli.synthesize import manifest_voices
 from nanobark.longform import split_text
 from nanobark.tokenizer import Tokenizer
@@ -90,9 +92,7 @@ def one_process(corpus, converted, tmp_path_factory):
 def test_two_processes_make_the_same_files_as_one(one_process, corpus, converted, tmp_path):
     out1, r1 = one_process
     assert "12 rows: 11 done, 1 failed, 0 skipped" in r1.stdout
-    assert (
-        "corpus.jsonl line 9: unknown voice preset 'v2/en_speaker_66'" in r1.stderr
-    )  # reported as it starts
+    assert "corpus.jsonl line 9: unknown voice preset 'v2/en_speaker_66'" in r1.stderr  # reported as it starts
     out2 = str(tmp_path / "two")
     torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "nanobark"]
     r2 = run(*torchrun, *command(corpus, out2, converted, "--batch-size", "4"))
@@ -108,11 +108,7 @@ def test_two_processes_make_the_same_files_as_one(one_process, corpus, converted
     for out in (out1, out2):
         with open(os.path.join(out, "errors.jsonl"), encoding="utf-8") as f:
             (error,) = [json.loads(line) for line in f]
-        assert (
-            error["line"] == 9
-            and error["id"] == "bad-voice"
-            and "close names: v2/en_speaker_6" in error["error"]
-        )
+        assert error["line"] == 9 and error["id"] == "bad-voice" and "close names: v2/en_speaker_6" in error["error"]
         assert leftovers(out) == []  # the rank files merged and gone, no temporary file
 
 
@@ -177,11 +173,7 @@ def test_a_killed_run_started_again_makes_only_the_rest(
     p = python("-m", "nanobark", *argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(
-            lambda: (
-                p.poll() is not None
-                or os.path.exists(rank_file)
-                and open(rank_file, "rb").read().count(b"\n") >= 3
-            )
+            lambda: p.poll() is not None or os.path.exists(rank_file) and open(rank_file, "rb").read().count(b"\n") >= 3
         )
         assert p.poll() is None, "the run ended before it could be killed"
         p.send_signal(signal.SIGKILL)
@@ -501,3 +493,28 @@ def test_a_manifest_line_cut_short_by_a_full_disk_is_an_error(tmp_path, monkeypa
     monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, data[:10]))
     with pytest.raises(OSError, match=r"cut short \(10 of \d+ bytes written\)"):
         append_line(tmp_path / "m.jsonl", {"id": "a", "file": "a.wav"})
+
+
+# ---- issue 18, from a new user's walkthrough: --voice and --long fill in what a row leaves out
+
+
+def test_voice_and_long_flags_are_the_defaults_of_rows_without_their_own(bark, converted, tmp_path, monkeypatch):
+    monkeypatch.setattr(Bark, "from_pretrained", lambda *a, **k: bark)
+    rows = [{"id": "plain", "text": "Hello."}, {"id": "own", "text": "Hello.", "voice": "en_speaker_1"}]
+    out = str(tmp_path / "out")
+    argv = command(write_manifest(str(tmp_path), rows), out, converted, "--voice", "v2/en_speaker_6", "--long")
+    assert cli.main([*argv, "--quiet"]) == 0
+    lines = manifest_lines(out)
+    assert lines["plain"]["voice"] == "v2/en_speaker_6" and lines["own"]["voice"] == "en_speaker_1"
+    assert lines["plain"]["settings"]["long"] and lines["own"]["settings"]["long"]  # --long, for both
+    # the audio is what the voice gives: the item alone, through generate_long with its seed
+    audio = generate_long(bark, "Hello.", "v2/en_speaker_6", seed=lines["plain"]["seed"], max_duration=0.2)
+    np.testing.assert_array_equal(sf.read(os.path.join(out, "plain.wav"), dtype="int16")[0], pcm16(audio))
+
+
+def test_an_unknown_default_voice_is_a_usage_error_before_loading(converted, tmp_path, no_loading, capsys):
+    argv = command(write_manifest(str(tmp_path), ROWS[:1]), str(tmp_path / "o"), converted, "--voice", "v2/en_speakr_6")
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--voice: unknown voice preset 'v2/en_speakr_6'" in err and "v2/en_speaker_6" in err

@@ -32,8 +32,8 @@ examples:
 An item's seed is the row's, or --seed plus a hash of its id: its audio does not depend on how many
 processes ran or on the batching (byte for byte on the CPU at the same OMP_NUM_THREADS).
 
-Some rows may fail and the command still exits 0 (see DIR/errors.jsonl): it exits 1 only when every item
-failed, and 2 also for a manifest that cannot be read at all. What was finished is kept on a stop.
+Some rows may fail and the command still exits 0 (see DIR/errors.jsonl): it exits 1 when rows failed and
+nothing was made, and 2 also for a manifest that cannot be read at all. What was finished is kept on a stop.
 
 {EXIT_CODES}"""
 
@@ -71,6 +71,10 @@ def synthesize_parser():
                    help="texts generated together, of about the same length")
     p.add_argument("--seed", type=checked(int, check_seed, "--seed"), default=0,
                    help="base seed: a row without a seed gets this plus a hash of its id")
+    p.add_argument("--voice", help="the voice of the rows without their own: a preset or a .npz voice file "
+                   "(default: none, a random speaker per row)")
+    p.add_argument("--long", action="store_true", help="speak every row in long form (segments); rows over 256 "
+                   "tokens always are")
     p.add_argument("--format", choices=("wav", "flac", "ogg"), default="wav",
                    help="wav and flac: 16-bit PCM; ogg: Vorbis, whose files differ from run to run in a random "
                    "stream number")
@@ -117,6 +121,17 @@ def check_synthesize(p, args, ranks):
         rows, problems = read_manifest(args.manifest, manifest_voices(args.model, folder))
     except ManifestError as e:
         p.error(str(e))
+    default = None
+    if args.voice is not None:
+        try:  # the flag's relative path is read from here; a row's from the manifest's folder
+            default = manifest_voices(args.model, os.getcwd())(args.voice)
+        except (ValueError, FileNotFoundError) as e:  # VoiceFileNotFoundError is the latter
+            p.error(f"--voice: {e}")
+    # the flags fill in what a row leaves out: a voice, long form
+    rows = [
+        r._replace(voice=r.voice or args.voice, voice_ref=r.voice_ref or default, long=r.long or args.long)
+        for r in rows
+    ]
     return device, rows, problems
 
 

@@ -199,6 +199,14 @@ MUTANTS = [
     M("write_no_fsync", "nanobark/files.py", "os.fsync(f.fileno())", "f.flush()",
       "write_atomic renames without fsync (a power cut can leave an empty file)",
       ("tests/test_files.py::test_write_atomic_flushes_the_temporary_file_to_disk_before_the_rename",)),
+    # ---- issue 19 survivors (caches)
+    M("stamp_whole_seconds", HUB, "stamp[entry.name] = [st.st_size, st.st_mtime_ns]",
+      "stamp[entry.name] = [st.st_size, int(st.st_mtime)]",
+      "a source stamp keeps whole seconds: a same-size rewrite within one second is not reconverted",
+      ("tests/test_hub.py::test_a_same_size_rewrite_within_one_second_changes_the_source_stamp",)),
+    M("convert_api_replaces_foreign", "nanobark/weights/convert/folder.py", "    check_output(out_dir)\n", "",
+      "convert() from Python replaces a non-empty folder that no conversion wrote (the command refuses it)",
+      ("tests/test_convert.py::test_convert_from_python_refuses_an_output_it_did_not_write",)),
     # ---- issue 19 survivors (part B)
     M("seed_max_refused", "nanobark/settings.py", "0 <= seed <= MAX_SEED - (n - 1)", "0 <= seed < MAX_SEED - (n - 1)",
       "the largest valid seed (2**63 - 1) is refused",

@@ -284,3 +284,17 @@ def test_an_unreachable_hub_is_asked_once_a_minute(monkeypatch):
     monkeypatch.setattr(hub, "_unreachable", (float("-inf"), None))
     reasons = [hub.why_offline("suno/bark-small", name) for name in ("config.json", "vocab.txt")]
     assert reasons[0] == reasons[1] and "cannot be reached (OSError)" in reasons[0] and len(requests) == 1
+
+
+def test_a_same_size_rewrite_within_one_second_changes_the_source_stamp(tmp_path):
+    """The cache reconverts a local snapshot when its files change: a rewrite of the same size in the same second
+    (a script regenerating the weights) must change the stamp, so it is kept to the nanosecond."""
+    from nanobark.weights.hub import source_stamp
+
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(b"a" * 100)
+    os.utime(path, ns=(1_700_000_000_100_000_000, 1_700_000_000_100_000_000))
+    before = source_stamp(tmp_path)
+    path.write_bytes(b"b" * 100)
+    os.utime(path, ns=(1_700_000_000_900_000_000, 1_700_000_000_900_000_000))  # 0.8 s later, the same second
+    assert source_stamp(tmp_path) != before

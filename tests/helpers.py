@@ -8,19 +8,19 @@ import no reference at module level, so they run with torch alone (the others ar
 """
 
 import hashlib
-import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-import types
 
 import numpy as np
 import pytest
 import torch
 
 import nanobark.cli as cli
+import weights_convert.references as refs
+from weights_convert.random_init import PRESETS_USED, VOCAB, write_hub_extras  # noqa: F401  (for the tests)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GENERATE = os.path.join(ROOT, "scripts", "generate.py")
@@ -35,10 +35,7 @@ def references(module_level=False):
     NANOBARK_REQUIRE_REFERENCES=1, which makes that an error instead.
     """
     try:
-        import transformers  # noqa: F401  (first: it probes torchaudio itself)
-
-        sys.modules.setdefault("torchaudio", types.ModuleType("torchaudio"))
-        import bark  # noqa: F401
+        refs.import_references()
     except ImportError as e:
         if os.environ.get("NANOBARK_REQUIRE_REFERENCES"):
             raise
@@ -48,105 +45,7 @@ def references(module_level=False):
         )
 
 
-# ---- tiny random models and the files the Hub holds ------------------------------------------------------
-
-TINY = dict(num_layers=2, num_heads=2, hidden_size=32, block_size=1024, bias=False, dropout=0.0)
-
-
-def tiny_hf_config(**overrides):
-    references()
-    from transformers import BarkConfig, EncodecConfig
-
-    sub = {**TINY, **overrides}
-    return BarkConfig(
-        semantic_config=dict(sub, input_vocab_size=129_600, output_vocab_size=10_048),
-        coarse_acoustics_config=dict(sub, input_vocab_size=12_096, output_vocab_size=12_096),
-        fine_acoustics_config=dict(
-            sub, input_vocab_size=1_056, output_vocab_size=1_056, n_codes_total=8, n_codes_given=1
-        ),
-        codec_config=EncodecConfig().to_dict(),
-    )
-
-
-VOCAB = (
-    ["[PAD]"]
-    + [f"[unused{i}]" for i in range(99)]
-    + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    + list("!\"#$%&'()*+,-./0123456789:;<=>?@[\\]^_`{|}~")
-    + list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-    + [
-        "Hello",
-        "hello",
-        "my",
-        "dog",
-        "is",
-        "cute",
-        "the",
-        "The",
-        "a",
-        "and",
-        "to",
-        "of",
-        "laughter",
-        "laughs",
-        "music",
-        "He",
-        "She",
-        "said",
-        "world",
-        "World",
-        "café",
-        "Привет",
-        "мир",
-        "你",
-        "好",
-        "世",
-        "界",
-        "♪",
-        "é",
-        "##s",
-        "##ing",
-        "##ed",
-        "##er",
-        "##ly",
-        "##é",
-        "##a",
-        "##e",
-        "##o",
-        "##n",
-        "##t",
-        "##r",
-        "##i",
-        "##l",
-    ]
-    + [f"##{c}" for c in "bcdfghjkmpquvwxyz"]
-)
-VOCAB = list(dict.fromkeys(VOCAB))  # one id per token
-PRESETS_USED = ("v2/en_speaker_6", "en_speaker_1", "announcer", "v2/zh_speaker_9")
-
-
-def suno_prompts_dir():
-    references()
-    import bark
-
-    return os.path.join(os.path.dirname(bark.__file__), "assets", "prompts")
-
-
-def write_hub_extras(path, presets=PRESETS_USED):
-    """The tokenizer files and a speaker_embeddings/ tree, as on the Hub, next to a saved BarkModel."""
-    with open(os.path.join(path, "vocab.txt"), "w", encoding="utf-8") as f:
-        f.write("\n".join(VOCAB) + "\n")
-    table = {"repo_or_path": str(path)}
-    for name in presets:
-        npz = np.load(os.path.join(suno_prompts_dir(), name + ".npz"))
-        table[name] = {}
-        for key in ("semantic_prompt", "coarse_prompt", "fine_prompt"):
-            rel = f"speaker_embeddings/{name}_{key}.npy"
-            os.makedirs(os.path.dirname(os.path.join(path, rel)), exist_ok=True)
-            np.save(os.path.join(path, rel), npz[key])
-            table[name][key] = rel
-    with open(os.path.join(path, "speaker_embeddings_path.json"), "w") as f:
-        json.dump(table, f)
+# ---- the files the Hub holds (the tiny random model is weights_convert.random_init's) ---------------------
 
 
 def write_hf_cache(snapshot, hf_home, repo_id="suno/bark-small", leave_out=()):
@@ -188,24 +87,9 @@ def write_hf_cache(snapshot, hf_home, repo_id="suno/bark-small", leave_out=()):
 
 
 def suno_copy(model, fine=False):
-    """Suno's GPT / FineGPT holding the same weights as a nanobark model."""
+    """Suno's GPT / FineGPT holding the very tensors of a nanobark model (skipped without the references)."""
     references()
-    from bark.model import GPT as SunoGPT
-    from bark.model import GPTConfig as SunoConfig
-    from bark.model_fine import FineGPT as SunoFine
-    from bark.model_fine import FineGPTConfig
-
-    from nanobark.weights.convert.gpt_keys import suno_model_args, suno_name
-
-    c = model.config
-    args = suno_model_args(c)
-    ref = SunoFine(FineGPTConfig(**args)) if fine else SunoGPT(SunoConfig(**args))
-    state = {suno_name(k): v for k, v in model.state_dict().items()}
-    if fine:  # Suno stores the tied heads as well
-        state.update({f"lm_heads.{i}.weight": model.wtes[i + 1].weight for i in range(7)})
-    missing, unexpected = ref.load_state_dict(state, strict=False)
-    assert not unexpected and all(k.endswith(".attn.bias") for k in missing)
-    return ref.eval()
+    return refs.suno_copy(model, fine)
 
 
 def speech(seconds=6.0, rate=44_100, channels=2, seed=0):

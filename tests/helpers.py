@@ -8,6 +8,7 @@ import no reference at module level, so they run with torch alone (the others ar
 """
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -124,6 +125,61 @@ def legacy_weight_norm_names(sd):
         ): v
         for k, v in sd.items()
     }
+
+
+# ---- hostile files ----------------------------------------------------------------------------------------
+
+
+class MakesFile:
+    """Unpickling this creates `path`: the stand-in for the code a hostile pickle would run."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def read_safetensors_parts(path):
+    """A safetensors file -> (its JSON header, the tensor bytes after it)."""
+    data = open(path, "rb").read()
+    n = int.from_bytes(data[:8], "little")
+    return json.loads(data[8 : 8 + n]), data[8 + n :]
+
+
+def write_safetensors_parts(path, header, body):
+    raw = json.dumps(header).encode()
+    with open(path, "wb") as f:
+        f.write(len(raw).to_bytes(8, "little") + raw + body)
+
+
+def last_tensor(header):
+    return max((k for k in header if k != "__metadata__"), key=lambda k: header[k]["data_offsets"][1])
+
+
+def truncate_in_last_tensor(src, dst):
+    """src copied to dst cut off half-way through its last tensor: -> that tensor's name."""
+    header, body = read_safetensors_parts(src)
+    name = last_tensor(header)
+    begin, end = header[name]["data_offsets"]
+    write_safetensors_parts(dst, header, body[: (begin + end) // 2])
+    return name
+
+
+def lie_about_shape(src, dst):
+    """src copied to dst with a header that doubles its last tensor's shape: -> that tensor's name."""
+    header, body = read_safetensors_parts(src)
+    name = last_tensor(header)
+    header[name]["shape"] = [2 * d for d in header[name]["shape"]]
+    write_safetensors_parts(dst, header, body)
+    return name
+
+
+def npz_voice(path, **changes):
+    """Suno's v2/en_speaker_6 saved as an .npz file at `path`, with `changes` to its arrays (None drops one)."""
+    arrays = {**refs.suno_voice("v2/en_speaker_6"), **changes}
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+    return str(path)
 
 
 # ---- processes ---------------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 codes, speed options, progress. The installed command itself, in a fresh venv, is tests/test_install.py."""
 
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,7 +13,20 @@ import pytest
 import soundfile as sf
 
 import nanobark.cli as cli
-from helpers import ENV, HANG, ROOT, has_loaded, python, references, run, usage_error, wait_for
+from helpers import (
+    ENV,
+    GENERATE,
+    HANG,
+    ROOT,
+    MakesFile,
+    has_loaded,
+    npz_voice,
+    python,
+    references,
+    run,
+    usage_error,
+    wait_for,
+)
 from nanobark import Bark, save_voice
 from nanobark.cli.speak import parse_speak, speak
 
@@ -321,3 +336,94 @@ def test_a_closed_pipe_ends_the_command_quietly(converted, tmp_path):
            f"--out - | true; exit ${{PIPESTATUS[0]}}")  # fmt: skip
     r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=HANG)
     assert r.returncode == 141 and "Traceback" not in r.stderr and "stopped reading" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("fault, code", [(OSError("disk full"), 1), (KeyboardInterrupt(), 130)])
+def test_failed_write_keeps_the_old_output(fault, code, converted, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "speech.wav"
+    out.write_bytes(b"old audio")
+    monkeypatch.setattr(
+        Bark, "generate", lambda self, *a, **k: np.full(3200, 0.25, np.float32)
+    )  # not under test
+    real_write = sf.write
+
+    def write_half_then_fail(path, *a, **k):
+        with open(path, "wb") as f:
+            f.write(b"RIFF and half a header")
+        raise fault
+
+    monkeypatch.setattr(sf, "write", write_half_then_fail)
+    assert cli.main(["Hello", "--model", converted, "--out", str(out), "--quiet"]) == code
+    assert out.read_bytes() == b"old audio" and os.listdir(tmp_path) == ["speech.wav"]
+    assert "Traceback" not in capsys.readouterr().err
+    monkeypatch.setattr(sf, "write", real_write)  # and a run that succeeds replaces it, at the end
+    assert cli.main(["Hello", "--model", converted, "--out", str(out), "--quiet"]) == 0
+    assert sf.read(out)[0].shape == (3200,) and os.listdir(tmp_path) == ["speech.wav"]
+
+
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        (["--text-temp", "0"], "--text-temp must be > 0"),
+        (["--fine-temp", "-1"], "--fine-temp must be > 0"),
+        (["--top-p", "1.5"], r"--top-p must be in \(0, 1\]"),
+        (["--top-k", "0"], "--top-k must be an integer >= 1"),
+        (["--dtype", "float64"], "invalid choice: 'float64'"),
+        (["--seed", "x"], "invalid int value: 'x'"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+        (["--device", "mps"], r"has no MPS \(Apple silicon"),  # was exit 1, after loading
+        (["--device", "gpu"], "'gpu' is not a device"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_message(args, said, capsys):
+    with pytest.raises(SystemExit) as e:
+        parse_speak(["Hello", "--model", "suno/bark-small", *args])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "Traceback" not in err
+    assert ": error: " in err.splitlines()[-1] and re.search(
+        said, err.splitlines()[-1]
+    )  # after the usage lines
+
+
+def test_an_endless_text_file_is_a_usage_error_not_a_full_memory(capsys):
+    with pytest.raises(SystemExit) as e:
+        parse_speak(["--file", "/dev/zero"])  # before: read until memory ran out
+    assert e.value.code == 2 and "the text is over 1,000,000 characters" in capsys.readouterr().err
+
+
+def test_unreadable_text_file_is_a_usage_error(tmp_path, capsys):
+    (tmp_path / "latin1.txt").write_bytes("café".encode("latin-1"))
+    for name, said in [("latin1.txt", "can't decode byte 0xe9"), ("missing.txt", "No such file")]:
+        with pytest.raises(SystemExit) as e:
+            parse_speak(["--file", str(tmp_path / name)])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and "cannot read the text" in err and said in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_failures_exit_with_one_line_and_a_traceback_only_with_debug(converted, tmp_path):
+    marker = tmp_path / "created_by_pickle"
+    trap = np.array([MakesFile(marker)], dtype=object)
+    np.save(tmp_path / "payload.npy", trap, allow_pickle=True)
+    np.load(tmp_path / "payload.npy", allow_pickle=True)
+    assert marker.exists()  # the payload is live
+    marker.unlink()
+    evil = npz_voice(tmp_path / "evil.npz", semantic_prompt=trap)
+    base = [GENERATE, "Hello", "--model", converted, "--out", tmp_path / "x.wav", "--quiet"]
+    damaged = shutil.copytree(converted, tmp_path / "damaged")  # a runtime failure: found only when loading
+    with open(damaged / "coarse.safetensors", "r+b") as f:
+        f.truncate(1000)
+    procs = {
+        "plain": python(*base, "--voice", evil),
+        "debug": python(*base[:3], damaged, *base[4:], "--debug"),
+    }
+    errs = {k: p.communicate(timeout=HANG)[1] for k, p in procs.items()}
+    # a voice file is an argument: checked before the model loads, a usage error (it was exit 1, after loading)
+    assert [p.returncode for p in procs.values()] == [2, 1], errs
+    assert (
+        errs["plain"].startswith(f"nanobark: error: {evil} holds pickled data")
+        and "never loaded" in errs["plain"]
+    )
+    assert "Traceback" not in errs["plain"] and len(errs["plain"].strip().splitlines()) == 1
+    assert "Traceback" in errs["debug"] and "CheckpointError: " in errs["debug"] and "coarse" in errs["debug"]
+    assert not marker.exists() and sorted(os.listdir(tmp_path)) == ["damaged", "evil.npz", "payload.npy"]

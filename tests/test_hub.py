@@ -15,6 +15,8 @@ from safetensors.torch import load_file, save_file
 from helpers import ENV, run, write_hf_cache
 from nanobark import Bark
 from nanobark.voices import PresetDownloadError, VoiceError
+from nanobark.weights.checkpoint import CheckpointError, load_stage, read_meta
+from nanobark.weights.hub import convert_once, is_current
 
 HUB_VARIABLES = (
     "HF_HUB_OFFLINE",
@@ -299,3 +301,41 @@ def test_an_unreachable_hub_is_asked_once_a_minute(monkeypatch):
     monkeypatch.setattr(hub, "_unreachable", (float("-inf"), None))
     reasons = [hub.why_offline("suno/bark-small", name) for name in ("config.json", "vocab.txt")]
     assert reasons[0] == reasons[1] and "cannot be reached (OSError)" in reasons[0] and len(requests) == 1
+
+
+def test_a_folder_of_an_older_format_is_refused_and_the_cache_converts_it_again(
+    converted, hf_snapshot, tmp_path
+):
+    old = tmp_path / "old"
+    shutil.copytree(converted, old)
+    config = json.loads((old / "config.json").read_text())
+    (old / "config.json").write_text(json.dumps(dict(config, format_version=1)))
+    with pytest.raises(
+        CheckpointError, match=r"converted by another nanobark \(format 1; this one reads format 2\)"
+    ):
+        Bark.from_pretrained(str(old), device="cpu")
+    cached = tmp_path / "cache" / "suno--bark-small"  # as the Hub path leaves it after an upgrade of nanobark
+    shutil.copytree(old, cached)
+    assert convert_once(hf_snapshot, str(cached)) == str(cached) and is_current(str(cached))
+    assert json.loads((cached / "config.json").read_text())["format_version"] == 2
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"NANOBARK_CACHE": "", "XDG_CACHE_HOME": ""}, "~/.cache/nanobark"),
+    ({"NANOBARK_CACHE": "", "XDG_CACHE_HOME": "/x/cache"}, "/x/cache/nanobark"),
+    ({"NANOBARK_CACHE": "/y/nb", "XDG_CACHE_HOME": ""}, "/y/nb"),
+])  # fmt: skip
+def test_an_empty_cache_variable_counts_as_unset(env, expected, monkeypatch):
+    from nanobark.weights.hub import cache_root
+
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert cache_root() == os.path.expanduser(expected)  # never "" (the working directory)
+
+
+def test_unfinished_folder_in_the_way_is_replaced(hf_snapshot, tmp_path):
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "semantic.safetensors").write_bytes(b"half")  # a conversion by hand, killed before config.json
+    convert_once(hf_snapshot, str(target))
+    assert read_meta(str(target)) is not None and load_stage(str(target), "semantic")

@@ -1,6 +1,5 @@
 """Voice prompts: Suno's 271 real presets, the Hub `.npy` layout, every rejection, and saving."""
 
-import importlib.util
 import json
 import os
 import shutil
@@ -9,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import references
+from helpers import npz_voice, references
 from nanobark.voices import (
     KEYS,
     PresetIndex,
@@ -24,9 +23,9 @@ from nanobark.voices import (
 references(module_level=True)
 from bark.generation import _load_history_prompt  # noqa: E402  (after the stand-in for torchaudio)
 
-SUNO_PROMPTS = os.path.join(
-    importlib.util.find_spec("bark").submodule_search_locations[0], "assets", "prompts"
-)
+from weights_convert.references import suno_prompts  # noqa: E402
+
+SUNO_PROMPTS = suno_prompts()
 HUB_SAMPLE = ["v2/en_speaker_6", "en_speaker_6", "announcer"]
 
 
@@ -358,3 +357,25 @@ def test_find_voice_s_one_order_preset_then_recording_then_file(tmp_path):
         find_voice("v2/en_speakr_6", names, str(tmp_path))
     with pytest.raises(VoiceError, match="the model has no voice presets"):
         find_voice("nobody", lambda: [], str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "changes, said",
+    [
+        (
+            dict(fine_prompt=np.zeros((8, 464, 1), np.int64)),
+            r"fine_prompt has shape \(8, 464, 1\), expected \(8, T\)",
+        ),
+        (dict(semantic_prompt=np.array(7)), r"semantic_prompt has shape \(\), expected \(S,\)"),
+        (dict(coarse_prompt=np.full((2, 464), np.inf)), "coarse_prompt has dtype float64"),
+        (
+            dict(semantic_prompt=np.full(309, 2**63, np.uint64)),
+            r"semantic_prompt values .* found 9223372036854775808",
+        ),
+        (dict(fine_prompt=np.zeros((8, 500), np.int64)), "coarse_prompt has 464 frames but fine_prompt 500"),
+        (dict(coarse_prompt=None), r"missing \['coarse_prompt'\]"),
+    ],
+)
+def test_hostile_voice_files_are_rejected_by_name(changes, said, tmp_path):
+    with pytest.raises(VoiceError, match=f"v.npz: {said}"):
+        load_voice(npz_voice(tmp_path / "v.npz", **changes))

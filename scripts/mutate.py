@@ -55,10 +55,9 @@ T, L, B = "nanobark/tokenizer.py", "nanobark/longform.py", "nanobark/bark.py"
 LAYOUT = "nanobark/layout.py"
 GPT, CKPT, HUB = "nanobark/gpt.py", "nanobark/weights/checkpoint.py", "nanobark/weights/hub.py"
 GPT_TESTS, FAST = "tests/test_gpt.py", "tests/test_fast.py"
-RELIABILITY = "tests/test_reliability.py::test_"
 GEN_T = GEN + "::test_"
-RELIABILITY_SIZES = RELIABILITY + "a_config_asking_for_more_than_the_weights_hold_is_refused_before_building"
-RELIABILITY_FORMAT = RELIABILITY + "a_folder_of_an_older_format_is_refused_and_the_cache_converts_it_again"
+CKPT_SIZES = "tests/test_checkpoint.py::test_a_config_asking_for_more_than_the_weights_hold_is_refused_before_building"
+HUB_FORMAT = "tests/test_hub.py::test_a_folder_of_an_older_format_is_refused_and_the_cache_converts_it_again"
 CORPUS, SPEAK, SYNTH = "nanobark/cli/corpus.py", "nanobark/cli/speak.py", "tests/test_synthesize.py::test_"
 CORPUS_EOS = SYNTH + "a_long_item_stops_at_0_05_and_a_short_one_at_0_2_unless_the_flag_or_row_says"
 CLI_SEED = "tests/test_cli.py::test_the_command_takes_the_largest_seed_and_refuses_one_long_form_cannot_use"
@@ -173,9 +172,9 @@ MUTANTS = [
     M("gpt_fixed_no_pad", GPT, "attention_mask(slots, self.config.block_size, pad)",
       "attention_mask(slots, self.config.block_size, None)", "the fixed-shape step ignores left padding", (FAST,)),
     M("ckpt_sizes_unchecked", CKPT, "if theirs is not None and not _at_most(ours, theirs)\n", "if False\n",
-      "config sizes are not checked against the weights file's header", (RELIABILITY_SIZES,)),
+      "config sizes are not checked against the weights file's header", (CKPT_SIZES,)),
     M("hub_old_format_kept", HUB, 'meta.get("format_version", 1) == FORMAT_VERSION and', "meta and",
-      "a cached conversion of an older format is used as it is", (RELIABILITY_FORMAT,)),
+      "a cached conversion of an older format is used as it is", (HUB_FORMAT,)),
     M("ids_top_inclusive", LAYOUT, "if lo < 0 or top >= high:", "if lo < 0 or top > high:",
       "a token id equal to the vocabulary size passes the check", ("tests/test_voices.py",)),
     M("voice_ratio_check", "nanobark/voices.py", "!= 1.5:", "!= 1.4:",

@@ -6,9 +6,9 @@ import os
 import pytest
 import torch
 
-from helpers import references, tiny_hf_config, write_hf_cache, write_hub_extras
+from helpers import references, write_hf_cache
 from nanobark import Bark
-from weights_convert.random_init import randomize_
+from weights_convert.random_init import random_bark, write_hub_extras
 
 torch.set_num_threads(2)
 
@@ -25,10 +25,7 @@ def _seed():
 def hf_bark():
     """A tiny random transformers BarkModel (real vocab sizes and real EnCodec 24 kHz shapes)."""
     references()
-    from transformers import BarkModel
-
-    torch.manual_seed(1234)
-    return randomize_(BarkModel(tiny_hf_config())).eval()
+    return random_bark()  # size="tiny", seed=1234
 
 
 @pytest.fixture(scope="session")

@@ -14,13 +14,14 @@ import shutil
 import subprocess
 import sys
 import time
-import types
 
 import numpy as np
 import pytest
 import torch
 
 import nanobark.cli as cli
+import weights_convert.references as refs
+from weights_convert.random_init import PRESETS_USED, VOCAB, write_hub_extras  # noqa: F401  (for the tests)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GENERATE = os.path.join(ROOT, "scripts", "generate.py")
@@ -35,10 +36,7 @@ def references(module_level=False):
     NANOBARK_REQUIRE_REFERENCES=1, which makes that an error instead.
     """
     try:
-        import transformers  # noqa: F401  (first: it probes torchaudio itself)
-
-        sys.modules.setdefault("torchaudio", types.ModuleType("torchaudio"))
-        import bark  # noqa: F401
+        refs.import_references()
     except ImportError as e:
         if os.environ.get("NANOBARK_REQUIRE_REFERENCES"):
             raise
@@ -48,105 +46,7 @@ def references(module_level=False):
         )
 
 
-# ---- tiny random models and the files the Hub holds ------------------------------------------------------
-
-TINY = dict(num_layers=2, num_heads=2, hidden_size=32, block_size=1024, bias=False, dropout=0.0)
-
-
-def tiny_hf_config(**overrides):
-    references()
-    from transformers import BarkConfig, EncodecConfig
-
-    sub = {**TINY, **overrides}
-    return BarkConfig(
-        semantic_config=dict(sub, input_vocab_size=129_600, output_vocab_size=10_048),
-        coarse_acoustics_config=dict(sub, input_vocab_size=12_096, output_vocab_size=12_096),
-        fine_acoustics_config=dict(
-            sub, input_vocab_size=1_056, output_vocab_size=1_056, n_codes_total=8, n_codes_given=1
-        ),
-        codec_config=EncodecConfig().to_dict(),
-    )
-
-
-VOCAB = (
-    ["[PAD]"]
-    + [f"[unused{i}]" for i in range(99)]
-    + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    + list("!\"#$%&'()*+,-./0123456789:;<=>?@[\\]^_`{|}~")
-    + list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-    + [
-        "Hello",
-        "hello",
-        "my",
-        "dog",
-        "is",
-        "cute",
-        "the",
-        "The",
-        "a",
-        "and",
-        "to",
-        "of",
-        "laughter",
-        "laughs",
-        "music",
-        "He",
-        "She",
-        "said",
-        "world",
-        "World",
-        "café",
-        "Привет",
-        "мир",
-        "你",
-        "好",
-        "世",
-        "界",
-        "♪",
-        "é",
-        "##s",
-        "##ing",
-        "##ed",
-        "##er",
-        "##ly",
-        "##é",
-        "##a",
-        "##e",
-        "##o",
-        "##n",
-        "##t",
-        "##r",
-        "##i",
-        "##l",
-    ]
-    + [f"##{c}" for c in "bcdfghjkmpquvwxyz"]
-)
-VOCAB = list(dict.fromkeys(VOCAB))  # one id per token
-PRESETS_USED = ("v2/en_speaker_6", "en_speaker_1", "announcer", "v2/zh_speaker_9")
-
-
-def suno_prompts_dir():
-    references()
-    import bark
-
-    return os.path.join(os.path.dirname(bark.__file__), "assets", "prompts")
-
-
-def write_hub_extras(path, presets=PRESETS_USED):
-    """The tokenizer files and a speaker_embeddings/ tree, as on the Hub, next to a saved BarkModel."""
-    with open(os.path.join(path, "vocab.txt"), "w", encoding="utf-8") as f:
-        f.write("\n".join(VOCAB) + "\n")
-    table = {"repo_or_path": str(path)}
-    for name in presets:
-        npz = np.load(os.path.join(suno_prompts_dir(), name + ".npz"))
-        table[name] = {}
-        for key in ("semantic_prompt", "coarse_prompt", "fine_prompt"):
-            rel = f"speaker_embeddings/{name}_{key}.npy"
-            os.makedirs(os.path.dirname(os.path.join(path, rel)), exist_ok=True)
-            np.save(os.path.join(path, rel), npz[key])
-            table[name][key] = rel
-    with open(os.path.join(path, "speaker_embeddings_path.json"), "w") as f:
-        json.dump(table, f)
+# ---- the files the Hub holds (the tiny random model is weights_convert.random_init's) ---------------------
 
 
 def write_hf_cache(snapshot, hf_home, repo_id="suno/bark-small", leave_out=()):
@@ -188,24 +88,9 @@ def write_hf_cache(snapshot, hf_home, repo_id="suno/bark-small", leave_out=()):
 
 
 def suno_copy(model, fine=False):
-    """Suno's GPT / FineGPT holding the same weights as a nanobark model."""
+    """Suno's GPT / FineGPT holding the very tensors of a nanobark model (skipped without the references)."""
     references()
-    from bark.model import GPT as SunoGPT
-    from bark.model import GPTConfig as SunoConfig
-    from bark.model_fine import FineGPT as SunoFine
-    from bark.model_fine import FineGPTConfig
-
-    from nanobark.weights.convert.gpt_keys import suno_model_args, suno_name
-
-    c = model.config
-    args = suno_model_args(c)
-    ref = SunoFine(FineGPTConfig(**args)) if fine else SunoGPT(SunoConfig(**args))
-    state = {suno_name(k): v for k, v in model.state_dict().items()}
-    if fine:  # Suno stores the tied heads as well
-        state.update({f"lm_heads.{i}.weight": model.wtes[i + 1].weight for i in range(7)})
-    missing, unexpected = ref.load_state_dict(state, strict=False)
-    assert not unexpected and all(k.endswith(".attn.bias") for k in missing)
-    return ref.eval()
+    return refs.suno_copy(model, fine)
 
 
 def speech(seconds=6.0, rate=44_100, channels=2, seed=0):
@@ -240,6 +125,61 @@ def legacy_weight_norm_names(sd):
         ): v
         for k, v in sd.items()
     }
+
+
+# ---- hostile files ----------------------------------------------------------------------------------------
+
+
+class MakesFile:
+    """Unpickling this creates `path`: the stand-in for the code a hostile pickle would run."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def read_safetensors_parts(path):
+    """A safetensors file -> (its JSON header, the tensor bytes after it)."""
+    data = open(path, "rb").read()
+    n = int.from_bytes(data[:8], "little")
+    return json.loads(data[8 : 8 + n]), data[8 + n :]
+
+
+def write_safetensors_parts(path, header, body):
+    raw = json.dumps(header).encode()
+    with open(path, "wb") as f:
+        f.write(len(raw).to_bytes(8, "little") + raw + body)
+
+
+def last_tensor(header):
+    return max((k for k in header if k != "__metadata__"), key=lambda k: header[k]["data_offsets"][1])
+
+
+def truncate_in_last_tensor(src, dst):
+    """src copied to dst cut off half-way through its last tensor: -> that tensor's name."""
+    header, body = read_safetensors_parts(src)
+    name = last_tensor(header)
+    begin, end = header[name]["data_offsets"]
+    write_safetensors_parts(dst, header, body[: (begin + end) // 2])
+    return name
+
+
+def lie_about_shape(src, dst):
+    """src copied to dst with a header that doubles its last tensor's shape: -> that tensor's name."""
+    header, body = read_safetensors_parts(src)
+    name = last_tensor(header)
+    header[name]["shape"] = [2 * d for d in header[name]["shape"]]
+    write_safetensors_parts(dst, header, body)
+    return name
+
+
+def npz_voice(path, **changes):
+    """Suno's v2/en_speaker_6 saved as an .npz file at `path`, with `changes` to its arrays (None drops one)."""
+    arrays = {**refs.suno_voice("v2/en_speaker_6"), **changes}
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+    return str(path)
 
 
 # ---- processes ---------------------------------------------------------------------------------------------

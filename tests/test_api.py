@@ -5,10 +5,12 @@ import os
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
-from helpers import GENERATE, run
+from helpers import GENERATE, npz_voice, run
 from nanobark import Bark
-from nanobark.voices import VoiceError
+from nanobark.voices import PresetIndex, VoiceError
+from weights_convert.references import suno_prompts
 
 
 def test_from_pretrained_snapshot_converts_once(hf_snapshot, cache, monkeypatch):
@@ -128,9 +130,7 @@ def test_cli_reads_stdin_and_rejects_bad_output_before_generating(converted, tmp
     assert r.returncode == 2 and "empty" in r.stderr
     r = run(GENERATE, "Hello", "--model", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.wav"))
     # a model path that is not one is an argument problem, found before loading (it was exit 1)
-    assert (
-        r.returncode == 2 and "no such folder, and not a Hub id" in r.stderr and "Traceback" not in r.stderr
-    )
+    assert r.returncode == 2 and "no such folder, and not a Hub id" in r.stderr and "Traceback" not in r.stderr
     r = run(
         GENERATE,
         "--model",
@@ -147,3 +147,93 @@ def test_cli_reads_stdin_and_rejects_bad_output_before_generating(converted, tmp
     assert r.returncode == 0, r.stderr
     assert sf.info(tmp_path / "s.wav").samplerate == 24_000
     assert sorted(os.listdir(tmp_path)) == ["s.wav"]
+
+
+@pytest.mark.parametrize("damage", ["temperature", "weights"])
+def test_nan_probabilities_stop_with_an_error_instead_of_token_0(converted, damage, monkeypatch):
+    """A temperature that overflows the logits, or a NaN weight: seeded sampling used to draw token 0 silently."""
+    bark = Bark.from_pretrained(converted, device="cpu")
+    kwargs = dict(seed=0, max_duration=0.2)
+    if damage == "temperature":  # now refused by the check, before any work
+        with pytest.raises(ValueError, match="temperature 1e-39 is too small .* use at least 1e-06, or top_k=1"):
+            bark.generate("Hello", text_temp=1e-39, **kwargs)
+        return
+    with torch.no_grad():
+        bark.models["coarse"].lm_head.weight[10_500, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match="NaN or Inf: the model's weights may be damaged, or the temperature"):
+        bark.generate("Hello", **kwargs)
+
+
+@pytest.fixture
+def forwards(bark):
+    """Names of the modules of any stage that ran while the test did."""
+    ran = []
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, args: ran.append(type(mod).__name__))
+        for model in bark.models.values()
+        for m in model.modules()
+    ]
+    yield ran
+    for h in hooks:
+        h.remove()
+
+
+def test_the_forward_spy_sees_work(bark, forwards):
+    bark.text_to_semantic("Hello", max_duration=0.02)
+    assert forwards
+
+
+@pytest.mark.parametrize(
+    "kwargs, said",
+    [
+        (dict(text_temp=0), "temperature must be > 0, got 0"),
+        (dict(waveform_temp=-0.5), "temperature must be > 0, got -0.5"),
+        (dict(fine_temp=0.0), r"temperature must be > 0, got 0.0 \(use None for argmax\)"),
+        (dict(text_temp=float("nan")), "temperature must be a finite number or None, got nan"),
+        (dict(top_p=0), r"top_p must be in \(0, 1\]"),
+        (dict(top_p=1.5), r"top_p must be in \(0, 1\]"),
+        (dict(top_k=0), "top_k must be an integer >= 1"),
+        (dict(top_k=2.5), "top_k must be an integer >= 1"),
+        (dict(min_eos_p=1.5), r"min_eos_p must be in \[0, 1\]"),
+        (dict(text="  \n\t"), "text is empty"),
+        (dict(text="\x00\u200b\ufeff"), "text produced no tokens"),
+    ],
+)
+def test_bad_generate_arguments_fail_before_any_forward(bark, forwards, kwargs, said):
+    with pytest.raises(ValueError, match=said):
+        bark.generate(**{"text": "Hello", **kwargs})
+    assert forwards == []
+
+
+def test_preset_typo_lists_the_right_name_before_any_forward(bark, forwards, monkeypatch, tmp_path):
+    monkeypatch.setattr(bark, "presets", PresetIndex.from_npz_dir(suno_prompts()))
+    with pytest.raises(VoiceError, match="unknown voice preset 'v2/de_speakr_3'; close names: v2/de_speaker_3"):
+        bark.generate("Hallo", voice="v2/de_speakr_3")
+    with pytest.raises(VoiceError, match="semantic_prompt values must lie in 0..9999"):
+        bark.generate("Hallo", voice=npz_voice(tmp_path / "v.npz", semantic_prompt=np.full(309, -1)))
+    assert forwards == []
+
+
+@pytest.mark.parametrize(
+    "kwargs, said",
+    [
+        (dict(dtype="float64"), "dtype must be one of float32, float16, bfloat16, got 'float64'"),
+        (dict(dtype="fp8"), "got 'fp8'"),
+        (dict(device="cuda"), "no CUDA GPU; use device='cpu'"),
+        (dict(device="mps"), r"has no MPS \(Apple silicon"),  # was: a "corrupt model, delete it" message
+        (dict(device="meta"), "device 'meta' is not supported"),
+        (dict(device="xpu"), "device 'xpu' is not supported"),
+        (dict(device="gpu"), "'gpu' is not a device"),
+    ],
+)
+def test_bad_from_pretrained_arguments_fail_before_loading(kwargs, said, converted, monkeypatch):
+    import nanobark.bark
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+    def no_loading(*a, **k):
+        raise AssertionError("the model was looked up before the arguments were checked")
+
+    monkeypatch.setattr(nanobark.bark, "resolve", no_loading)
+    with pytest.raises(ValueError, match=said):
+        Bark.from_pretrained(converted, **kwargs)

@@ -75,13 +75,7 @@ def load_reference():
     tree = ast.parse(open(path, encoding="utf-8").read())
     kept = [node for node in tree.body if _name(node) in VENDORED]
     assert sorted(_name(node) for node in kept) == sorted(VENDORED), f"{path} has changed its resample"
-    namespace = {
-        "math": math,
-        "warnings": warnings,
-        "Optional": Optional,
-        "torch": torch,
-        "Tensor": torch.Tensor,
-    }
+    namespace = {"math": math, "warnings": warnings, "Optional": Optional, "torch": torch, "Tensor": torch.Tensor}
     exec(compile(ast.Module(body=kept, type_ignores=[]), path, "exec"), namespace)
     return types.SimpleNamespace(**{name: namespace[name] for name in VENDORED})
 
@@ -186,10 +180,7 @@ def speech_like(seconds, rate, channels=2, seed=0):
     """(frames, channels) float32: different sines per channel plus a little noise, well under full scale."""
     g = np.random.default_rng(seed)
     t = np.arange(round(seconds * rate)) / rate
-    cols = [
-        0.3 * np.sin(2 * np.pi * (150 + 90 * c) * t) + 0.05 * g.standard_normal(len(t))
-        for c in range(channels)
-    ]
+    cols = [0.3 * np.sin(2 * np.pi * (150 + 90 * c) * t) + 0.05 * g.standard_normal(len(t)) for c in range(channels)]
     return np.stack(cols, axis=1).astype(np.float32)
 
 
@@ -247,9 +238,7 @@ def test_arrays_and_tensors_load_like_files(tmp_path):
     # to another rate, and kept at its own
     assert load_audio(samples, 44100, rate=16000).shape == (64000,)
     assert torch.equal(load_audio(samples, 44100, rate=44100), torch.from_numpy(samples.mean(axis=1)))
-    assert torch.equal(
-        load_audio(samples, 44100, max_seconds=math.inf), load_audio(samples, 44100, max_seconds=None)
-    )
+    assert torch.equal(load_audio(samples, 44100, max_seconds=math.inf), load_audio(samples, 44100, max_seconds=None))
 
 
 @pytest.mark.parametrize("rate", [44100, 8000, 24000, 22050])
@@ -259,9 +248,7 @@ def test_a_long_file_is_read_from_its_tail(tmp_path, rate, monkeypatch):
     whole = load_audio(path, max_seconds=None)
     read = []
     real_read = sf.SoundFile.read
-    monkeypatch.setattr(
-        sf.SoundFile, "read", lambda self, *a, **k: read.append(real_read(self, *a, **k)) or read[-1]
-    )
+    monkeypatch.setattr(sf.SoundFile, "read", lambda self, *a, **k: read.append(real_read(self, *a, **k)) or read[-1])
     tail = load_audio(path, max_seconds=5)
     assert tail.shape == (5 * 24000,)
     assert (tail - whole[-5 * 24000 :]).abs().max() < 1e-6

@@ -5,11 +5,7 @@ import pytest
 import torch
 
 TEXTS = ["Hello, my dog is cute", "The world", "She said hello and laughed [laughter]"]
-VOICES = [
-    "v2/en_speaker_6",
-    None,
-    "announcer",
-]  # coarse histories of 626, 0 and 626 tokens; fine of 464, 0, 512
+VOICES = ["v2/en_speaker_6", None, "announcer"]  # coarse histories of 626, 0 and 626 tokens; fine of 464, 0, 512
 
 
 @pytest.mark.slow
@@ -59,9 +55,7 @@ def test_samples_of_different_lengths_and_long_fine_windows(bark):
     sems = [rng.integers(0, 10_000, n) for n in (30, 700)]
     coarse = bark.semantic_to_coarse(sems, ["v2/zh_speaker_9", None], top_k=1)
     assert [c.shape for c in coarse] == [(2, 45), (2, 1052)]
-    fine = bark.coarse_to_fine(
-        coarse + [np.tile(coarse[1], 2)], ["v2/zh_speaker_9", None, "announcer"], temp=None
-    )
+    fine = bark.coarse_to_fine(coarse + [np.tile(coarse[1], 2)], ["v2/zh_speaker_9", None, "announcer"], temp=None)
     assert [f.shape for f in fine] == [(8, 45), (8, 1052), (8, 2104)]
     alone = bark.coarse_to_fine(np.tile(coarse[1], 2), "announcer", temp=None)
     np.testing.assert_array_equal(fine[2], alone)

@@ -2,6 +2,8 @@
 codes, speed options, progress. The installed command itself, in a fresh venv, is tests/test_install.py."""
 
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,7 +13,21 @@ import pytest
 import soundfile as sf
 
 import nanobark.cli as cli
-from helpers import ENV, HANG, ROOT, has_loaded, python, references, run, speech, usage_error, wait_for
+from helpers import (
+    ENV,
+    GENERATE,
+    HANG,
+    ROOT,
+    MakesFile,
+    has_loaded,
+    npz_voice,
+    python,
+    references,
+    run,
+    speech,
+    usage_error,
+    wait_for,
+)
 from nanobark import Bark, save_voice
 from nanobark.cli.speak import parse_speak, speak
 
@@ -41,10 +57,7 @@ def voice_file(tmp_path):
         (["--seed", "-1"], "--seed must be an integer from 0 to 2\\*\\*63 - 1"),  # was a crash mid-run
         (["--seed", str(2**64)], "--seed must be an integer from 0 to 2\\*\\*63 - 1"),
         (["--text-temp", "nan"], "--text-temp must be a finite number"),
-        (
-            ["--fine-temp", "1e-39"],
-            "--fine-temp 1e-39 is too small .* or --top-k 1",
-        ),  # was exit 1, after loading
+        (["--fine-temp", "1e-39"], "--fine-temp 1e-39 is too small .* or --top-k 1"),  # was exit 1, after loading
         (["--silence", "1e9", "--long"], "--silence must be a number of seconds from 0 to 60"),
         (["--int8", "--dtype", "float16"], "--int8 is for CPU decoding in float32"),
         (["--device", "cuda:0"], "torch sees no CUDA GPU; .* install a CUDA build of torch"),
@@ -113,9 +126,7 @@ def test_speed_options_reach_the_model_and_cpu_notes_are_printed(converted, tmp_
         speak(["Hi", "--model", converted, "--device", "cpu", "--int8", "--compile", "--out", out])
     assert seen["int8"] is True and seen["compile"] is True and seen["device"] == "cpu"
     with pytest.raises(Loaded):
-        speak(
-            ["Hi", "--model", converted, "--device", "cpu", "--dtype", "float16", "--offload", "--out", out]
-        )
+        speak(["Hi", "--model", converted, "--device", "cpu", "--dtype", "float16", "--offload", "--out", out])
     err = capsys.readouterr().err
     assert "float16 on the CPU is about 14x slower" in err and "--int8 is the CPU's fast option" in err
     assert "on the CPU it does nothing" in err
@@ -133,8 +144,16 @@ def test_help_shows_defaults_commands_and_exit_codes(capsys):
         cli.main(["--help"])
     out = capsys.readouterr().out
     assert e.value.code == 0
-    for said in ("(default: 0.7)", "(default: suno/bark-small)", "exit codes:", "130  stopped by Ctrl-C",
-                 "nanobark voices", "nanobark convert SRC OUT", "--int8", "HF_HUB_OFFLINE=1"):  # fmt: skip
+    for said in (
+        "(default: 0.7)",
+        "(default: suno/bark-small)",
+        "exit codes:",
+        "130  stopped by Ctrl-C",
+        "nanobark voices",
+        "nanobark convert SRC OUT",
+        "--int8",
+        "HF_HUB_OFFLINE=1",
+    ):
         assert said in out, said
 
 
@@ -189,8 +208,19 @@ def test_convert_command(hf_snapshot, tmp_path, capsys):
 @pytest.mark.slow
 def test_progress_without_a_terminal_is_one_line_per_stage_and_segment(converted, tmp_path):
     """stderr to a file or pipe: plain lines, no carriage returns (they were tqdm bars that counted to 768)."""
-    r = run("-m", "nanobark", "Hello, my dog is cute.", "--model", converted, "--seed", "1", "--max-duration", "0.2",
-            "--out", str(tmp_path / "a.wav"))  # fmt: skip
+    r = run(
+        "-m",
+        "nanobark",
+        "Hello, my dog is cute.",
+        "--model",
+        converted,
+        "--seed",
+        "1",
+        "--max-duration",
+        "0.2",
+        "--out",
+        str(tmp_path / "a.wav"),
+    )
     assert r.returncode == 0, r.stderr
     lines = r.stderr.splitlines()
     assert "\r" not in r.stderr and [line.split(":")[0] for line in lines] == ["semantic", "coarse", "fine"]
@@ -200,8 +230,22 @@ def test_progress_without_a_terminal_is_one_line_per_stage_and_segment(converted
         "Hello, my dog is cute, and the dog said hello to the world, and the world said hello to the dog. "
         "She said hello to my dog, and my dog said hello to her and to the cute world of the cute dog, he said."
     )
-    r = run("-m", "nanobark", text, "--long", "--model", converted, "--seed", "1", "--max-duration", "0.2",
-            "--out", str(tmp_path / "b.wav"), "--continuity", "previous")  # fmt: skip
+    r = run(
+        "-m",
+        "nanobark",
+        text,
+        "--long",
+        "--model",
+        converted,
+        "--seed",
+        "1",
+        "--max-duration",
+        "0.2",
+        "--out",
+        str(tmp_path / "b.wav"),
+        "--continuity",
+        "previous",
+    )
     assert r.returncode == 0, r.stderr
     assert r.stderr.splitlines()[0].startswith("segments: 1 of 2 segments done in ")
     assert "s left" in r.stderr.splitlines()[0] and r.stderr.splitlines()[1].startswith("segments: 2 of 2")
@@ -234,8 +278,20 @@ def test_a_ctrl_c_while_torch_loads_exits_130_without_a_traceback(tmp_path):
 def test_python_m_nanobark_speaks_and_shows_its_version(converted, tmp_path):
     r = run("-m", "nanobark", "--version")
     assert r.returncode == 0 and r.stdout.strip() == "nanobark 0.1.0"
-    r = run("-m", "nanobark", "Hi there", "--model", converted, "--seed", "2", "--max-duration", "0.1", "--quiet",
-            "--out", str(tmp_path / "x.flac"))  # fmt: skip
+    r = run(
+        "-m",
+        "nanobark",
+        "Hi there",
+        "--model",
+        converted,
+        "--seed",
+        "2",
+        "--max-duration",
+        "0.1",
+        "--quiet",
+        "--out",
+        str(tmp_path / "x.flac"),
+    )
     assert r.returncode == 0, r.stderr
     assert sf.info(tmp_path / "x.flac").samplerate == 24_000 and "s of audio in" in r.stdout
 
@@ -266,15 +322,8 @@ def test_messages_name_commands_an_installed_nanobark_has():
                     if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef)) and ast.get_docstring(n)
                 }
                 for node in ast.walk(tree):
-                    if (
-                        isinstance(node, ast.Constant)
-                        and isinstance(node.value, str)
-                        and id(node) not in docstrings
-                    ):
-                        assert "weights_convert" not in node.value and "scripts/" not in node.value, (
-                            path,
-                            node.value,
-                        )
+                    if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                        assert "weights_convert" not in node.value and "scripts/" not in node.value, (path, node.value)
 
 
 def test_convert_never_deletes_a_folder_it_did_not_write(hf_snapshot, tmp_path, capsys):
@@ -317,8 +366,10 @@ def test_a_closed_pipe_ends_the_command_quietly(converted, tmp_path):
     cmd = f"{sys.executable} -m nanobark voices | true; exit ${{PIPESTATUS[0]}}"
     r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=HANG)
     assert r.returncode == 141 and r.stderr == "", r.stderr
-    cmd = (f"{sys.executable} -m nanobark 'Hello there' --model {converted} --seed 1 --max-duration 0.5 --quiet "
-           f"--out - | true; exit ${{PIPESTATUS[0]}}")  # fmt: skip
+    cmd = (
+        f"{sys.executable} -m nanobark 'Hello there' --model {converted} --seed 1 --max-duration 0.5 --quiet "
+        f"--out - | true; exit ${{PIPESTATUS[0]}}"
+    )
     r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=HANG)
     assert r.returncode == 141 and "Traceback" not in r.stderr and "stopped reading" in r.stderr, r.stderr
 
@@ -418,9 +469,7 @@ def test_out_that_is_the_text_file_is_refused(tmp_path, monkeypatch, no_loading,
     monkeypatch.chdir(tmp_path)
     (tmp_path / "story.wav").write_text("Hello, my dog is cute.")
     err = usage_error(["--file", "story.wav", "--model", "suno/bark-small", "--out", "./story.wav"], capsys)
-    assert "is the file given as --file story.wav" in err and (tmp_path / "story.wav").read_text().startswith(
-        "Hello"
-    )
+    assert "is the file given as --file story.wav" in err and (tmp_path / "story.wav").read_text().startswith("Hello")
 
 
 @pytest.mark.parametrize("out", ["link.npz", "hard.npz", "sub/../link.npz"])
@@ -461,3 +510,84 @@ def test_a_runtime_error_says_nanobark_error_as_a_usage_error_does(converted, tm
     (tmp_path / "empty").mkdir()
     assert cli.main(["convert", str(tmp_path / "empty"), str(tmp_path / "out")]) == 1
     assert capsys.readouterr().err.startswith("nanobark: error: ")
+
+
+@pytest.mark.parametrize("fault, code", [(OSError("disk full"), 1), (KeyboardInterrupt(), 130)])
+def test_failed_write_keeps_the_old_output(fault, code, converted, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "speech.wav"
+    out.write_bytes(b"old audio")
+    monkeypatch.setattr(Bark, "generate", lambda self, *a, **k: np.full(3200, 0.25, np.float32))  # not under test
+    real_write = sf.write
+
+    def write_half_then_fail(path, *a, **k):
+        with open(path, "wb") as f:
+            f.write(b"RIFF and half a header")
+        raise fault
+
+    monkeypatch.setattr(sf, "write", write_half_then_fail)
+    assert cli.main(["Hello", "--model", converted, "--out", str(out), "--quiet"]) == code
+    assert out.read_bytes() == b"old audio" and os.listdir(tmp_path) == ["speech.wav"]
+    assert "Traceback" not in capsys.readouterr().err
+    monkeypatch.setattr(sf, "write", real_write)  # and a run that succeeds replaces it, at the end
+    assert cli.main(["Hello", "--model", converted, "--out", str(out), "--quiet"]) == 0
+    assert sf.read(out)[0].shape == (3200,) and os.listdir(tmp_path) == ["speech.wav"]
+
+
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        (["--text-temp", "0"], "--text-temp must be > 0"),
+        (["--fine-temp", "-1"], "--fine-temp must be > 0"),
+        (["--top-p", "1.5"], r"--top-p must be in \(0, 1\]"),
+        (["--top-k", "0"], "--top-k must be an integer >= 1"),
+        (["--dtype", "float64"], "invalid choice: 'float64'"),
+        (["--seed", "x"], "invalid int value: 'x'"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+        (["--device", "mps"], r"has no MPS \(Apple silicon"),  # was exit 1, after loading
+        (["--device", "gpu"], "'gpu' is not a device"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_message(args, said, capsys):
+    with pytest.raises(SystemExit) as e:
+        parse_speak(["Hello", "--model", "suno/bark-small", *args])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "Traceback" not in err
+    assert ": error: " in err.splitlines()[-1] and re.search(said, err.splitlines()[-1])  # after the usage lines
+
+
+def test_an_endless_text_file_is_a_usage_error_not_a_full_memory(capsys):
+    with pytest.raises(SystemExit) as e:
+        parse_speak(["--file", "/dev/zero"])  # before: read until memory ran out
+    assert e.value.code == 2 and "the text is over 1,000,000 characters" in capsys.readouterr().err
+
+
+def test_unreadable_text_file_is_a_usage_error(tmp_path, capsys):
+    (tmp_path / "latin1.txt").write_bytes("café".encode("latin-1"))
+    for name, said in [("latin1.txt", "can't decode byte 0xe9"), ("missing.txt", "No such file")]:
+        with pytest.raises(SystemExit) as e:
+            parse_speak(["--file", str(tmp_path / name)])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and "cannot read the text" in err and said in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_failures_exit_with_one_line_and_a_traceback_only_with_debug(converted, tmp_path):
+    marker = tmp_path / "created_by_pickle"
+    trap = np.array([MakesFile(marker)], dtype=object)
+    np.save(tmp_path / "payload.npy", trap, allow_pickle=True)
+    np.load(tmp_path / "payload.npy", allow_pickle=True)
+    assert marker.exists()  # the payload is live
+    marker.unlink()
+    evil = npz_voice(tmp_path / "evil.npz", semantic_prompt=trap)
+    base = [GENERATE, "Hello", "--model", converted, "--out", tmp_path / "x.wav", "--quiet"]
+    damaged = shutil.copytree(converted, tmp_path / "damaged")  # a runtime failure: found only when loading
+    with open(damaged / "coarse.safetensors", "r+b") as f:
+        f.truncate(1000)
+    procs = {"plain": python(*base, "--voice", evil), "debug": python(*base[:3], damaged, *base[4:], "--debug")}
+    errs = {k: p.communicate(timeout=HANG)[1] for k, p in procs.items()}
+    # a voice file is an argument: checked before the model loads, a usage error (it was exit 1, after loading)
+    assert [p.returncode for p in procs.values()] == [2, 1], errs
+    assert errs["plain"].startswith(f"nanobark: error: {evil} holds pickled data") and "never loaded" in errs["plain"]
+    assert "Traceback" not in errs["plain"] and len(errs["plain"].strip().splitlines()) == 1
+    assert "Traceback" in errs["debug"] and "CheckpointError: " in errs["debug"] and "coarse" in errs["debug"]
+    assert not marker.exists() and sorted(os.listdir(tmp_path)) == ["damaged", "evil.npz", "payload.npy"]

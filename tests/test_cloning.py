@@ -58,9 +58,7 @@ def test_a_cloned_voice_has_bark_s_shape_and_suno_s_original_accepts_it(voice, t
     assert len(semantic) == 256 and fine.shape == (8, round(256 * COARSE_RATE_HZ / SEMANTIC_RATE_HZ))
     # (the tiny model's random codec maps this signal to few codes: the encoder's parity is test_encoder's job)
     assert (coarse == fine[:2]).all() and len(np.unique(semantic)) > 5
-    path = save_voice(
-        tmp_path / "me.npz", voice["semantic_prompt"], voice["coarse_prompt"], voice["fine_prompt"]
-    )
+    path = save_voice(tmp_path / "me.npz", voice["semantic_prompt"], voice["coarse_prompt"], voice["fine_prompt"])
     loaded = _load_history_prompt(path)  # Suno's own loader and checks
     # the coarse stage's assert on a voice: flattened coarse ids per semantic id, rounded, is 2 x 1.5
     assert round(loaded["coarse_prompt"].size / len(loaded["semantic_prompt"]), 1) == 3.0
@@ -151,14 +149,7 @@ def test_a_clip_outside_the_advice_gets_one_note(converted, weights, tmp_path):
     sf.write(path, speech(2.0), 44_100)
     hubert, quantizer = weights
     argv = ["clone", str(path), "--out", str(tmp_path / "v"), "--model", converted, "--hubert", hubert]
-    r = run(
-        "-m",
-        "nanobark",
-        *argv,
-        "--quantizer",
-        quantizer,
-        env={**ENV, "NANOBARK_CACHE": str(tmp_path / "cache")},
-    )
+    r = run("-m", "nanobark", *argv, "--quantizer", quantizer, env={**ENV, "NANOBARK_CACHE": str(tmp_path / "cache")})
     assert r.returncode == 0, r.stderr
     notes = [line for line in r.stderr.splitlines() if "5-12 s of clean speech" in line]
     assert len(notes) == 1 and notes[0].startswith("note: "), r.stderr  # was twice, as raw Python warnings

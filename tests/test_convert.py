@@ -2,19 +2,23 @@
 
 import json
 import os
+import re
 import shutil
 
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
+from helpers import MakesFile, lie_about_shape, truncate_in_last_tensor
+from nanobark import Bark
 from nanobark.cli.convert import convert as convert_command
 from nanobark.config import PRESETS
 from nanobark.weights.checkpoint import load_config, load_stage, read_meta
 from nanobark.weights.convert.folder import convert, from_transformers
 from nanobark.weights.convert.gpt_keys import suno_model_args, suno_name
 from nanobark.weights.convert.source import ConversionError
+from nanobark.weights.hub import is_current
 
 STAGES = ("semantic", "coarse", "fine", "codec")
 
@@ -84,16 +88,9 @@ def test_suno_pt_triple_converts_and_matches_suno(hf_bark, converted, tmp_path):
                 }
             )
         else:  # the original files also hold the (float) causal-mask buffers
-            state.update(
-                {f"_orig_mod.transformer.h.{i}.attn.bias": torch.ones(1, 1, 4, 4) for i in range(c.n_layer)}
-            )
+            state.update({f"_orig_mod.transformer.h.{i}.attn.bias": torch.ones(1, 1, 4, 4) for i in range(c.n_layer)})
         torch.save(
-            {
-                "model": state,
-                "model_args": args,
-                "best_val_loss": np.float64(2.5),
-                "optimizer": {"state": {}},
-            },
+            {"model": state, "model_args": args, "best_val_loss": np.float64(2.5), "optimizer": {"state": {}}},
             src / name,
         )
     hf_bark.codec_model.save_pretrained(src / "encodec_24khz")
@@ -107,20 +104,14 @@ def test_suno_pt_triple_converts_and_matches_suno(hf_bark, converted, tmp_path):
     assert (load_stage(out, "coarse")(idx, last_only=True) - ref.eval()(idx)[0]).abs().max() <= 1e-5
 
 
-@pytest.mark.parametrize(
-    "preset, n_keys, layers, hidden", [("bark-small", 542, 12, 768), ("bark", 806, 24, 1024)]
-)
+@pytest.mark.parametrize("preset, n_keys, layers, hidden", [("bark-small", 542, 12, 768), ("bark", 806, 24, 1024)])
 @pytest.mark.parametrize("legacy", [False, True])
 def test_key_tables_match_real_checkpoint_layouts(preset, n_keys, layers, hidden, legacy):
     """Every key of the real BarkModel (built on the meta device) is mapped, with nothing left over."""
     from transformers import BarkConfig, BarkModel
 
     sub = dict(
-        num_layers=layers,
-        num_heads=layers if layers == 12 else 16,
-        hidden_size=hidden,
-        bias=False,
-        block_size=1024,
+        num_layers=layers, num_heads=layers if layers == 12 else 16, hidden_size=hidden, bias=False, block_size=1024
     )
     hf_config = BarkConfig(
         semantic_config=dict(sub, input_vocab_size=129_600, output_vocab_size=10_048),
@@ -144,9 +135,7 @@ def test_key_tables_match_real_checkpoint_layouts(preset, n_keys, layers, hidden
     for stage in STAGES:
         with torch.device("meta"):
             expected = STAGE_CLASSES[stage](getattr(cfg, stage)).state_dict()
-        assert {k: tuple(v.shape) for k, v in states[stage].items()} == {
-            k: tuple(v.shape) for k, v in expected.items()
-        }
+        assert {k: tuple(v.shape) for k, v in states[stage].items()} == {k: tuple(v.shape) for k, v in expected.items()}
 
 
 def test_missing_unexpected_and_misshaped_keys_are_named(hf_bark, hf_snapshot, tmp_path):
@@ -222,3 +211,100 @@ def test_convert_from_python_refuses_an_output_it_did_not_write(what, hf_snapsho
         convert(hf_snapshot, out)
     assert (out.read_text() if what == "a file" else (out / "chapter1.txt").read_text()) == "years of work"
     assert sorted(os.listdir(tmp_path)) == ["thesis"]  # nothing written beside it either
+
+
+@pytest.mark.parametrize("layout", ["transformers pytorch_model.bin", "Suno text.pt"])
+def test_pickled_code_is_refused_on_both_conversion_paths(layout, hf_snapshot, tmp_path, monkeypatch):
+    marker, src = tmp_path / "created_by_pickle", tmp_path / "src"
+    src.mkdir()
+    if layout.startswith("transformers"):
+        shutil.copy(os.path.join(hf_snapshot, "config.json"), src)
+        bad = src / "pytorch_model.bin"
+        torch.save({"semantic.lm_head.weight": MakesFile(marker)}, bad)
+    else:
+        bad = src / "text.pt"
+        torch.save({"model": {"transformer.wte.weight": MakesFile(marker)}, "model_args": {}}, bad)
+        for name in ("coarse.pt", "fine.pt"):
+            torch.save({}, src / name)
+    torch.load(bad, weights_only=False)
+    assert marker.exists()  # the payload is live...
+    marker.unlink()
+    monkeypatch.setenv("NANOBARK_CACHE", str(tmp_path / "cache"))
+    refused = f"refusing to load {re.escape(str(bad))}.*could run code.*GLOBAL io.open"
+    with pytest.raises(ConversionError, match=refused):
+        Bark.from_pretrained(str(src), device="cpu")
+    assert not marker.exists()  # ...but never set off
+    left = [n for n in os.listdir(tmp_path / "cache" / "local") if not n.endswith(".lock")]
+    assert left == []  # and the failed conversion left nothing behind
+
+
+@pytest.mark.parametrize("damage", [truncate_in_last_tensor, lie_about_shape])
+def test_damaged_source_safetensors_is_refused_by_name(damage, hf_snapshot, tmp_path):
+    small = tmp_path / "small.safetensors"
+    save_file({"semantic.lm_head.weight": torch.randn(8, 4), "semantic.layernorm_final.weight": torch.randn(4)}, small)
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(os.path.join(hf_snapshot, "config.json"), src)
+    damage(small, src / "model.safetensors")
+    with pytest.raises(ConversionError, match="model.safetensors is not a safetensors file.*download it"):
+        convert(str(src), str(tmp_path / "out"))
+    assert read_meta(str(tmp_path / "out")) is None
+
+
+def test_int_tensor_in_source_is_named(hf_bark, hf_snapshot):
+    sd = dict(hf_bark.state_dict())
+    sd["coarse_acoustics.lm_head.weight"] = sd["coarse_acoustics.lm_head.weight"].to(torch.int64)
+    with pytest.raises(ConversionError, match="coarse_acoustics.lm_head.weight: dtype torch.int64, expected a float"):
+        from_transformers(sd, json.load(open(os.path.join(hf_snapshot, "config.json"))), "model.safetensors")
+
+
+def files_of(folder):
+    """{name: (inode, mtime)} of a folder's files: the very same files, not only the same bytes."""
+    return {
+        n: (os.stat(os.path.join(folder, n)).st_ino, os.stat(os.path.join(folder, n)).st_mtime_ns)
+        for n in sorted(os.listdir(folder))
+    }
+
+
+def test_an_interrupted_reconversion_leaves_the_earlier_conversion_whole(hf_snapshot, tmp_path, monkeypatch):
+    """Converting again into a finished folder and failing half-way: the old folder is untouched (no mix)."""
+    import safetensors.torch
+
+    out = convert(hf_snapshot, str(tmp_path / "out"))
+    before = files_of(out)
+    real_save, calls = safetensors.torch.save_file, []
+
+    def save_then_fail(state, path, metadata=None):  # the first stage file written, then a crash
+        calls.append(path)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        real_save(state, path, metadata)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", save_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        convert(hf_snapshot, out)
+    assert files_of(out) == before and sorted(os.listdir(tmp_path)) == ["out", "out.lock"]  # no leftover
+    monkeypatch.setattr(safetensors.torch, "save_file", real_save)
+    convert(hf_snapshot, out)  # and a finished reconversion replaces it whole
+    assert is_current(out) and files_of(out) != before and sorted(os.listdir(tmp_path)) == ["out", "out.lock"]
+
+
+@pytest.mark.parametrize("out", [".", "inner", ".."])
+def test_converting_into_the_source_or_around_it_is_refused(hf_snapshot, out):
+    before = sorted(os.listdir(hf_snapshot))
+    with pytest.raises(ConversionError, match="would replace the source"):
+        convert(hf_snapshot, os.path.join(hf_snapshot, out))
+    assert sorted(os.listdir(hf_snapshot)) == before
+
+
+def test_atomic_folder_deletes_only_its_own_targets_leftovers(tmp_path):
+    """Under model.lock, a .converting-model.* folder is a killed writer's; another target's is not."""
+    from nanobark.weights.convert.folder import atomic_folder
+
+    dead, other = ".converting-model.0123456789ab", ".converting-model.v2.0123456789ab"
+    for name in (dead, other):
+        (tmp_path / name).mkdir()
+    atomic_folder(tmp_path / "model", lambda tmp: open(os.path.join(tmp, "a"), "w").close())
+    assert sorted(os.listdir(tmp_path)) == sorted([other, "model", "model.lock"])
+    assert os.listdir(tmp_path / "model") == ["a"]
+    atomic_folder(tmp_path / "model", lambda tmp: pytest.fail("written again"), keep=os.path.isdir)

@@ -158,10 +158,7 @@ def test_key_tables_take_the_whole_encoder(models, layout):
     sd, prefix = {
         "EncodecModel": (hf, ""),
         "EncodecModel, legacy names": (legacy_weight_norm_names(hf), ""),
-        "BarkModel": (
-            {f"codec_model.{k}": v for k, v in legacy_weight_norm_names(hf).items()},
-            "codec_model.",
-        ),
+        "BarkModel": ({f"codec_model.{k}": v for k, v in legacy_weight_norm_names(hf).items()}, "codec_model."),
         "encodec": (models["encodec"][0].state_dict(), ""),
     }[layout]
     if layout == "encodec":
@@ -222,9 +219,7 @@ def test_damaged_encoder_file_is_named(converted, tmp_path):
     state = load_file(folder / "encoder.safetensors")
     del state["downs.2.down.bias"]
     save_file(state, folder / "encoder.safetensors")
-    with pytest.raises(
-        CheckpointError, match="encoder.safetensors .*missing tensor 'downs.2.down.bias'.*convert"
-    ):
+    with pytest.raises(CheckpointError, match="encoder.safetensors .*missing tensor 'downs.2.down.bias'.*convert"):
         load_encoder(str(folder))
 
 

@@ -59,11 +59,7 @@ def test_half_precision_runs_with_float32_sampling_and_codec(converted, dtype):
     assert bark.models["semantic"].lm_head.weight.dtype == getattr(torch, dtype)
     assert bark.models["codec"].conv_in.weight.dtype == torch.float32
     full, audio = bark.generate("Hello dog", voice="announcer", seed=0, max_duration=0.3, output_full=True)
-    assert (
-        audio.dtype == np.float32
-        and np.isfinite(audio).all()
-        and len(audio) == 320 * full["fine_prompt"].shape[1]
-    )
+    assert audio.dtype == np.float32 and np.isfinite(audio).all() and len(audio) == 320 * full["fine_prompt"].shape[1]
     assert bark.models["semantic"].h[0].attn.cache.k.dtype == getattr(torch, dtype)
 
 
@@ -88,9 +84,7 @@ def test_offload_moves_each_stage_only_while_it_runs(converted, monkeypatch):
     bark = Bark.from_pretrained(converted, device="cpu", offload=True)
     moves = []
     for name, model in bark.models.items():
-        monkeypatch.setattr(
-            model, "to", lambda *a, _n=name, _m=model, **k: (moves.append((_n, str(a[0]))), _m)[1]
-        )
+        monkeypatch.setattr(model, "to", lambda *a, _n=name, _m=model, **k: (moves.append((_n, str(a[0]))), _m)[1])
     bark.generate("Hello", seed=0, max_duration=0.2)
     assert moves == [(s, d) for s in ("semantic", "coarse", "fine", "codec") for d in ("cpu", "cpu")]
     assert bark.models["semantic"].h[0].attn.cache is None  # the KV cache left with its stage
@@ -107,9 +101,7 @@ FLOORS = {"float16": (0.98, 3e-3), "bfloat16": (0.93, 2e-2), "int8": (0.85, 6e-2
 @torch.no_grad()
 def test_reduced_precision_agrees_with_float32(converted, kind):
     ref = Bark.from_pretrained(converted, device="cpu")
-    low = Bark.from_pretrained(
-        converted, device="cpu", **({"int8": True} if kind == "int8" else {"dtype": kind})
-    )
+    low = Bark.from_pretrained(converted, device="cpu", **({"int8": True} if kind == "int8" else {"dtype": kind}))
     min_agreement, max_error = FLOORS[kind]
     g = torch.Generator().manual_seed(0)
     cases = [
@@ -117,8 +109,7 @@ def test_reduced_precision_agrees_with_float32(converted, kind):
         for s, v in (("semantic", 10_048), ("coarse", 12_096))
     ]
     cases += [
-        ("fine", (lambda m, i, k=k: m(k, i)), torch.randint(0, 1024, (2, 1024, 8), generator=g))
-        for k in (1, 4, 7)
+        ("fine", (lambda m, i, k=k: m(k, i)), torch.randint(0, 1024, (2, 1024, 8), generator=g)) for k in (1, 4, 7)
     ]
     for stage, run, idx in cases:
         a, b = run(ref.models[stage], idx).float(), run(low.models[stage], idx).float()

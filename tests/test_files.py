@@ -172,9 +172,7 @@ except Exception as e:  # WAV: libsndfile's own error
 def test_write_atomic_replaces_nothing_with_a_file_its_check_finds_cut(tmp_path):
     (tmp_path / "a.txt").write_text("old")
     with pytest.raises(OSError, match=r"writing .*a.txt was cut short \(2 of 3 lines\); is the disk full"):
-        write_atomic(
-            tmp_path / "a.txt", lambda tmp: open(tmp, "w").write("new"), check=lambda tmp: "2 of 3 lines"
-        )
+        write_atomic(tmp_path / "a.txt", lambda tmp: open(tmp, "w").write("new"), check=lambda tmp: "2 of 3 lines")
     assert os.listdir(tmp_path) == ["a.txt"] and (tmp_path / "a.txt").read_text() == "old"
     write_atomic(tmp_path / "a.txt", lambda tmp: open(tmp, "w").write("new"), check=lambda tmp: None)
     assert (tmp_path / "a.txt").read_text() == "new"
@@ -191,10 +189,7 @@ def test_audio_a_full_disk_cuts_short_replaces_nothing(ext, seconds, short, tmp_
     out.write_bytes(b"old audio")
     r = run("-c", FULL_DISK_WRITE_AUDIO, out, seconds, short)
     assert r.stdout.startswith("failed:") and ("cut short" in r.stdout or ext == "wav"), r.stdout + r.stderr
-    assert out.read_bytes() == b"old audio" and sorted(os.listdir(tmp_path)) == [
-        f"a.{ext}",
-        f"a.{ext}.size.{ext}",
-    ]
+    assert out.read_bytes() == b"old audio" and sorted(os.listdir(tmp_path)) == [f"a.{ext}", f"a.{ext}.size.{ext}"]
 
 
 def test_save_voice_replaces_nothing_with_a_voice_that_does_not_read_back(tmp_path, monkeypatch):

@@ -36,13 +36,9 @@ HOSTILE = st.sampled_from(
 TEXT = st.one_of(
     st.text(ANY_CHAR, max_size=40),
     st.lists(st.one_of(HOSTILE, ANY_CHAR), max_size=30).map("".join),
-    st.text(
-        st.sampled_from(string.punctuation + "¿¡«»…、。「」"), min_size=1, max_size=40
-    ),  # punctuation only
+    st.text(st.sampled_from(string.punctuation + "¿¡«»…、。「」"), min_size=1, max_size=40),  # punctuation only
     # very long: a phrase repeated up to 400 times
-    st.builds(
-        lambda s, n: s * n, st.lists(HOSTILE, min_size=1, max_size=6).map(" ".join), st.integers(20, 400)
-    ),
+    st.builds(lambda s, n: s * n, st.lists(HOSTILE, min_size=1, max_size=6).map(" ".join), st.integers(20, 400)),
 )
 
 
@@ -117,10 +113,7 @@ HEADER_ENTRY = st.fixed_dictionaries(
         ),
         "shape": st.one_of(st.lists(st.integers(-2, 6), max_size=3), st.text(max_size=2), st.none()),
         "data_offsets": st.one_of(
-            st.lists(st.integers(-4, 300), min_size=2, max_size=2),
-            st.lists(st.integers()),
-            st.booleans(),
-            st.none(),
+            st.lists(st.integers(-4, 300), min_size=2, max_size=2), st.lists(st.integers()), st.booleans(), st.none()
         ),
     }
 )

@@ -63,9 +63,7 @@ def edited_head(nb, bg, stage, edit):
 
 def eos_prone(nb, bg, scale, seed=3):
     """Make the EOS logit large and variable in both models, so min_eos_p can stop generation early."""
-    new = torch.randn(
-        nb.models["semantic"].lm_head.weight.shape[1], generator=torch.Generator().manual_seed(seed)
-    )
+    new = torch.randn(nb.models["semantic"].lm_head.weight.shape[1], generator=torch.Generator().manual_seed(seed))
 
     def edit(w):
         w[10_000] = new * scale
@@ -127,8 +125,7 @@ def run_both(nb, bg, voice, seed, temp=0.7, top_k=None, top_p=None, min_eos_p=0.
 
 
 @pytest.mark.parametrize(
-    "voice, seed",
-    [(None, 0), ("v2/en_speaker_6", 1), ("en_speaker_1", 2), ("announcer", 3), ("v2/zh_speaker_9", 4)],
+    "voice, seed", [(None, 0), ("v2/en_speaker_6", 1), ("en_speaker_1", 2), ("announcer", 3), ("v2/zh_speaker_9", 4)]
 )
 def test_tokens_equal_original(pair, voice, seed):
     nb, bg = pair
@@ -218,10 +215,7 @@ def test_seeded_batch_stopping_through_the_threshold_equals_original_items(pair)
     with eos_prone(nb, bg, scale=1.0, seed=5):
         batch = nb.text_to_semantic(texts, voices, seed=0)
         refs = [ref_semantic(bg, i, text=t, voice=v) for i, (t, v) in enumerate(zip(texts, voices))]
-        undrawn = [
-            ref_semantic(bg, i, text=t, voice=v, min_eos_p=None)
-            for i, (t, v) in enumerate(zip(texts, voices))
-        ]
+        undrawn = [ref_semantic(bg, i, text=t, voice=v, min_eos_p=None) for i, (t, v) in enumerate(zip(texts, voices))]
     assert len({len(r) for r in refs}) == 3  # three different stop steps
     assert any(len(r) < len(u) for r, u in zip(refs, undrawn))  # at least one stopped through the threshold
     for sem, ref in zip(batch, refs):
@@ -272,10 +266,7 @@ def test_padded_coarse_batch_over_many_windows_equals_original_per_item(pair):
     """Contexts of different lengths (left padding) across 8-20 windows: each sample == the original alone."""
     nb, bg = pair
     rng = np.random.default_rng(5)
-    semantics, voices = (
-        [rng.integers(0, 10_000, 150), rng.integers(0, 10_000, 400)],
-        ["v2/en_speaker_6", None],
-    )
+    semantics, voices = ([rng.integers(0, 10_000, 150), rng.integers(0, 10_000, 400)], ["v2/en_speaker_6", None])
     batch = nb.semantic_to_coarse(semantics, voices, seed=3)
     for i, (sem, voice) in enumerate(zip(semantics, voices)):
         torch.manual_seed(3 + i)

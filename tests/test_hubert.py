@@ -29,8 +29,14 @@ CFG = HubertConfig()
 # one frame exactly, 1 s, 1 s and a sample (an odd length), 3 s and a few samples
 LENGTHS = [400, 16_000, 16_001, 16_000 * 3 + 7]
 # a small HuBERT with all 12 layers (so that the last three are there to be dropped), for the file round trips
-TINY_HF = dict(hidden_size=32, num_attention_heads=2, intermediate_size=64, conv_dim=(16,) * 7,
-               num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)  # fmt: skip
+TINY_HF = dict(
+    hidden_size=32,
+    num_attention_heads=2,
+    intermediate_size=64,
+    conv_dim=(16,) * 7,
+    num_conv_pos_embeddings=16,
+    num_conv_pos_embedding_groups=4,
+)
 TINY = HubertConfig(conv_dim=16, n_embd=32, n_head=2, n_inner=64, pos_kernel=16, pos_groups=4)
 
 
@@ -119,8 +125,12 @@ def _fairseq_state(hf_sd, n_embd=768, final_dim=256, n_targets=504):
                 k = re.sub(pattern, repl, k)
             sd[k] = v
     device = next(iter(hf_sd.values())).device
-    extra = {"mask_emb": (n_embd,), "final_proj.weight": (final_dim, n_embd), "final_proj.bias": (final_dim,),
-             "label_embs_concat": (n_targets, final_dim)}  # fmt: skip
+    extra = {
+        "mask_emb": (n_embd,),
+        "final_proj.weight": (final_dim, n_embd),
+        "final_proj.bias": (final_dim,),
+        "label_embs_concat": (n_targets, final_dim),
+    }
     return {**sd, **{k: torch.rand(shape, device=device) for k, shape in extra.items()}}
 
 
@@ -146,15 +156,22 @@ def test_key_tables_take_the_whole_real_layout(variant):
     with torch.device("meta"):
         hf_sd = HubertModel(HFConfig()).state_dict()
     assert (len(hf_sd), sum(v.numel() for v in hf_sd.values())) == (211, 94_371_712)  # base-ls960's
-    legacy = {k.replace("parametrizations.weight.original0", "weight_g")
-                .replace("parametrizations.weight.original1", "weight_v"): v for k, v in hf_sd.items()}  # fmt: skip
+    legacy = {
+        k.replace("parametrizations.weight.original0", "weight_g").replace(
+            "parametrizations.weight.original1", "weight_v"
+        ): v
+        for k, v in hf_sd.items()
+    }
     sd, prefix, training_only = {
         "HubertModel": (hf_sd, "", {"masked_spec_embed"}),
         "legacy weight_g/weight_v": (legacy, "", {"masked_spec_embed"}),
         "hubert. prefix": ({f"hubert.{k}": v for k, v in legacy.items()}, "hubert.", {"hubert.masked_spec_embed"}),
-        "fairseq": (_fairseq_state(hf_sd), "", {"mask_emb", "final_proj.weight", "final_proj.bias",
-                                                "label_embs_concat"}),
-    }[variant]  # fmt: skip
+        "fairseq": (
+            _fairseq_state(hf_sd),
+            "",
+            {"mask_emb", "final_proj.weight", "final_proj.bias", "label_embs_concat"},
+        ),
+    }[variant]
     src = _Recording(sd, variant)
     state = take_hubert(src, CFG, *hubert_layout(sd))
     src.finish()  # nothing missing, misshaped or left over
@@ -226,9 +243,7 @@ def test_damaged_hubert_file_is_named(tiny, tmp_path):
     state = load_file(file)
     del state["layers.4.ln_2.bias"]
     save_file(state, file)
-    with pytest.raises(
-        CheckpointError, match="hubert.safetensors does not fit.*missing tensor 'layers.4.ln_2.bias'"
-    ):
+    with pytest.raises(CheckpointError, match="hubert.safetensors does not fit.*missing tensor 'layers.4.ln_2.bias'"):
         load_hubert(str(tmp_path / "out"), cfg=TINY)
     with pytest.raises(CheckpointError, match="n_layer is 12, the weights hold 9"):
         load_hubert(str(tmp_path / "out"), cfg=HubertConfig(**{**TINY.__dict__, "n_layer": 12}))
@@ -242,17 +257,13 @@ class CustomTokenizer(nn.Module):
     and argmax over dim 1, saved as a state dict with a JSON "<name>/.info" appended to the zip. The intermediate
     width is a parameter here (4096 in the published version 1 files) to keep the test's files small."""
 
-    def __init__(
-        self, hidden_size=1024, input_size=768, output_size=10_000, version=0, intermediate_size=4096
-    ):
+    def __init__(self, hidden_size=1024, input_size=768, output_size=10_000, version=0, intermediate_size=4096):
         super().__init__()
         self.lstm = nn.LSTM(input_size, hidden_size, 2, batch_first=True)
         self.intermediate = nn.Linear(hidden_size, intermediate_size) if version == 1 else None
         self.fc = nn.Linear(intermediate_size if version == 1 else hidden_size, output_size)
         self.softmax = nn.LogSoftmax(dim=1)
-        self.sizes = dict(
-            input_size=input_size, hidden_size=hidden_size, output_size=output_size, version=version
-        )
+        self.sizes = dict(input_size=input_size, hidden_size=hidden_size, output_size=output_size, version=version)
 
     def forward(self, x):
         out, _ = self.lstm(x)
@@ -284,9 +295,7 @@ def test_quantizer_ids_equal_the_community_replica(version, info, tmp_path):
     path = str(tmp_path / "quantifier_test.pth")
     ref.save(path, info)
     assert ("quantifier_test/.info" in ZipFile(path).namelist()) == info
-    assert (
-        torch.load(path, weights_only=True).keys() == ref.state_dict().keys()
-    )  # the extra member is ignored
+    assert torch.load(path, weights_only=True).keys() == ref.state_dict().keys()  # the extra member is ignored
     convert_quantizer(path, str(tmp_path / "out"))
     ours = load_quantizer(str(tmp_path / "out"))
     assert ours.cfg == QuantizerConfig(n_hidden=64, n_intermediate=256 if version else 0)
@@ -321,7 +330,5 @@ def test_a_hubert_file_is_not_a_quantizer(tiny, tmp_path):
     torch.save(tiny[1], tmp_path / "hubert.pt")
     file = convert_hubert(str(tmp_path / "hubert.pt"), str(tmp_path / "out"), TINY)
     os.rename(file, tmp_path / "out" / "quantizer.safetensors")
-    with pytest.raises(
-        CheckpointError, match="quantizer.safetensors does not fit.*missing tensor 'fc.weight'"
-    ):
+    with pytest.raises(CheckpointError, match="quantizer.safetensors does not fit.*missing tensor 'fc.weight'"):
         load_quantizer(str(tmp_path / "out"))

@@ -31,23 +31,27 @@ def fresh(tmp_path_factory):
     """-> (folder of the fresh venv's executables, the wheel)."""
     root = tmp_path_factory.mktemp("fresh")
     source = root / "source"  # what a source distribution holds: setuptools builds in it, not in the checkout
-    shutil.copytree(
-        os.path.join(ROOT, "nanobark"), source / "nanobark", ignore=shutil.ignore_patterns("__pycache__")
-    )
+    shutil.copytree(os.path.join(ROOT, "nanobark"), source / "nanobark", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("setup.cfg", "pyproject.toml", "README.md"):
         shutil.copy(os.path.join(ROOT, name), source)
     pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
-    subprocess.run(
-        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", root / "wheel", source], check=True
-    )
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", root / "wheel", source], check=True)
     (wheel,) = (root / "wheel").iterdir()
     subprocess.run([sys.executable, "-m", "venv", root / "venv"], check=True)
     bin_dir = root / "venv" / ("Scripts" if os.name == "nt" else "bin")
     fresh_python = str(bin_dir / "python")
-    site = subprocess.run([fresh_python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-    deps = subprocess.run([sys.executable, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    site = subprocess.run(
+        [fresh_python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    deps = subprocess.run(
+        [sys.executable, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     with open(os.path.join(site, "_deps_of_the_test_venv.pth"), "w") as f:
         f.write(deps + "\n")
     subprocess.run([fresh_python, "-m", "pip", "-q", "install", "--no-deps", "--no-index", wheel], check=True)
@@ -79,13 +83,16 @@ def shell(fresh, hub_cache, tmp_path_factory):
     (tools := tmp_path_factory.mktemp("tools")).joinpath("aplay").write_text("#!/bin/sh\ncat > played.raw\n")
     os.chmod(tools / "aplay", 0o755)  # a stand-in audio player: keeps what it was given
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env.update(PATH=f"{bin_dir}{os.pathsep}{tools}{os.pathsep}{env['PATH']}", HF_HOME=hub_cache, HF_HUB_OFFLINE="1",
-               NANOBARK_CACHE=str(tmp_path_factory.mktemp("cache")), OMP_NUM_THREADS="1")  # fmt: skip
+    env.update(
+        PATH=f"{bin_dir}{os.pathsep}{tools}{os.pathsep}{env['PATH']}",
+        HF_HOME=hub_cache,
+        HF_HUB_OFFLINE="1",
+        NANOBARK_CACHE=str(tmp_path_factory.mktemp("cache")),
+        OMP_NUM_THREADS="1",
+    )
 
     def run(line):
-        return subprocess.run(
-            line, shell=True, cwd=cwd, env=env, capture_output=True, text=True, timeout=HANG
-        )
+        return subprocess.run(line, shell=True, cwd=cwd, env=env, capture_output=True, text=True, timeout=HANG)
 
     run.cwd = cwd
     return run
@@ -111,9 +118,7 @@ def test_readme_quick_start_and_every_help_command_run_as_written(shell, hf_snap
     readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
     quick_start = readme[readme.index("## Quick start") :].split("```bash\n")[1].splitlines()[0]
     install, speak = quick_start.split(" && ")
-    assert (
-        shlex.split(install)[:2] == ["pip", "install"] and shlex.split(install)[-1] == "."
-    )  # done: the wheel
+    assert shlex.split(install)[:2] == ["pip", "install"] and shlex.split(install)[-1] == "."  # done: the wheel
     r = shell(speak)
     assert r.returncode == 0, (speak, r.stderr)
     out = shlex.split(speak)[shlex.split(speak).index("--out") + 1]
@@ -124,8 +129,12 @@ def test_readme_quick_start_and_every_help_command_run_as_written(shell, hf_snap
     commands = help_commands(r.stdout)
     assert len(commands) >= 8, commands
     for line in commands:
-        for placeholder, value in (("SRC OUT", f"{hf_snapshot} converted"), ("[--language LANG]", "--language fr"),
-                                   ("RECORDING", "me.wav"), ("VOICE.npz", "cloned.npz")):  # fmt: skip
+        for placeholder, value in (
+            ("SRC OUT", f"{hf_snapshot} converted"),
+            ("[--language LANG]", "--language fr"),
+            ("RECORDING", "me.wav"),
+            ("VOICE.npz", "cloned.npz"),
+        ):
             line = line.replace(placeholder, value)
         r = shell(line)
         assert r.returncode == 0, (line, r.stderr)
@@ -134,8 +143,4 @@ def test_readme_quick_start_and_every_help_command_run_as_written(shell, hf_snap
             assert sf.info(shell.cwd / name).samplerate == 24_000, line
     assert os.path.getsize(shell.cwd / "played.raw") > 0  # the streamed example reached the player
     assert os.path.exists(shell.cwd / "converted" / "config.json")
-    assert sorted(np.load(shell.cwd / "cloned.npz").files) == [
-        "coarse_prompt",
-        "fine_prompt",
-        "semantic_prompt",
-    ]
+    assert sorted(np.load(shell.cwd / "cloned.npz").files) == ["coarse_prompt", "fine_prompt", "semantic_prompt"]

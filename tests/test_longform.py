@@ -64,11 +64,7 @@ CASES = {  # name: (text, budget, expected segments or None)
         ["the dog is cute and the dog said", "hello to the world and my dog is", "the cute dog of the world"],
     ),
     "one long sentence": (ONE_SENTENCE, MAX_TOKENS, None),
-    "mixed scripts": (
-        "你好，Hello world!世界你好。The dog",
-        5,
-        ["你好，", "Hello world!", "世界你好。", "The dog"],
-    ),
+    "mixed scripts": ("你好，Hello world!世界你好。The dog", 5, ["你好，", "Hello world!", "世界你好。", "The dog"]),
     "cues": (
         CUES,
         16,
@@ -246,9 +242,7 @@ def test_previous_continuity_keeps_the_last_usable_prompt_past_a_too_short_segme
         too_short["fine_prompt"][:, :1],
     )
     stub = ScriptedBark([first, too_short, third, voice(20, 4)])
-    generate_long(
-        stub, "Hello. The dog. The world. She said.", voice(20, 9), continuity="previous", max_tokens=3
-    )
+    generate_long(stub, "Hello. The dog. The world. She said.", voice(20, 9), continuity="previous", max_tokens=3)
     assert len(stub.voices) == 4
     assert [int(v["semantic_prompt"][0]) for v in stub.voices] == [9, 1, 1, 3]
 
@@ -269,14 +263,10 @@ def test_more_segments_than_the_batch_size_keep_seed_plus_i(bark):
     """Segments go batch_size at a time; segment i still uses seed + i, whichever batch it falls in."""
     text = "Hello, my dog is cute. The world is cute. She said hello to the dog. He said hello to the world."
     kwargs = dict(seed=SEED, max_duration=float(DURATION))
-    audio, segments = generate_long(
-        bark, text, VOICE, max_tokens=8, batch_size=2, return_segments=True, **kwargs
-    )
+    audio, segments = generate_long(bark, text, VOICE, max_tokens=8, batch_size=2, return_segments=True, **kwargs)
     assert len(segments) == 4  # two batches of two
     for i, s in enumerate(segments):
-        full, a = bark.generate(
-            s.text, voice=VOICE, output_full=True, min_eos_p=0.05, **dict(kwargs, seed=SEED + i)
-        )
+        full, a = bark.generate(s.text, voice=VOICE, output_full=True, min_eos_p=0.05, **dict(kwargs, seed=SEED + i))
         np.testing.assert_array_equal(s.audio, a)
         for key in full:
             np.testing.assert_array_equal(s.full[key], full[key])
@@ -327,13 +317,9 @@ def test_cli_long_writes_what_generate_long_gives(converted, by_voice, tmp_path)
 
 @pytest.mark.slow
 def test_cli_stream_writes_raw_pcm_to_stdout(converted, by_previous):
-    r = run_cli(
-        "--model", converted, "--stream", "--continuity", "previous", "--silence", "0.1", "--out", "-"
-    )
+    r = run_cli("--model", converted, "--stream", "--continuity", "previous", "--silence", "0.1", "--out", "-")
     assert r.returncode == 0, r.stderr.decode()
-    assert (
-        b"standard output: " in r.stderr and b"s of audio" in r.stderr
-    )  # the status line stays off the audio
+    assert b"standard output: " in r.stderr and b"s of audio" in r.stderr  # the status line stays off the audio
     pcm = np.frombuffer(r.stdout, "<i2").astype(np.float32) / 32768  # as a .wav file holds them
     assert pcm.shape == by_previous[0].shape
     assert np.abs(pcm - np.clip(by_previous[0], -1, 1)).max() <= 1 / 2**15 + 1e-6
@@ -366,9 +352,7 @@ def test_cli_switches_to_long_form_for_text_over_256_tokens(capsys, monkeypatch)
         bark = StubBark()
         speak.audio_chunks(bark, speak.parse_speak([text, "--out", "-"]), None)
         assert [name for name, _ in bark.calls] == [expected]
-        assert (
-            bark.calls[0][1]["settings"].min_eos_p == min_eos_p
-        )  # the form's own: one generation, long form
+        assert bark.calls[0][1]["settings"].min_eos_p == min_eos_p  # the form's own: one generation, long form
     assert "the text is 272 tokens" in capsys.readouterr().err
 
 

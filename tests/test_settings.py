@@ -33,10 +33,7 @@ from nanobark.settings import (
         (lambda: check_top_p(0), r"top_p must be in \(0, 1\]"),
         (lambda: check_min_eos_p(-0.1), r"min_eos_p must be in \[0, 1\]"),
         (lambda: check_max_duration(0), "max_duration must be > 0 seconds"),
-        (
-            lambda: check_top_k(0, name="--top-k"),
-            "^--top-k must be an integer >= 1, got 0$",
-        ),  # a flag: no None
+        (lambda: check_top_k(0, name="--top-k"), "^--top-k must be an integer >= 1, got 0$"),  # a flag: no None
         (lambda: Settings(top_p=2), "top_p"),
         (lambda: Settings(fine_temp=0.0), r"\(use None for argmax\)"),
         (lambda: replace(Settings(), waveform_temp=-1), "temperature must be > 0, got -1"),
@@ -48,16 +45,15 @@ def test_bad_settings_name_the_setting_and_the_bound(call, said):
 
 
 def test_good_settings_pass_through():
-    assert (
-        check_temperature(None, allow_none=True) is None and check_top_k(3.0) == 3 and check_top_p(1.0) == 1.0
-    )
+    assert check_temperature(None, allow_none=True) is None and check_top_k(3.0) == 3 and check_top_p(1.0) == 1.0
     assert check_min_eos_p(None) is None and check_max_duration(None) is None
     assert Settings(top_k=40.0, fine_temp=None).top_k == 40  # an integral float is the int
 
 
 def test_the_defaults_are_suno_s_and_long_form_changes_only_min_eos_p():
-    assert asdict(Settings()) == dict(text_temp=0.7, waveform_temp=0.7, fine_temp=0.5, top_k=None, top_p=None,
-                                      min_eos_p=0.2, max_duration=None)  # fmt: skip
+    assert asdict(Settings()) == dict(
+        text_temp=0.7, waveform_temp=0.7, fine_temp=0.5, top_k=None, top_p=None, min_eos_p=0.2, max_duration=None
+    )
     assert LONG_FORM == replace(Settings(), min_eos_p=0.05) and defaults(True) is LONG_FORM
     assert defaults(False) == Settings()
     with pytest.raises(FrozenInstanceError):
@@ -108,11 +104,22 @@ for argv in {argvs!r}:
 
 def test_help_version_and_usage_errors_answer_without_torch():
     """torch takes a second or more to load: the parsers never need it, only the commands' work does."""
-    argvs = [["--help"], ["--version"], *([c, "--help"] for c in ("voices", "clone", "convert", "synthesize")),
-             ["Hi", "--top-k", "0"], ["synthesize", "x.jsonl", "--out-dir", "o", "--batch-size", "0"]]  # fmt: skip
+    argvs = [
+        ["--help"],
+        ["--version"],
+        *([c, "--help"] for c in ("voices", "clone", "convert", "synthesize")),
+        ["Hi", "--top-k", "0"],
+        ["synthesize", "x.jsonl", "--out-dir", "o", "--batch-size", "0"],
+    ]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    r = subprocess.run([sys.executable, "-c", NO_TORCH.format(argvs=argvs)], capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": root}, cwd=root, timeout=120)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-c", NO_TORCH.format(argvs=argvs)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": root},
+        cwd=root,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stderr.count("error:") == 2 and "--top-k must be an integer >= 1" in r.stderr
 

@@ -80,9 +80,7 @@ def imports(name, path, known):
 
     def visit(node, nested):
         for child in ast.iter_child_nodes(node):
-            inner = nested or isinstance(
-                child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
-            )
+            inner = nested or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef))
             if isinstance(child, ast.Import):
                 targets = [a.name for a in child.names]
             elif isinstance(child, ast.ImportFrom):
@@ -149,9 +147,7 @@ def test_the_book_reaches_weights_only_through_its_two_doors():
     for a, targets in graph().items():
         for b, _ in targets:
             if part(a) == "book" and part(b) == "weights":
-                assert a in DOORS, (
-                    f"{a} imports {b}: the book loads files only through {' and '.join(sorted(DOORS))}"
-                )
+                assert a in DOORS, f"{a} imports {b}: the book loads files only through {' and '.join(sorted(DOORS))}"
 
 
 def test_weights_use_only_the_ground_and_the_networks_of_the_book():
@@ -164,9 +160,7 @@ def test_weights_use_only_the_ground_and_the_networks_of_the_book():
 def test_the_networks_are_pure_modules():
     for a in NETWORKS:
         for b, _ in graph()[a]:
-            assert b in GROUND | NETWORKS, (
-                f"{a} imports {b}: a network imports only configs, layout and networks"
-            )
+            assert b in GROUND | NETWORKS, f"{a} imports {b}: a network imports only configs, layout and networks"
 
 
 def test_the_readme_layout_table_names_every_file():

@@ -294,11 +294,11 @@ def test_a_wrong_row_is_named_by_its_line_and_the_others_go_on(line, said, conve
 def test_csv_tsv_and_plain_text_manifests(converted, tmp_path):
     rows, problems = problems_of(tmp_path, converted, "c.csv", 'id,text,voice,seed,long\n'
                                  'a,"Hello, ""dog""",v2/en_speaker_6,3,true\n'
-                                 '\nb,"two\nlines",,,\nc,Hi,,x,\nd,Hi,,,,extra\n')  # fmt: skip
+                                 '\nb,"two\nlines",,,\nc,Hi,,x,\nd,Hi,,,,extra\n')
     assert [(r.id, r.text, r.voice, r.seed, r.long) for r in rows] == [
-        ("a", 'Hello, "dog"', "v2/en_speaker_6", 3, True), ("b", "two\nlines", None, None, False)]  # fmt: skip
+        ("a", 'Hello, "dog"', "v2/en_speaker_6", 3, True), ("b", "two\nlines", None, None, False)]
     assert problems == ["line 6: seed must be an integer, got 'x'",
-                        "line 7: 6 cells, but the header names 5 columns"]  # fmt: skip
+                        "line 7: 6 cells, but the header names 5 columns"]
     rows, _ = problems_of(tmp_path, converted, "t.tsv", "id\ttext\ttop_k\na\tHi, there\t5\n")
     assert rows[0].text == "Hi, there" and rows[0].settings == {"top_k": 5}
     rows, problems = problems_of(tmp_path, converted, "t.txt", "\ufeffHello.\n\n  \nThe world [laughs]\r\n")

@@ -1,6 +1,5 @@
 """Voice prompts: Suno's 271 real presets, the Hub `.npy` layout, every rejection, and saving."""
 
-import importlib.util
 import json
 import os
 import shutil
@@ -9,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import references
+from helpers import npz_voice, references
 from nanobark.voices import (
     KEYS,
     PresetIndex,
@@ -24,9 +23,9 @@ from nanobark.voices import (
 references(module_level=True)
 from bark.generation import _load_history_prompt  # noqa: E402  (after the stand-in for torchaudio)
 
-SUNO_PROMPTS = os.path.join(
-    importlib.util.find_spec("bark").submodule_search_locations[0], "assets", "prompts"
-)
+from weights_convert.references import suno_prompts  # noqa: E402
+
+SUNO_PROMPTS = suno_prompts()
 HUB_SAMPLE = ["v2/en_speaker_6", "en_speaker_6", "announcer"]
 
 
@@ -172,27 +171,12 @@ def changed(key, value):
 BAD = {
     "missing key": ({k: v for k, v in good().items() if k != "fine_prompt"}, r"missing \['fine_prompt'\]"),
     "extra key": ({**good(), "speaker": np.zeros(3, np.int64)}, r"unexpected \['speaker'\]"),
-    "extra dimension": (
-        changed("semantic_prompt", good()["semantic_prompt"][None]),
-        r"shape \(1, 309\).*\(S,\)",
-    ),
-    "wrong codebooks": (
-        changed("coarse_prompt", good()["fine_prompt"][:3]),
-        r"coarse_prompt has shape \(3, 464\)",
-    ),
+    "extra dimension": (changed("semantic_prompt", good()["semantic_prompt"][None]), r"shape \(1, 309\).*\(S,\)"),
+    "wrong codebooks": (changed("coarse_prompt", good()["fine_prompt"][:3]), r"coarse_prompt has shape \(3, 464\)"),
     "negative": (changed("semantic_prompt", good()["semantic_prompt"] - 10_000), r"0\.\.9999, found -"),
-    "semantic too big": (
-        changed("semantic_prompt", np.full(309, 10_000)),
-        r"0\.\.9999, found 10000\.\.10000",
-    ),
-    "code too big": (
-        changed("fine_prompt", good()["fine_prompt"] + 1024),
-        r"fine_prompt values must lie in 0\.\.1023",
-    ),
-    "float": (
-        changed("coarse_prompt", good()["coarse_prompt"].astype(np.float32)),
-        "dtype float32; .*astype",
-    ),
+    "semantic too big": (changed("semantic_prompt", np.full(309, 10_000)), r"0\.\.9999, found 10000\.\.10000"),
+    "code too big": (changed("fine_prompt", good()["fine_prompt"] + 1024), r"fine_prompt values must lie in 0\.\.1023"),
+    "float": (changed("coarse_prompt", good()["coarse_prompt"].astype(np.float32)), "dtype float32; .*astype"),
     "nan": (changed("semantic_prompt", np.full(309, np.nan)), "holds NaN"),
     "bool": (changed("semantic_prompt", np.ones(309, bool)), "dtype bool"),
     "empty semantic": (changed("semantic_prompt", np.zeros(0, np.int64)), "semantic_prompt is empty"),
@@ -200,10 +184,7 @@ BAD = {
         {**good(), "coarse_prompt": np.zeros((2, 0), np.int64), "fine_prompt": np.zeros((8, 0), np.int64)},
         "coarse_prompt is empty",
     ),
-    "length mismatch": (
-        changed("fine_prompt", good()["fine_prompt"][:, :-1]),
-        "464 frames but fine_prompt 463",
-    ),
+    "length mismatch": (changed("fine_prompt", good()["fine_prompt"][:, :-1]), "464 frames but fine_prompt 463"),
     "ratio": (changed("semantic_prompt", np.concatenate([good()["semantic_prompt"]] * 2)), "ratio 0.751"),
     "ragged": (changed("semantic_prompt", [[1, 2], [3]]), "not a rectangular array"),
 }
@@ -271,9 +252,7 @@ def test_not_an_npz(tmp_path):
 
 
 def test_unknown_name_lists_close_names(suno_index):
-    with pytest.raises(
-        VoiceError, match="unknown voice preset 'v2/en_speakr_6'; close names: v2/en_speaker_6"
-    ):
+    with pytest.raises(VoiceError, match="unknown voice preset 'v2/en_speakr_6'; close names: v2/en_speaker_6"):
         load_voice("v2/en_speakr_6", presets=suno_index)
     with pytest.raises(VoiceError, match="e.g. announcer"):
         suno_index.load("zzzzzz")
@@ -352,9 +331,23 @@ def test_find_voice_s_one_order_preset_then_recording_then_file(tmp_path):
     assert find_voice("announcer", damaged, str(tmp_path))[0] == "file"  # the index matters only for a preset
     with pytest.raises(VoiceError, match="is damaged"):
         find_voice("v2/en_speaker_6", damaged, str(tmp_path))
-    with pytest.raises(
-        VoiceError, match="unknown voice preset 'v2/en_speakr_6'; close names: v2/en_speaker_6"
-    ):
+    with pytest.raises(VoiceError, match="unknown voice preset 'v2/en_speakr_6'; close names: v2/en_speaker_6"):
         find_voice("v2/en_speakr_6", names, str(tmp_path))
     with pytest.raises(VoiceError, match="the model has no voice presets"):
         find_voice("nobody", lambda: [], str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "changes, said",
+    [
+        (dict(fine_prompt=np.zeros((8, 464, 1), np.int64)), r"fine_prompt has shape \(8, 464, 1\), expected \(8, T\)"),
+        (dict(semantic_prompt=np.array(7)), r"semantic_prompt has shape \(\), expected \(S,\)"),
+        (dict(coarse_prompt=np.full((2, 464), np.inf)), "coarse_prompt has dtype float64"),
+        (dict(semantic_prompt=np.full(309, 2**63, np.uint64)), r"semantic_prompt values .* found 9223372036854775808"),
+        (dict(fine_prompt=np.zeros((8, 500), np.int64)), "coarse_prompt has 464 frames but fine_prompt 500"),
+        (dict(coarse_prompt=None), r"missing \['coarse_prompt'\]"),
+    ],
+)
+def test_hostile_voice_files_are_rejected_by_name(changes, said, tmp_path):
+    with pytest.raises(VoiceError, match=f"v.npz: {said}"):
+        load_voice(npz_voice(tmp_path / "v.npz", **changes))

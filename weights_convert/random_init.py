@@ -58,9 +58,7 @@ def hf_config(size="tiny", **overrides):
     from transformers import BarkConfig, EncodecConfig
 
     layers, heads, hidden = SHAPES[size]
-    sub = dict(
-        num_layers=layers, num_heads=heads, hidden_size=hidden, block_size=1024, bias=False, dropout=0.0
-    )
+    sub = dict(num_layers=layers, num_heads=heads, hidden_size=hidden, block_size=1024, bias=False, dropout=0.0)
     sub.update(overrides)
     return BarkConfig(
         semantic_config=dict(sub, input_vocab_size=129_600, output_vocab_size=10_048),

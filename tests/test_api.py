@@ -95,21 +95,8 @@ def test_misuse_gets_clear_errors(bark, tmp_path):
 @pytest.mark.parametrize("ext", [".wav", ".flac"])
 def test_cli_writes_the_same_audio_as_the_api(bark, converted, tmp_path, ext):
     out = tmp_path / f"hello{ext}"
-    r = run(
-        GENERATE,
-        "Hello, my dog is cute",
-        "--model",
-        converted,
-        "--out",
-        str(out),
-        "--seed",
-        "4",
-        "--max-duration",
-        "0.3",
-        "--voice",
-        "v2/en_speaker_6",
-        "--quiet",
-    )
+    flags = f"--model {converted} --seed 4 --max-duration 0.3 --voice v2/en_speaker_6 --quiet".split()
+    r = run(GENERATE, "Hello, my dog is cute", *flags, "--out", str(out))
     assert r.returncode == 0, r.stderr
     assert str(out) in r.stdout and "s of audio in" in r.stdout
     audio, sr = sf.read(out, dtype="float32")
@@ -131,19 +118,8 @@ def test_cli_reads_stdin_and_rejects_bad_output_before_generating(converted, tmp
     r = run(GENERATE, "Hello", "--model", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.wav"))
     # a model path that is not one is an argument problem, found before loading (it was exit 1)
     assert r.returncode == 2 and "no such folder, and not a Hub id" in r.stderr and "Traceback" not in r.stderr
-    r = run(
-        GENERATE,
-        "--model",
-        converted,
-        "--out",
-        str(tmp_path / "s.wav"),
-        "--seed",
-        "1",
-        "--max-duration",
-        "0.1",
-        "--quiet",
-        input="Hello from stdin",
-    )
+    flags = f"--model {converted} --seed 1 --max-duration 0.1 --quiet".split()
+    r = run(GENERATE, *flags, "--out", str(tmp_path / "s.wav"), input="Hello from stdin")
     assert r.returncode == 0, r.stderr
     assert sf.info(tmp_path / "s.wav").samplerate == 24_000
     assert sorted(os.listdir(tmp_path)) == ["s.wav"]

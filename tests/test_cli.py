@@ -208,19 +208,8 @@ def test_convert_command(hf_snapshot, tmp_path, capsys):
 @pytest.mark.slow
 def test_progress_without_a_terminal_is_one_line_per_stage_and_segment(converted, tmp_path):
     """stderr to a file or pipe: plain lines, no carriage returns (they were tqdm bars that counted to 768)."""
-    r = run(
-        "-m",
-        "nanobark",
-        "Hello, my dog is cute.",
-        "--model",
-        converted,
-        "--seed",
-        "1",
-        "--max-duration",
-        "0.2",
-        "--out",
-        str(tmp_path / "a.wav"),
-    )
+    flags = f"--model {converted} --seed 1 --max-duration 0.2".split()
+    r = run("-m", "nanobark", "Hello, my dog is cute.", *flags, "--out", str(tmp_path / "a.wav"))
     assert r.returncode == 0, r.stderr
     lines = r.stderr.splitlines()
     assert "\r" not in r.stderr and [line.split(":")[0] for line in lines] == ["semantic", "coarse", "fine"]
@@ -230,22 +219,7 @@ def test_progress_without_a_terminal_is_one_line_per_stage_and_segment(converted
         "Hello, my dog is cute, and the dog said hello to the world, and the world said hello to the dog. "
         "She said hello to my dog, and my dog said hello to her and to the cute world of the cute dog, he said."
     )
-    r = run(
-        "-m",
-        "nanobark",
-        text,
-        "--long",
-        "--model",
-        converted,
-        "--seed",
-        "1",
-        "--max-duration",
-        "0.2",
-        "--out",
-        str(tmp_path / "b.wav"),
-        "--continuity",
-        "previous",
-    )
+    r = run("-m", "nanobark", text, "--long", *flags, "--out", str(tmp_path / "b.wav"), "--continuity", "previous")
     assert r.returncode == 0, r.stderr
     assert r.stderr.splitlines()[0].startswith("segments: 1 of 2 segments done in ")
     assert "s left" in r.stderr.splitlines()[0] and r.stderr.splitlines()[1].startswith("segments: 2 of 2")
@@ -278,20 +252,8 @@ def test_a_ctrl_c_while_torch_loads_exits_130_without_a_traceback(tmp_path):
 def test_python_m_nanobark_speaks_and_shows_its_version(converted, tmp_path):
     r = run("-m", "nanobark", "--version")
     assert r.returncode == 0 and r.stdout.strip() == "nanobark 0.1.0"
-    r = run(
-        "-m",
-        "nanobark",
-        "Hi there",
-        "--model",
-        converted,
-        "--seed",
-        "2",
-        "--max-duration",
-        "0.1",
-        "--quiet",
-        "--out",
-        str(tmp_path / "x.flac"),
-    )
+    flags = f"--model {converted} --seed 2 --max-duration 0.1 --quiet".split()
+    r = run("-m", "nanobark", "Hi there", *flags, "--out", str(tmp_path / "x.flac"))
     assert r.returncode == 0, r.stderr
     assert sf.info(tmp_path / "x.flac").samplerate == 24_000 and "s of audio in" in r.stdout
 

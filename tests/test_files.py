@@ -136,19 +136,6 @@ def test_write_atomic_flushes_the_temporary_file_to_disk_before_the_rename(tmp_p
     assert ("fsync", inode, 5) in events[:renamed], events  # the written bytes, synced before the rename
 
 
-def test_atomic_folder_deletes_only_its_own_targets_leftovers(tmp_path):
-    """Under model.lock, a .converting-model.* folder is a killed writer's; another target's is not."""
-    from nanobark.weights.convert.folder import atomic_folder
-
-    dead, other = ".converting-model.0123456789ab", ".converting-model.v2.0123456789ab"
-    for name in (dead, other):
-        (tmp_path / name).mkdir()
-    atomic_folder(tmp_path / "model", lambda tmp: open(os.path.join(tmp, "a"), "w").close())
-    assert sorted(os.listdir(tmp_path)) == sorted([other, "model", "model.lock"])
-    assert os.listdir(tmp_path / "model") == ["a"]
-    atomic_folder(tmp_path / "model", lambda tmp: pytest.fail("written again"), keep=os.path.isdir)
-
-
 # ---- a write is done only when its bytes are (issue 18)
 
 FULL_DISK_WRITE_AUDIO = """

@@ -172,11 +172,7 @@ def test_same_seed_gives_identical_bytes_in_two_processes(converted, tmp_path):
             converted,
             out,
             7,
-            "--voice",
-            "v2/en_speaker_6",
-            "--max-duration",
-            "0.1",
-            "--quiet",
+            *"--voice v2/en_speaker_6 --max-duration 0.1 --quiet".split(),
             env={**ENV, "PYTHONHASHSEED": str(i)},
         )
         for i, out in enumerate(outs)

@@ -62,6 +62,8 @@ CORPUS, SPEAK, SYNTH = "nanobark/cli/corpus.py", "nanobark/cli/speak.py", "tests
 CORPUS_EOS = SYNTH + "a_long_item_stops_at_0_05_and_a_short_one_at_0_2_unless_the_flag_or_row_says"
 CLI_SEED = "tests/test_cli.py::test_the_command_takes_the_largest_seed_and_refuses_one_long_form_cannot_use"
 PCM = "tests/test_cli.py::test_raw_audio_to_standard_output_is_the_wav_file_s_samples_clipped_not_wrapped"
+ENCODER, HUBERT, HUBERT_TESTS = "tests/test_encoder.py", "nanobark/hubert.py", "tests/test_hubert.py"
+AUDIO, AUDIO_TESTS, SYNTH_FILE = "nanobark/audio.py", "tests/test_audio.py", "tests/test_synthesize.py"
 M = Mutant
 
 # one mutant, two lines: the formatter leaves the table alone
@@ -198,6 +200,52 @@ MUTANTS = [
     M("write_no_fsync", "nanobark/files.py", "os.fsync(f.fileno())", "f.flush()",
       "write_atomic renames without fsync (a power cut can leave an empty file)",
       ("tests/test_files.py::test_write_atomic_flushes_the_temporary_file_to_disk_before_the_rename",)),
+    # ---- issue 19: twenty new, in modules no mutant had reached (the encoder, HuBERT, the quantizer, the
+    # resampler and clip loading, corpus seeds and shares, the command's parser, ids and temporary files)
+    M("enc_ratios_not_reversed", C, "enumerate(reversed(cfg.ratios))", "enumerate(cfg.ratios)",
+      "the encoder downsamples in the decoder's order of ratios", (ENCODER,)),
+    M("enc_no_residual", C, "residual = residual - F.embedding(idx, book)",
+      "residual = residual + 0 * F.embedding(idx, book)",
+      "every codebook quantizes the latent itself, not what the codebooks before left", (ENCODER,)),
+    M("enc_farthest_code", C, "idx = dist.max(dim=-1).indices", "idx = dist.min(dim=-1).indices",
+      "the encoder picks the farthest codeword", (ENCODER,)),
+    M("pad_zeros_not_reflect", C, 'x = F.pad(x, (left, right), mode="reflect")', "x = F.pad(x, (left, right))",
+      "causal convs pad with zeros instead of reflecting", (ENCODER,)),
+    M("hubert_groupnorm_every_conv", HUBERT, "            if i == 0:\n", "            if True:\n",
+      "HuBERT's GroupNorm runs after every conv, not the first only", (HUBERT_TESTS,)),
+    M("hubert_pos_keeps_extra_frame", HUBERT, "[..., :T]", "[..., 1:]",
+      "the positional conv drops its first frame instead of the extra last one", (HUBERT_TESTS,)),
+    M("hubert_pre_ln", HUBERT, "x = self.ln_1(x + self.attn(x))", "x = x + self.attn(self.ln_1(x))",
+      "HuBERT's attention is pre-LN (GPT's order) instead of post-LN", (HUBERT_TESTS,)),
+    M("hubert_tanh_gelu", HUBERT, "F.gelu(self.fc1(x))", 'F.gelu(self.fc1(x), approximate="tanh")',
+      "HuBERT's MLP uses the tanh approximation of GELU", (HUBERT_TESTS,)),
+    M("quant_argmax_over_time", "nanobark/quantizer.py", "self.logits(features).argmax(dim=-1)",
+      "self.logits(features).argmax(dim=1)", "the quantizer takes its argmax over time", (HUBERT_TESTS,)),
+    M("resample_no_rolloff", AUDIO, "cutoff = min(orig, new) * ROLLOFF", "cutoff = min(orig, new)",
+      "the resampler's low-pass edge ignores the rolloff", (AUDIO_TESTS,)),
+    M("resample_window_wider", AUDIO, "window = torch.cos(t * math.pi / ZEROS / 2) ** 2",
+      "window = torch.cos(t * math.pi / (ZEROS + 1) / 2) ** 2", "the Hann window is one zero crossing wider",
+      (AUDIO_TESTS,)),
+    M("resample_length_floored", AUDIO, "return -(-length * new // orig)", "return length * new // orig",
+      "the resampled length is floored, not ceiled", (AUDIO_TESTS,)),
+    M("downmix_channel_0", AUDIO, "data.mean(axis=1)", "data[:, 0]",
+      "a stereo recording keeps its first channel instead of the mean", (AUDIO_TESTS,)),
+    M("tail_without_margin", AUDIO, "first // new - math.ceil(width / orig)", "first // new",
+      "a long recording's tail is cut without the filter's margin", (AUDIO_TESTS,)),
+    M("seed_from_python_hash", CORPUS, 'hashlib.sha256(id_.encode("utf-8", "surrogatepass")).digest()',
+      'hash(id_).to_bytes(8, "big", signed=True)', "an item's seed comes from Python's salted hash()",
+      (SYNTH_FILE,)),
+    M("shares_overlap", CORPUS, "[rank::world]", "[rank:]", "torchrun's ranks get overlapping shares",
+      (SYNTH_FILE,)),
+    M("usage_error_exit_1", "nanobark/cli/parser.py", "self.exit(2, ", "self.exit(1, ",
+      "a usage error exits 1, like a failed run", ("tests/test_cli.py",)),
+    M("id_backslash_allowed", "nanobark/cli/manifest.py", 'if "/" in value or "\\\\" in value or',
+      'if "/" in value or', "a manifest id may hold a backslash (a path on Windows)", (SYNTH_FILE,)),
+    M("temp_name_any_hex", "nanobark/files.py", "[0-9a-f]{12}\\.tmp$", "[0-9a-f]+\\.tmp$",
+      "remove_temp_files deletes any .NAME.HEX.tmp, not only write_atomic's own names", ("tests/test_files.py",)),
+    M("settings_top_p_zero", "nanobark/settings.py", "not 0 < _number(name, top_p) <= 1",
+      "not 0 <= _number(name, top_p) <= 1", "top_p = 0 (nothing could be drawn) passes the check",
+      ("tests/test_settings.py", "tests/test_sampling.py")),
     # ---- issue 19 survivors (caches)
     M("stamp_whole_seconds", HUB, "stamp[entry.name] = [st.st_size, st.st_mtime_ns]",
       "stamp[entry.name] = [st.st_size, int(st.st_mtime)]",

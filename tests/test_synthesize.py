@@ -518,3 +518,12 @@ def test_an_unknown_default_voice_is_a_usage_error_before_loading(converted, tmp
         cli.main(argv)
     err = capsys.readouterr().err
     assert e.value.code == 2 and "--voice: unknown voice preset 'v2/en_speakr_6'" in err and "v2/en_speaker_6" in err
+
+
+@pytest.mark.parametrize("bad", ["a/b", "a\\b", "..", ".", ".hidden", " a"])
+def test_an_id_that_is_not_exactly_one_file_name_in_out_dir_is_refused(bad):
+    """An id names one file in --out-dir on every system: a backslash is a separator on Windows."""
+    from nanobark.cli.manifest import RowError, check_id
+
+    with pytest.raises(RowError, match="id"):
+        check_id(bad)

@@ -527,3 +527,39 @@ def test_an_id_that_is_not_exactly_one_file_name_in_out_dir_is_refused(bad):
 
     with pytest.raises(RowError, match="id"):
         check_id(bad)
+
+
+# ---- a finished distributed job exits 0
+
+TORCHRUN = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+LEFT_THREADS = """import os, sys
+from nanobark import Bark
+from nanobark.cli.corpus import Ranks
+
+ranks = Ranks().start()
+Bark.from_pretrained(sys.argv[1], device="cpu")  # imports torch._dynamo, and torch.distributed.nn with it
+ranks.stop(finished=True)
+print(sorted(open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="the thread list is read from /proc")
+def test_leaving_the_process_group_ends_its_threads(converted, tmp_path):
+    """A group that outlives Ranks.stop keeps gloo's threads into the interpreter's exit, whose teardown of them
+    sometimes aborted a finished job (SIGABRT): after stop, each rank is one thread again."""
+    script = tmp_path / "left_threads.py"
+    script.write_text(LEFT_THREADS)
+    r = run(*TORCHRUN, script, converted)
+    assert r.returncode == 0, r.stderr
+    threads = r.stdout.splitlines()  # a list of thread names per rank
+    assert len(threads) == 2 and "gloo" not in r.stdout, threads  # no gloo_tcp_loop, no pt_gloo_runloop
+
+
+@pytest.mark.slow
+def test_a_finished_two_process_job_exits_0_every_time(converted, tmp_path):
+    manifest = write_manifest(str(tmp_path), [ROWS[0], ROWS[1], ROWS[7]])
+    for i in range(3):
+        r = run(*TORCHRUN, "-m", "nanobark", *command(manifest, str(tmp_path / f"out{i}"), converted, "--quiet"))
+        assert r.returncode == 0, f"run {i}: exit {r.returncode}\n{r.stderr[-2000:]}"
+        assert "3 rows: 3 done, 0 failed" in r.stdout

@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, NamedTuple
 
 import torch
+import torch._dynamo  # noqa: F401  before the process group: see Ranks.start
 import torch.distributed as dist
 
 from .. import settings
@@ -67,12 +68,23 @@ class Ranks:
         self.local = int(env.get("LOCAL_RANK", 0))
 
     def start(self):
+        """Join the process group. torch._dynamo is imported first (at the top of this file): building a model
+        imports it lazily, and with it torch.distributed.nn, whose functions take `group=group.WORLD` as a
+        default; imported after init_process_group, that default holds the group, destroy_process_group cannot
+        free it, and its gloo threads outlive `stop`, into the interpreter's exit, where tearing them down
+        sometimes aborts the process (SIGABRT, "terminate called without an active exception") after the work
+        is done."""
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("gloo", timeout=WAIT)  # MASTER_ADDR/PORT etc. from torchrun
         return self
 
-    def stop(self):
+    def stop(self, finished):
+        """Leave the group, and its threads with it. finished: every rank ends here after the same last
+        collective, so each waits for the others first (none closes its connections while another still reads
+        that collective); after an error or a signal it leaves at once (the others may never come)."""
         if dist.is_available() and dist.is_initialized():
+            if finished:
+                dist.barrier()
             dist.destroy_process_group()
 
     def barrier(self):

@@ -167,6 +167,7 @@ def synthesize(argv):
         save=lambda path, audio: write_audio(path, audio, Bark.sample_rate),
     )
     ranks.start()
+    finished = False
     try:
         if device.type == "cuda":
             torch.cuda.set_device(device)
@@ -175,6 +176,7 @@ def synthesize(argv):
             local_rank_first(ranks, lambda: resolve(args.model))
             bark = Bark.from_pretrained(args.model, device=device, dtype=args.dtype, int8=args.int8)
         totals = run(bark, rows, problems, job, ranks)
+        finished = True
     except KeyboardInterrupt as e:
         if ranks.rank == 0:  # every rank gets the signal; one says so
             print(
@@ -183,7 +185,7 @@ def synthesize(argv):
             )
         return 128 + getattr(e, "signum", signal.SIGINT)
     finally:
-        ranks.stop()
+        ranks.stop(finished)
     if ranks.rank == 0:
         print(totals.summary(args.out_dir))
     return totals.exit_code()

@@ -237,3 +237,22 @@ def usage_error(argv, capsys):
     assert e.value.code == 2, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     return err
+
+
+def endless_inputs(folder, name, oversized):
+    """Paths named `name` that a reader bounded by the name (not the cost) reads without end, or far too much:
+    a symlink to /dev/zero, a FIFO (no writer: opening it blocks), a symlink to /dev/urandom, and a sparse
+    regular file of `oversized` bytes (nothing on disk). -> [(what, path)]."""
+    out = []
+    for kind in ("zero", "fifo", "urandom", "oversized"):
+        path = os.path.join(folder, kind, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if kind == "fifo":
+            os.mkfifo(path)
+        elif kind == "oversized":
+            with open(path, "wb") as f:
+                f.truncate(oversized)
+        else:
+            os.symlink(f"/dev/{kind}", path)
+        out.append((kind, path))
+    return out

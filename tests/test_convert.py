@@ -308,3 +308,33 @@ def test_atomic_folder_deletes_only_its_own_targets_leftovers(tmp_path):
     assert sorted(os.listdir(tmp_path)) == sorted([other, "model", "model.lock"])
     assert os.listdir(tmp_path / "model") == ["a"]
     atomic_folder(tmp_path / "model", lambda tmp: pytest.fail("written again"), keep=os.path.isdir)
+
+
+# ---- issue 18: a snapshot's config.json, vocabulary, index and presets are read and copied bounded (S8)
+
+
+@pytest.mark.parametrize(
+    "name", ["config.json", "vocab.txt", "speaker_embeddings_path.json", "speaker_embeddings/zz_semantic_prompt.npy"]
+)
+def test_a_snapshot_file_that_is_a_device_fifo_or_oversized_is_refused_by_name(name, hf_snapshot, tmp_path, capsys):
+    """Before: a config.json linked to /dev/zero was read until memory ran out; vocab.txt or a preset linked to
+    it was copied into the cache until its disk was full; a FIFO hung the conversion."""
+    from helpers import endless_inputs
+
+    for kind, bad in endless_inputs(str(tmp_path / "bad"), "f", oversized=33 << 20):
+        src = tmp_path / f"snap-{kind}"
+        shutil.copytree(hf_snapshot, src)
+        os.replace(bad, src / name)  # the link, the FIFO or the big file, under the snapshot file's name
+        assert convert_command([str(src), str(tmp_path / f"out-{kind}")]) == 1
+        err = capsys.readouterr().err
+        said = "larger than 32 MB" if kind == "oversized" else "not a regular file"
+        assert said in err and name.split("/")[-1] in err and len(err.strip().splitlines()) == 1, (kind, err)
+        assert not os.path.exists(tmp_path / f"out-{kind}")
+
+
+def test_read_meta_of_a_config_json_linked_to_a_device_is_not_a_conversion(converted, tmp_path):
+    out = tmp_path / "conv"
+    shutil.copytree(converted, out)
+    os.remove(out / "config.json")
+    os.symlink("/dev/zero", out / "config.json")  # before: json.load read /dev/zero to the end
+    assert read_meta(str(out)) is None and not is_current(str(out))

@@ -527,3 +527,25 @@ def test_an_id_that_is_not_exactly_one_file_name_in_out_dir_is_refused(bad):
 
     with pytest.raises(RowError, match="id"):
         check_id(bad)
+
+
+# ---- issue 18: a manifest is read with a size limit that holds for devices, FIFOs and links to them
+
+
+def test_an_endless_or_oversized_manifest_is_a_usage_error_before_loading(
+    converted, tmp_path, no_loading, capsys, monkeypatch
+):
+    """Before: `nanobark synthesize /dev/zero` (or a link to it) read until memory ran out, deaf to SIGTERM, and
+    a FIFO with no writer hung in open()."""
+    from helpers import endless_inputs
+    from nanobark.cli import manifest
+
+    monkeypatch.setattr(manifest, "MAX_MANIFEST_BYTES", 4096, raising=False)  # the oversized file: over it
+    out = str(tmp_path / "out")
+    inputs = [*endless_inputs(str(tmp_path), "corpus.jsonl", oversized=4097), ("device", "/dev/zero")]
+    for kind, path in inputs:
+        err = usage_error(command(path, out, converted), capsys)
+        said = "larger than" if kind == "oversized" else "not a regular file"
+        assert said in err and path in err, (kind, err)
+        with pytest.raises(ManifestError, match=said):  # the owner, from Python
+            read_manifest(path)

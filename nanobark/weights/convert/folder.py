@@ -33,7 +33,7 @@ import torch
 from filelock import FileLock
 
 from ...config import BarkConfig, CodecConfig, GPTConfig
-from ...files import write_atomic
+from ...files import MAX_SIDE_FILE, copy_bounded, read_json, write_atomic
 from ..checkpoint import FORMAT_VERSION, CheckpointError, read_meta, read_safetensors
 from .codec_keys import codec_from_encodec, codec_from_transformers, encoder_from_encodec, encoder_from_transformers
 from .gpt_keys import HF_ARGS, SUNO_ARGS, suno_name, take_gpt, transformers_name
@@ -130,8 +130,10 @@ def from_transformers(state_dict, hf_config, origin):
 
 def read_transformers(files):
     """A transformers-layout snapshot's {name: path} -> (BarkConfig, {stage: state dict})."""
-    with open(files["config.json"]) as f:
-        hf_config = json.load(f)
+    try:
+        hf_config = read_json(files["config.json"], "the model's config")
+    except ValueError as e:  # an OSError (missing, a device, too large) says so itself
+        raise ConversionError(f"{files['config.json']} is not JSON ({e}); download it again") from None
     weights = [files[name] for name in ("model.safetensors", "pytorch_model.bin") if name in files]
     if not weights:
         raise ConversionError(
@@ -290,7 +292,7 @@ def write_converted(src, out_dir, cfg=None, states=None):
         )
     for name in EXTRA_FILES:
         if name in files:
-            write_atomic(os.path.join(out_dir, name), lambda tmp: shutil.copyfile(files[name], tmp))
+            copy_bounded(files[name], os.path.join(out_dir, name), MAX_SIDE_FILE, "the model file")
     if os.path.isdir(files.get("speaker_embeddings", "")):
         _copy_folder(files["speaker_embeddings"], os.path.join(out_dir, "speaker_embeddings"))
     # "encoder": whether encoder.safetensors was written (a cache converted before there was one gets one)
@@ -307,7 +309,7 @@ def _copy_folder(src, dst):
         out = os.path.join(dst, os.path.relpath(folder, src))
         os.makedirs(out, exist_ok=True)
         for f in files:
-            shutil.copyfile(os.path.join(folder, f), os.path.join(out, f))
+            copy_bounded(os.path.join(folder, f), os.path.join(out, f), MAX_SIDE_FILE, "the voice preset")
 
 
 def _write_text(path, text):

@@ -347,6 +347,10 @@ MUTANTS = [
       """read_json(files["config.json"], "the model's config", 1 << 62)""",
       "a snapshot's config.json is read whatever its size",
       ("tests/test_convert.py::test_a_snapshot_file_that_is_a_device_fifo_or_oversized_is_refused_by_name",)),
+    M("convert_source_sizes_unchecked", "nanobark/weights/convert/folder.py",
+      "    problems = size_problems(stage, cfg, shapes)\n", "    problems = []\n",
+      "a source config.json asking for 10^6 layers is built (on the meta device) before anything is checked",
+      ("tests/test_convert.py::test_a_source_config_asking_for_more_than_its_weights_is_refused_before_building",)),
 ]
 # fmt: on
 

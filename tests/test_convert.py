@@ -338,3 +338,34 @@ def test_read_meta_of_a_config_json_linked_to_a_device_is_not_a_conversion(conve
     os.remove(out / "config.json")
     os.symlink("/dev/zero", out / "config.json")  # before: json.load read /dev/zero to the end
     assert read_meta(str(out)) is None and not is_current(str(out))
+
+
+# ---- issue 18 (S9): a source config.json is checked against its weights before anything is built
+
+
+@pytest.mark.parametrize(
+    "stage, key, value, said",
+    [
+        ("semantic_config", "num_layers", 10**6, "n_layer is 1000000"),
+        ("coarse_acoustics_config", "num_layers", 10**9, "n_layer is 1000000000"),
+        ("fine_acoustics_config", "hidden_size", 1 << 20, "n_embd is 1048576"),
+        ("semantic_config", "block_size", 10**7, "block_size is 10000000"),
+        ("fine_acoustics_config", "n_codes_total", 10**5, "n_codes_total is 100000"),
+    ],
+)
+def test_a_source_config_asking_for_more_than_its_weights_is_refused_before_building(
+    stage, key, value, said, hf_snapshot, tmp_path, capsys, monkeypatch
+):
+    """Before: 10^6 layers were built on the meta device from the source config (112 s, 2.4 GB, bad_alloc)."""
+    import nanobark.weights.convert.gpt_keys as gpt_keys
+
+    src = tmp_path / "snap"
+    shutil.copytree(hf_snapshot, src)
+    config = json.loads((src / "config.json").read_text())
+    config[stage][key] = value
+    (src / "config.json").write_text(json.dumps(config))
+    # every stage is checked before the first is built, so nothing is built at all
+    monkeypatch.setattr(gpt_keys, "expected_shapes", lambda cls, cfg: pytest.fail(f"built a model of {cfg}"))
+    assert convert_command([str(src), str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert said in err and "does not fit its weights" in err and len(err.strip().splitlines()) == 1, err

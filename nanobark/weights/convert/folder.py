@@ -34,7 +34,7 @@ from filelock import FileLock
 
 from ...config import BarkConfig, CodecConfig, GPTConfig
 from ...files import MAX_SIDE_FILE, copy_bounded, read_json, write_atomic
-from ..checkpoint import FORMAT_VERSION, CheckpointError, read_meta, read_safetensors
+from ..checkpoint import FORMAT_VERSION, CheckpointError, read_meta, read_safetensors, size_problems
 from .codec_keys import codec_from_encodec, codec_from_transformers, encoder_from_encodec, encoder_from_transformers
 from .gpt_keys import HF_ARGS, SUNO_ARGS, suno_name, take_gpt, transformers_name
 from .source import ConversionError, Source
@@ -114,6 +114,8 @@ def from_transformers(state_dict, hf_config, origin):
         *(_gpt_config(hf_config.get(HF_CONFIG_KEYS[s], {}), s == "fine") for s in ("semantic", "coarse", "fine")),
         CodecConfig(),
     )
+    for s in ("semantic", "coarse", "fine"):  # before a model of the config's sizes is built (expected_shapes)
+        check_sizes(s, getattr(cfg, s), _hf_shapes(state_dict, HF_PREFIXES[s]), origin)
     src = Source(state_dict, origin)
     # the causal-mask buffers
     src.discard(lambda k: k.endswith(".attn.bias") and not k.startswith("codec_model."))
@@ -126,6 +128,33 @@ def from_transformers(state_dict, hf_config, origin):
     states["codec"] = codec_from_transformers(src, cfg.codec, prefix="codec_model.")
     src.finish()
     return cfg, states
+
+
+# transformers' names for the blocks size_problems counts -> nanobark's
+_HF_BLOCKS = (("layers.", "h."), ("position_embeds_layer.", "wpe."), ("input_embeds_layers.", "wtes."))
+
+
+def _hf_shapes(state_dict, prefix):
+    """{nanobark name: shape} of one stage's tensors in a transformers state dict (the names size_problems reads)."""
+    shapes = {}
+    for k, v in state_dict.items():
+        if k.startswith(prefix) and hasattr(v, "shape"):
+            name = k[len(prefix) :]
+            for theirs, ours in _HF_BLOCKS:
+                if name.startswith(theirs):
+                    name = ours + name[len(theirs) :]
+            shapes[name] = tuple(v.shape)
+    return shapes
+
+
+def check_sizes(stage, cfg, shapes, origin):
+    """A source config asking for more than its weights hold (10^6 layers) is refused before anything is built."""
+    problems = size_problems(stage, cfg, shapes)
+    if problems:
+        raise ConversionError(
+            f"the config of {origin} does not fit its weights ({stage}: {'; '.join(problems)}); "
+            "download the checkpoint again"
+        )
 
 
 def read_transformers(files):
@@ -186,6 +215,8 @@ def read_suno(src_dir, files):
         fine = stage == "fine"
         cfgs[stage] = _suno_config(ckpt["model_args"], fine)
         sd = {k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()}
+        shapes = {k.removeprefix("transformer."): tuple(v.shape) for k, v in sd.items() if hasattr(v, "shape")}
+        check_sizes(stage, cfgs[stage], shapes, path)
         src = Source(sd, path)
         src.discard(lambda k: k.endswith(".attn.bias"))  # causal-mask buffers of the non-flash path
         states[stage] = take_gpt(src, cfgs[stage], fine, suno_name)

@@ -318,8 +318,8 @@ MUTANTS = [
     M("bounded_any_file_type", "nanobark/files.py", "    if not stat.S_ISREG(st.st_mode):", "    if False:",
       "read_bounded reads devices and FIFOs: /dev/zero is read to the limit, a FIFO hangs",
       ("tests/test_files.py::test_read_bounded_refuses_devices_fifos_and_oversized_files_with_one_line",)),
-    M("bounded_reads_it_all", "nanobark/files.py", "        while size <= limit:", "        while True:",
-      "an over-limit file is read to its end before it is refused",
+    M("bounded_reads_it_all", "nanobark/files.py", "chunk = f.read(min(CHUNK, limit + 1 - size))",
+      "chunk = f.read(CHUNK)", "read_bounded reads whole chunks past its limit (a 1 GB chunk would be read whole)",
       ("tests/test_files.py::test_read_bounded_reads_at_most_one_byte_past_its_limit",)),
     M("bounded_limit_refused", "nanobark/files.py", "    if size > limit:", "    if size >= limit:",
       "a file of exactly the limit is refused",
@@ -351,6 +351,12 @@ MUTANTS = [
       "    problems = size_problems(stage, cfg, shapes)\n", "    problems = []\n",
       "a source config.json asking for 10^6 layers is built (on the meta device) before anything is checked",
       ("tests/test_convert.py::test_a_source_config_asking_for_more_than_its_weights_is_refused_before_building",)),
+    M("audio_cost_in_seconds", AUDIO, "if (f.frames - start) * f.channels > MAX_SAMPLES:",
+      "if (f.frames - start) > MAX_SAMPLES:", "a recording is bounded in frames, not samples: 1024 channels pass",
+      (AUDIO_TESTS + "::test_a_recording_that_would_decode_to_gigabytes_is_refused_from_its_header",)),
+    M("audio_any_rate", AUDIO, "if f.samplerate > MAX_RATE:", "if False:",
+      "a 240 MHz recording is read: 30 s of it is the whole sparse file",
+      ("tests/test_cli.py::test_a_recording_that_would_decode_to_gigabytes_is_a_usage_error_before_loading",)),
 ]
 # fmt: on
 

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import time
@@ -256,3 +257,16 @@ def endless_inputs(folder, name, oversized):
             os.symlink(f"/dev/{kind}", path)
         out.append((kind, path))
     return out
+
+
+def sparse_wav(path, rate, channels, frames):
+    """An 8-bit PCM WAV of `frames` x `channels` samples at `rate` Hz that costs nothing on disk (a sparse file),
+    as a recording that asks for gigabytes of float32 once decoded; its last sample is not silence."""
+    n = frames * channels
+    fmt = struct.pack("<IHHIIHH", 16, 1, channels, rate, (rate * channels) & 0xFFFFFFFF, channels, 8)
+    with open(path, "wb") as f:
+        f.write(b"RIFF" + struct.pack("<I", (36 + n) & 0xFFFFFFFF) + b"WAVE" + b"fmt " + fmt)
+        f.write(b"data" + struct.pack("<I", n))
+        f.seek(44 + n - 1)
+        f.write(b"\x90")
+    return str(path)

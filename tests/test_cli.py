@@ -575,3 +575,17 @@ def test_a_text_file_of_a_million_four_byte_characters_is_read_whole(tmp_path):
     (tmp_path / "wide.txt").write_text("\U0001f600" * MAX_TEXT_CHARS, encoding="utf-8")
     args = parse_speak(["--file", str(tmp_path / "wide.txt"), "--model", "suno/bark-small"])
     assert len(args.text) == MAX_TEXT_CHARS
+
+
+def test_a_recording_that_would_decode_to_gigabytes_is_a_usage_error_before_loading(tmp_path, no_loading, capsys):
+    """--voice with a sparse 240 MHz or 1024-channel WAV: exit 2, one line, from the header (issue 18, S5)."""
+    from helpers import sparse_wav
+
+    for rate, channels, frames, said in [
+        (240_000_000, 1, 288_000_000, "sample rate of 240,000,000 Hz, over 384,000"),
+        (48_000, 1024, 1_440_000, "of 1024 channels, over 92,160,000 samples"),
+    ]:
+        voice = sparse_wav(tmp_path / f"{rate}-{channels}.wav", rate, channels, frames)
+        argv = ["Hello", "--voice", voice, "--model", "suno/bark-small", "--out", str(tmp_path / "o.wav")]
+        err = usage_error(argv, capsys)
+        assert said in err and voice in err, err

@@ -369,3 +369,40 @@ def test_a_source_config_asking_for_more_than_its_weights_is_refused_before_buil
     assert convert_command([str(src), str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert said in err and "does not fit its weights" in err and len(err.strip().splitlines()) == 1, err
+
+
+# ---- issue 18 (S7): a pickled tensor is bounded by its element count, not its storage
+
+
+@pytest.mark.parametrize(
+    "view",
+    [
+        lambda: torch.zeros(1).expand(32768, 8192),  # stride 0: 1 GiB converted, 4 bytes stored
+        lambda: torch.zeros(3).as_strided((4096, 4096), (0, 0)),
+        lambda: torch.zeros(2, 1).expand(2, 1 << 20),  # one axis expanded
+    ],
+)
+def test_a_pickled_tensor_that_views_fewer_elements_than_it_has_is_refused(view, tmp_path):
+    from nanobark.weights.convert.folder import read_tensors
+
+    torch.save({"model": {"w": view(), "ok": torch.ones(3)}}, tmp_path / "bomb.pt")
+    assert (tmp_path / "bomb.pt").stat().st_size < 10_000  # a few KB, gigabytes once .contiguous()
+    with pytest.raises(ConversionError, match=r"model\.w of shape .* is a view of \d+ stored bytes"):
+        read_tensors(str(tmp_path / "bomb.pt"))
+    torch.save({"w": torch.arange(12.0).view(3, 4)[:, :2], "t": torch.ones(4, 2).t()}, tmp_path / "ok.pt")
+    assert read_tensors(str(tmp_path / "ok.pt"))["w"].shape == (3, 2)  # slices and transposes are fine
+
+
+def test_a_snapshot_of_expanded_tensors_is_refused_by_the_command_before_converting(
+    hf_bark, hf_snapshot, tmp_path, capsys
+):
+    """Before: a 41 KB pytorch_model.bin of expanded views converted into 2.6 GB (S7)."""
+    src = tmp_path / "snap"
+    src.mkdir()
+    shutil.copy(os.path.join(hf_snapshot, "config.json"), src)
+    views = {k: torch.zeros(1, dtype=v.dtype).expand(v.shape) for k, v in hf_bark.state_dict().items()}
+    torch.save(views, src / "pytorch_model.bin")
+    assert convert_command([str(src), str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "pytorch_model.bin: tensor" in err and "expanded tensor" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()

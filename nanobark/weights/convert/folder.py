@@ -74,7 +74,11 @@ def read_tensors(path):
         if path.endswith(".safetensors"):
             return read_safetensors(path)
         with torch.serialization.safe_globals(_NUMPY_GLOBALS):
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+            loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+        _check_views(loaded, path)
+        return loaded
+    except ConversionError:
+        raise
     except CheckpointError as e:
         raise ConversionError(f"{e}; delete it and download it again") from None
     except pickle.UnpicklingError as e:
@@ -88,6 +92,24 @@ def read_tensors(path):
             f"cannot read {path}: the file is corrupt or truncated ({type(e).__name__}: "
             f"{str(e).splitlines()[0] if str(e) else ''}). Delete it and download it again."
         ) from None
+
+
+def _check_views(obj, path, name=""):
+    """A pickled tensor may be a view (size, stride) of far fewer stored elements: zeros(1).expand(32768, 8192)
+    is a few bytes in the file and 1 GB once converted. Every tensor must hold no more elements than it stores."""
+    if isinstance(obj, torch.Tensor):
+        stored = obj.untyped_storage().nbytes()
+        if obj.numel() * obj.element_size() > stored:
+            raise ConversionError(
+                f"{path}: tensor {name or '?'} of shape {tuple(obj.shape)} is a view of {stored} stored bytes (an "
+                "expanded tensor) that conversion would make whole; use the official checkpoint files"
+            )
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            _check_views(v, path, f"{name}.{k}" if name else str(k))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _check_views(v, path, f"{name}[{i}]")
 
 
 def _gpt_config(d, fine):

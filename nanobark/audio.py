@@ -26,6 +26,9 @@ MAX_SECONDS = 30.0  # the tail of a longer recording that is read; Bark only use
 MIN_SECONDS = 1.0  # below ~0.83 s the coarse stage's 1.5-frames-per-token assert fails
 ADVISED_SECONDS = (3.0, 30.0)  # warn outside this; the community advises 5-12 s of clean speech
 MAX_PHASES = 10**6  # orig * new after dividing by their gcd: 44.1 kHz -> 24 kHz is 147 * 80, 11.025 kHz 147 * 320
+# what a recording may cost is counted in samples, not seconds: at 240 MHz or with 1024 channels, 30 s is GBs
+MAX_RATE = 384_000  # the highest rate audio interfaces record at
+MAX_SAMPLES = 92_160_000  # frames x channels read: 30 s of 64 channels at 48 kHz (8 at 384 kHz), 370 MB of float32
 SILENCE_RMS = 1e-4  # -80 dBFS, about 3 steps of 16-bit audio: below it there is nothing to clone
 ZEROS, ROLLOFF = 6, 0.99  # torchaudio's defaults: lowpass_filter_width and rolloff
 
@@ -134,10 +137,18 @@ def _read_file(path, keep, rate):
                 raise AudioError(
                     f"{name} holds no audio ({f.frames} frames, {f.channels} channels); record or export the clip again"
                 )
-            if keep is None:
-                start = 0
-            else:  # seek past the part that is not used: a long recording is never read whole
-                start, _ = tail_start(f.frames, keep, f.samplerate, rate)
+            if f.samplerate > MAX_RATE:
+                raise AudioError(
+                    f"{name} has a sample rate of {f.samplerate:,} Hz, over {MAX_RATE:,}; convert it to a common "
+                    f"rate first (ffmpeg -i '{name}' -ar 48000 clip.wav)"
+                )
+            start = 0 if keep is None else tail_start(f.frames, keep, f.samplerate, rate)[0]
+            if (f.frames - start) * f.channels > MAX_SAMPLES:  # checked from the header, before reading
+                raise AudioError(
+                    f"{name}: the part used holds {f.frames - start:,} frames of {f.channels} channels, over "
+                    f"{MAX_SAMPLES:,} samples; use a mono or stereo clip of at most 30 s"
+                )
+            if start:  # past the part that is not used: a long recording is never read whole
                 f.seek(start)
             data = f.read(dtype="float32", always_2d=True)  # int16 / int24 / int32 PCM scaled to [-1, 1)
             return data, f.samplerate, f.frames / f.samplerate, start

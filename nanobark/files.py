@@ -8,6 +8,7 @@ host such as a server): the kernel applies it when we create the temporary file 
 mode it gave (as huggingface_hub's _chmod_and_move does). Whole folders: weights.convert.atomic_folder.
 """
 
+import json
 import os
 import re
 import secrets
@@ -64,3 +65,56 @@ def same_file(a, b):
         return os.path.samefile(a, b)
     except (OSError, ValueError):  # a missing file; a NUL in a name
         return False
+
+
+MB = 1 << 20
+MAX_SIDE_FILE = 32 * MB  # a config, vocabulary, index or voice preset beside the weights (the largest: ~3 MB)
+CHUNK = MB  # read in chunks: a signal (SIGTERM, Ctrl-C) is handled between two reads
+
+
+class NotAFileError(OSError):
+    """An input that is not a regular file (a device, a pipe, a folder), or larger than it can be."""
+
+
+def read_bounded(path, limit, what):
+    """The bytes of the regular file at `path` (links followed), at most `limit` of them.
+
+    What an input may cost is bounded by its size, not by its name: /dev/zero, a FIFO, or a symlink to a
+    device named config.json would be read (or copied) without end. Anything but a regular file is refused,
+    and at most limit + 1 bytes are read, so a larger file is refused without reading it all (NotAFileError,
+    an OSError, naming `what`); a missing file raises the OSError open gives."""
+    path = os.fspath(path)
+    _regular(os.stat(path), path, what)  # before open: opening a FIFO blocks until a writer comes
+    chunks, size = [], 0
+    with open(path, "rb") as f:
+        _regular(os.fstat(f.fileno()), path, what)  # swapped for something else since the stat
+        while size <= limit:
+            chunk = f.read(min(CHUNK, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    if size > limit:
+        raise NotAFileError(f"{what} {path} is larger than {limit / MB:.3g} MB; check that it is the right file")
+    return b"".join(chunks)
+
+
+def _regular(st, path, what):
+    if not stat.S_ISREG(st.st_mode):
+        raise NotAFileError(f"{what} {path} is not a regular file (a device, a pipe or a folder); give a file")
+
+
+def copy_bounded(src, dst, limit, what):
+    """Copy the regular file `src` (read_bounded: at most `limit` bytes) to `dst`, atomically."""
+    data = read_bounded(src, limit, what)
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+    return write_atomic(dst, write)
+
+
+def read_json(path, what, limit=MAX_SIDE_FILE):
+    """The JSON document in the regular file at `path` (read_bounded); ValueError when it is not JSON."""
+    return json.loads(read_bounded(path, limit, what))

@@ -4,7 +4,6 @@ Suno tokenizes with transformers' slow Python `BertTokenizer("bert-base-multilin
 pipeline is rebuilt here on the `tokenizers` library, step for step, so the ids match it exactly.
 """
 
-import json
 import os
 import re
 import unicodedata
@@ -14,6 +13,7 @@ import numpy as np
 from tokenizers import Tokenizer as _Backend
 from tokenizers import models, normalizers, pre_tokenizers
 
+from .files import MAX_SIDE_FILE, read_bounded, read_json
 from .layout import TEXT_LENGTH, TEXT_OFFSET, TEXT_PAD
 
 MAX_TEXT_CHARS = 1_000_000  # a long book, and ~20 hours of speech; more is refused before any work
@@ -58,15 +58,17 @@ def match_slow_cleanup(text: str) -> str:
 
 def _read_vocab_txt(path):
     # one token per line, id = line number; like transformers' load_vocab, a repeated token keeps its last id
-    with open(path, encoding="utf-8") as f:
-        return {line.rstrip("\n"): i for i, line in enumerate(f)}
+    text = read_bounded(path, MAX_SIDE_FILE, "the vocabulary").decode("utf-8")
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")  # as a text-mode file reads lines
+    if lines[-1] == "":  # the newline that ends the last line
+        lines.pop()
+    return {line: i for i, line in enumerate(lines)}
 
 
 def _read_tokenizer_json(path):
     # only the vocabulary is taken: the pipeline is fixed below, because the Hub's tokenizer.json
     # (converted for the fast tokenizer) lacks the NFC step of the slow tokenizer Suno ran
-    with open(path, encoding="utf-8") as f:
-        model = json.load(f).get("model", {})
+    model = read_json(path, "the tokenizer").get("model", {})
     if model.get("type") != "WordPiece" or not isinstance(model.get("vocab"), dict):
         raise TextError(f"{path} is not a WordPiece (BERT) tokenizer; use the bert-base-multilingual-cased files")
     return model["vocab"]

@@ -7,14 +7,13 @@ so a bad voice fails here with its name instead of deep inside generation. Pickl
 """
 
 import difflib
-import json
 import os
 import zipfile
 from collections.abc import Mapping
 
 import numpy as np
 
-from .files import write_atomic
+from .files import read_json, write_atomic
 from .layout import CODEBOOK_SIZE, N_COARSE, N_FINE, SEMANTIC_VOCAB_SIZE, check_ids
 
 KEYS = ("semantic_prompt", "coarse_prompt", "fine_prompt")
@@ -223,8 +222,7 @@ def _safe_relpath(rel, source):
 def _read_hub_index(index_file):
     """speaker_embeddings_path.json -> {name: {key: relative .npy path}}; what is wrong with it names the file."""
     try:
-        with open(index_file, encoding="utf-8") as f:
-            table = json.load(f)
+        table = read_json(index_file, "the preset index")
     except (OSError, ValueError) as e:  # ValueError: not JSON, or not UTF-8
         raise VoiceError(f"{index_file} cannot be read as JSON ({e}); download it again with the model") from None
     if not isinstance(table, dict):

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import time
@@ -237,3 +238,35 @@ def usage_error(argv, capsys):
     assert e.value.code == 2, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     return err
+
+
+def endless_inputs(folder, name, oversized):
+    """Paths named `name` that a reader bounded by the name (not the cost) reads without end, or far too much:
+    a symlink to /dev/zero, a FIFO (no writer: opening it blocks), a symlink to /dev/urandom, and a sparse
+    regular file of `oversized` bytes (nothing on disk). -> [(what, path)]."""
+    out = []
+    for kind in ("zero", "fifo", "urandom", "oversized"):
+        path = os.path.join(folder, kind, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if kind == "fifo":
+            os.mkfifo(path)
+        elif kind == "oversized":
+            with open(path, "wb") as f:
+                f.truncate(oversized)
+        else:
+            os.symlink(f"/dev/{kind}", path)
+        out.append((kind, path))
+    return out
+
+
+def sparse_wav(path, rate, channels, frames):
+    """An 8-bit PCM WAV of `frames` x `channels` samples at `rate` Hz that costs nothing on disk (a sparse file),
+    as a recording that asks for gigabytes of float32 once decoded; its last sample is not silence."""
+    n = frames * channels
+    fmt = struct.pack("<IHHIIHH", 16, 1, channels, rate, (rate * channels) & 0xFFFFFFFF, channels, 8)
+    with open(path, "wb") as f:
+        f.write(b"RIFF" + struct.pack("<I", (36 + n) & 0xFFFFFFFF) + b"WAVE" + b"fmt " + fmt)
+        f.write(b"data" + struct.pack("<I", n))
+        f.seek(44 + n - 1)
+        f.write(b"\x90")
+    return str(path)

@@ -399,3 +399,32 @@ def test_a_clip_of_exactly_the_minimum_length_loads_and_one_sample_less_is_refus
             else:
                 with pytest.raises(AudioError, match=f"cloning needs at least {MIN_SECONDS:g} s"):
                     load_audio(audio, sample_rate)
+
+
+# ---- issue 18 (S5): a recording's cost is bounded in samples (rate x channels x seconds), not seconds
+
+
+BOMBS = [  # (rate, channels, frames, said): each 8 KB on disk, gigabytes of float32 once decoded
+    (240_000_000, 1, 288_000_000, "sample rate of 240,000,000 Hz"),
+    (2_136_000_000, 1, 2_136_000_000, "sample rate of 2,136,000,000 Hz"),
+    (48_000, 1024, 240_000, "240,000 frames of 1024 channels"),
+    (48_000, 1024, 1_440_000, "1,440,000 frames of 1024 channels"),
+    (384_000, 16, 30 * 384_000, "11,520,000 frames of 16 channels"),
+]
+
+
+@pytest.mark.parametrize("rate, channels, frames, said", BOMBS)
+def test_a_recording_that_would_decode_to_gigabytes_is_refused_from_its_header(rate, channels, frames, said, tmp_path):
+    """Before: 30 s at 240 MHz (or of 1024 channels) was read whole: 3.9 GB for a 288 MB sparse file."""
+    from helpers import sparse_wav
+
+    path = sparse_wav(tmp_path / "bomb.wav", rate, channels, frames)
+    with pytest.raises(AudioError, match=said):
+        load_clip(path)
+
+
+def test_a_high_rate_stereo_clip_under_the_sample_bound_still_loads(tmp_path):
+    from helpers import sparse_wav
+
+    wav24, wav16 = load_clip(sparse_wav(tmp_path / "hi.wav", 384_000, 2, 2 * 384_000))
+    assert wav24.shape[-1] == 2 * 24_000 and wav16.shape[-1] == 2 * 16_000

@@ -520,7 +520,7 @@ def test_usage_errors_exit_2_with_one_message(args, said, capsys):
 def test_an_endless_text_file_is_a_usage_error_not_a_full_memory(capsys):
     with pytest.raises(SystemExit) as e:
         parse_speak(["--file", "/dev/zero"])  # before: read until memory ran out
-    assert e.value.code == 2 and "the text is over 1,000,000 characters" in capsys.readouterr().err
+    assert e.value.code == 2 and "--file /dev/zero is not a regular file" in capsys.readouterr().err
 
 
 def test_unreadable_text_file_is_a_usage_error(tmp_path, capsys):
@@ -553,3 +553,39 @@ def test_failures_exit_with_one_line_and_a_traceback_only_with_debug(converted, 
     assert "Traceback" not in errs["plain"] and len(errs["plain"].strip().splitlines()) == 1
     assert "Traceback" in errs["debug"] and "CheckpointError: " in errs["debug"] and "coarse" in errs["debug"]
     assert not marker.exists() and sorted(os.listdir(tmp_path)) == ["damaged", "evil.npz", "payload.npy"]
+
+
+# ---- issue 18: --file is read with the one bounded reader (files.read_bounded)
+
+
+def test_an_endless_or_oversized_text_file_is_one_usage_line(tmp_path, capsys):
+    """--file /dev/zero, a FIFO (before: open() hung with no writer), a link to /dev/urandom, a 5 MB file."""
+    from helpers import endless_inputs
+
+    for kind, path in endless_inputs(str(tmp_path), "story.txt", oversized=5_000_000):
+        err = usage_error(["--file", path, "--model", "suno/bark-small"], capsys)
+        said = "larger than 3.81 MB" if kind == "oversized" else "not a regular file"
+        assert said in err and path in err, (kind, err)
+
+
+def test_a_text_file_of_a_million_four_byte_characters_is_read_whole(tmp_path):
+    """The byte limit is 4 bytes a character: the character limit still decides."""
+    from nanobark.tokenizer import MAX_TEXT_CHARS
+
+    (tmp_path / "wide.txt").write_text("\U0001f600" * MAX_TEXT_CHARS, encoding="utf-8")
+    args = parse_speak(["--file", str(tmp_path / "wide.txt"), "--model", "suno/bark-small"])
+    assert len(args.text) == MAX_TEXT_CHARS
+
+
+def test_a_recording_that_would_decode_to_gigabytes_is_a_usage_error_before_loading(tmp_path, no_loading, capsys):
+    """--voice with a sparse 240 MHz or 1024-channel WAV: exit 2, one line, from the header (issue 18, S5)."""
+    from helpers import sparse_wav
+
+    for rate, channels, frames, said in [
+        (240_000_000, 1, 288_000_000, "sample rate of 240,000,000 Hz, over 384,000"),
+        (48_000, 1024, 1_440_000, "of 1024 channels, over 92,160,000 samples"),
+    ]:
+        voice = sparse_wav(tmp_path / f"{rate}-{channels}.wav", rate, channels, frames)
+        argv = ["Hello", "--voice", voice, "--model", "suno/bark-small", "--out", str(tmp_path / "o.wav")]
+        err = usage_error(argv, capsys)
+        assert said in err and voice in err, err

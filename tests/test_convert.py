@@ -308,3 +308,101 @@ def test_atomic_folder_deletes_only_its_own_targets_leftovers(tmp_path):
     assert sorted(os.listdir(tmp_path)) == sorted([other, "model", "model.lock"])
     assert os.listdir(tmp_path / "model") == ["a"]
     atomic_folder(tmp_path / "model", lambda tmp: pytest.fail("written again"), keep=os.path.isdir)
+
+
+# ---- issue 18: a snapshot's config.json, vocabulary, index and presets are read and copied bounded (S8)
+
+
+@pytest.mark.parametrize(
+    "name", ["config.json", "vocab.txt", "speaker_embeddings_path.json", "speaker_embeddings/zz_semantic_prompt.npy"]
+)
+def test_a_snapshot_file_that_is_a_device_fifo_or_oversized_is_refused_by_name(name, hf_snapshot, tmp_path, capsys):
+    """Before: a config.json linked to /dev/zero was read until memory ran out; vocab.txt or a preset linked to
+    it was copied into the cache until its disk was full; a FIFO hung the conversion."""
+    from helpers import endless_inputs
+
+    for kind, bad in endless_inputs(str(tmp_path / "bad"), "f", oversized=33 << 20):
+        src = tmp_path / f"snap-{kind}"
+        shutil.copytree(hf_snapshot, src)
+        os.replace(bad, src / name)  # the link, the FIFO or the big file, under the snapshot file's name
+        assert convert_command([str(src), str(tmp_path / f"out-{kind}")]) == 1
+        err = capsys.readouterr().err
+        said = "larger than 32 MB" if kind == "oversized" else "not a regular file"
+        assert said in err and name.split("/")[-1] in err and len(err.strip().splitlines()) == 1, (kind, err)
+        assert not os.path.exists(tmp_path / f"out-{kind}")
+
+
+def test_read_meta_of_a_config_json_linked_to_a_device_is_not_a_conversion(converted, tmp_path):
+    out = tmp_path / "conv"
+    shutil.copytree(converted, out)
+    os.remove(out / "config.json")
+    os.symlink("/dev/zero", out / "config.json")  # before: json.load read /dev/zero to the end
+    assert read_meta(str(out)) is None and not is_current(str(out))
+
+
+# ---- issue 18 (S9): a source config.json is checked against its weights before anything is built
+
+
+@pytest.mark.parametrize(
+    "stage, key, value, said",
+    [
+        ("semantic_config", "num_layers", 10**6, "n_layer is 1000000"),
+        ("coarse_acoustics_config", "num_layers", 10**9, "n_layer is 1000000000"),
+        ("fine_acoustics_config", "hidden_size", 1 << 20, "n_embd is 1048576"),
+        ("semantic_config", "block_size", 10**7, "block_size is 10000000"),
+        ("fine_acoustics_config", "n_codes_total", 10**5, "n_codes_total is 100000"),
+    ],
+)
+def test_a_source_config_asking_for_more_than_its_weights_is_refused_before_building(
+    stage, key, value, said, hf_snapshot, tmp_path, capsys, monkeypatch
+):
+    """Before: 10^6 layers were built on the meta device from the source config (112 s, 2.4 GB, bad_alloc)."""
+    import nanobark.weights.convert.gpt_keys as gpt_keys
+
+    src = tmp_path / "snap"
+    shutil.copytree(hf_snapshot, src)
+    config = json.loads((src / "config.json").read_text())
+    config[stage][key] = value
+    (src / "config.json").write_text(json.dumps(config))
+    # every stage is checked before the first is built, so nothing is built at all
+    monkeypatch.setattr(gpt_keys, "expected_shapes", lambda cls, cfg: pytest.fail(f"built a model of {cfg}"))
+    assert convert_command([str(src), str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert said in err and "does not fit its weights" in err and len(err.strip().splitlines()) == 1, err
+
+
+# ---- issue 18 (S7): a pickled tensor is bounded by its element count, not its storage
+
+
+@pytest.mark.parametrize(
+    "view",
+    [
+        lambda: torch.zeros(1).expand(32768, 8192),  # stride 0: 1 GiB converted, 4 bytes stored
+        lambda: torch.zeros(3).as_strided((4096, 4096), (0, 0)),
+        lambda: torch.zeros(2, 1).expand(2, 1 << 20),  # one axis expanded
+    ],
+)
+def test_a_pickled_tensor_that_views_fewer_elements_than_it_has_is_refused(view, tmp_path):
+    from nanobark.weights.convert.folder import read_tensors
+
+    torch.save({"model": {"w": view(), "ok": torch.ones(3)}}, tmp_path / "bomb.pt")
+    assert (tmp_path / "bomb.pt").stat().st_size < 10_000  # a few KB, gigabytes once .contiguous()
+    with pytest.raises(ConversionError, match=r"model\.w of shape .* is a view of \d+ stored bytes"):
+        read_tensors(str(tmp_path / "bomb.pt"))
+    torch.save({"w": torch.arange(12.0).view(3, 4)[:, :2], "t": torch.ones(4, 2).t()}, tmp_path / "ok.pt")
+    assert read_tensors(str(tmp_path / "ok.pt"))["w"].shape == (3, 2)  # slices and transposes are fine
+
+
+def test_a_snapshot_of_expanded_tensors_is_refused_by_the_command_before_converting(
+    hf_bark, hf_snapshot, tmp_path, capsys
+):
+    """Before: a 41 KB pytorch_model.bin of expanded views converted into 2.6 GB (S7)."""
+    src = tmp_path / "snap"
+    src.mkdir()
+    shutil.copy(os.path.join(hf_snapshot, "config.json"), src)
+    views = {k: torch.zeros(1, dtype=v.dtype).expand(v.shape) for k, v in hf_bark.state_dict().items()}
+    torch.save(views, src / "pytorch_model.bin")
+    assert convert_command([str(src), str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "pytorch_model.bin: tensor" in err and "expanded tensor" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()

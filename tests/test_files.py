@@ -194,3 +194,56 @@ def test_save_voice_replaces_nothing_with_a_voice_that_does_not_read_back(tmp_pa
     with pytest.raises(OSError, match="cut short"):
         save_voice(path, rng.integers(0, 10000, 20), fine[:2], fine)
     assert os.listdir(tmp_path) == ["v.npz"] and open(path, "rb").read() == before
+
+
+# ---- issue 18: every input bounded by what it can cost, not by its name (read_bounded is the one owner)
+
+
+def test_read_bounded_refuses_devices_fifos_and_oversized_files_with_one_line(tmp_path):
+    from helpers import endless_inputs
+    from nanobark.files import NotAFileError, read_bounded
+
+    for kind, path in endless_inputs(str(tmp_path), "config.json", oversized=1001):
+        with pytest.raises(NotAFileError) as e:
+            read_bounded(path, 1000, "config.json")
+        said = "larger than" if kind == "oversized" else "not a regular file"
+        assert said in str(e.value) and path in str(e.value) and "\n" not in str(e.value), (kind, str(e.value))
+    with pytest.raises(NotAFileError, match="not a regular file"):
+        read_bounded("/dev/zero", 1000, "the manifest")  # a device by its own name
+    with pytest.raises(NotAFileError, match="not a regular file"):
+        read_bounded(str(tmp_path), 1000, "the manifest")  # a folder
+
+
+def test_read_bounded_reads_a_file_up_to_its_limit_whole_and_in_chunks(tmp_path, monkeypatch):
+    import nanobark.files as files
+
+    monkeypatch.setattr(files, "CHUNK", 7)  # several reads, so a signal is handled between two
+    data = bytes(range(256)) * 4
+    (tmp_path / "ok.bin").write_bytes(data)
+    assert files.read_bounded(str(tmp_path / "ok.bin"), len(data), "x") == data  # exactly the limit: read
+    with pytest.raises(files.NotAFileError, match="larger than"):
+        files.read_bounded(str(tmp_path / "ok.bin"), len(data) - 1, "x")
+    os.symlink(tmp_path / "ok.bin", tmp_path / "link.bin")  # a link to a regular file is a regular file
+    assert files.read_bounded(str(tmp_path / "link.bin"), len(data), "x") == data
+    with pytest.raises(FileNotFoundError):
+        files.read_bounded(str(tmp_path / "missing"), 10, "x")
+
+
+def test_read_bounded_reads_at_most_one_byte_past_its_limit(tmp_path, monkeypatch):
+    """An over-limit file is refused having read limit + 1 bytes, not the whole file."""
+    import io
+
+    import nanobark.files as files
+
+    asked = []
+
+    class Counting(io.FileIO):
+        def read(self, n=-1):
+            asked.append(n)
+            return super().read(n)
+
+    monkeypatch.setattr(files, "open", lambda path, mode: Counting(path, "r"), raising=False)
+    (tmp_path / "big").write_bytes(b"x" * 100_000)
+    with pytest.raises(files.NotAFileError):
+        files.read_bounded(str(tmp_path / "big"), 1000, "x")
+    assert asked and all(0 <= n <= 1001 for n in asked) and sum(asked) <= 1001, asked

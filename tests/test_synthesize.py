@@ -563,3 +563,25 @@ def test_a_finished_two_process_job_exits_0_every_time(converted, tmp_path):
         r = run(*TORCHRUN, "-m", "nanobark", *command(manifest, str(tmp_path / f"out{i}"), converted, "--quiet"))
         assert r.returncode == 0, f"run {i}: exit {r.returncode}\n{r.stderr[-2000:]}"
         assert "3 rows: 3 done, 0 failed" in r.stdout
+
+
+# ---- issue 18: a manifest is read with a size limit that holds for devices, FIFOs and links to them
+
+
+def test_an_endless_or_oversized_manifest_is_a_usage_error_before_loading(
+    converted, tmp_path, no_loading, capsys, monkeypatch
+):
+    """Before: `nanobark synthesize /dev/zero` (or a link to it) read until memory ran out, deaf to SIGTERM, and
+    a FIFO with no writer hung in open()."""
+    from helpers import endless_inputs
+    from nanobark.cli import manifest
+
+    monkeypatch.setattr(manifest, "MAX_MANIFEST_BYTES", 4096, raising=False)  # the oversized file: over it
+    out = str(tmp_path / "out")
+    inputs = [*endless_inputs(str(tmp_path), "corpus.jsonl", oversized=4097), ("device", "/dev/zero")]
+    for kind, path in inputs:
+        err = usage_error(command(path, out, converted), capsys)
+        said = "larger than" if kind == "oversized" else "not a regular file"
+        assert said in err and path in err, (kind, err)
+        with pytest.raises(ManifestError, match=said):  # the owner, from Python
+            read_manifest(path)

@@ -33,7 +33,7 @@ def convert(argv, prog="nanobark convert"):
         p.error(str(e))
     try:
         convert_folder(args.src, args.out)
-    except (ConversionError, FileNotFoundError) as e:
+    except (ConversionError, OSError) as e:  # OSError: a file refused by read_bounded, a full disk
         print(f"nanobark: error: {e}", file=sys.stderr)
         return 1
     print(f"converted {args.src} -> {args.out}")

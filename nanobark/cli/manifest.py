@@ -20,12 +20,14 @@ import math
 import os
 from typing import NamedTuple, Optional
 
+from ..files import NotAFileError, read_bounded
 from ..settings import Settings, check_seed
 from ..tokenizer import MAX_TEXT_CHARS, normalize_text
 
 # the per-row sampling settings, a column per Settings field: column -> (parse a CSV cell, Settings' check)
 SETTINGS = {f.name: (f.metadata["parse"], f.metadata["check"]) for f in dataclasses.fields(Settings)}
 COLUMNS = ("id", "text", "voice", "seed", "long", *SETTINGS)
+MAX_MANIFEST_BYTES = 256 << 20  # ~1 million rows of 250 characters; a larger corpus is split into manifests
 MAX_ID_BYTES = 200  # a file name is at most 255 bytes, and the atomic write's temporary name adds ~20
 BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False, "": None}
 
@@ -243,8 +245,9 @@ def _read(path):
             f"per line (jq -c '.[]' {name} > corpus.jsonl converts an array)"
         )
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        raw = read_bounded(path, MAX_MANIFEST_BYTES, "the manifest")
+    except NotAFileError as e:
+        raise ManifestError(str(e)) from None
     except OSError as e:
         raise ManifestError(f"cannot read {name}: {e.strerror or e}") from None
     try:

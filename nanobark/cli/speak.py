@@ -12,7 +12,7 @@ from dataclasses import replace
 import numpy as np
 
 from .. import __version__
-from ..files import same_file, write_atomic
+from ..files import read_bounded, same_file, write_atomic
 from ..layout import TEXT_LENGTH
 from ..longform import check_silence, generate_long, stream
 from ..settings import check_seed, defaults
@@ -158,8 +158,8 @@ def read_text(p, args):
     text = args.text
     try:
         if args.file:
-            with open(args.file, encoding="utf-8") as f:
-                text = f.read(MAX_TEXT_CHARS + 1)
+            # UTF-8 takes at most 4 bytes a character; the characters are counted below
+            text = read_bounded(args.file, 4 * MAX_TEXT_CHARS, "--file").decode("utf-8")
         elif text in (None, "-"):
             if sys.stdin is None or sys.stdin.isatty():
                 p.error("no text given: pass it as an argument, with --file, or on standard input")

@@ -8,7 +8,6 @@ shape and kind the model expects, so a damaged or tampered file fails with the n
 deep inside torch.
 """
 
-import json
 import os
 
 import torch
@@ -16,6 +15,7 @@ from safetensors import safe_open
 
 from ..codec import Codec, Encoder
 from ..config import BarkConfig, HubertConfig
+from ..files import read_json
 from ..fine import FineGPT
 from ..gpt import GPT
 from ..hubert import Hubert
@@ -36,8 +36,7 @@ def read_meta(path):
     """The config.json of a finished conversion at `path` as a dict (config.json is written last), else None.
     Its "format_version" (1 if absent) says which nanobark wrote it."""
     try:
-        with open(os.path.join(path, "config.json")) as f:
-            meta = json.load(f)
+        meta = read_json(os.path.join(path, "config.json"), "the model's config")
     except (OSError, ValueError):
         return None
     return meta if isinstance(meta, dict) and meta.get("format") == "nanobark" else None

@@ -18,6 +18,7 @@ import json
 import os
 import time
 
+from ..files import read_json
 from ..voices import PresetDownloadError, VoiceFileNotFoundError
 from .checkpoint import FORMAT_VERSION, HUBERT_FILE, QUANTIZER_FILE, read_meta
 from .convert.folder import atomic_folder, write_converted
@@ -50,8 +51,7 @@ def cache_root():
 def _stamp_of(path):
     """The source stamp a conversion at `path` was made from, or None."""
     try:
-        with open(os.path.join(path, SOURCE_STAMP)) as f:
-            return json.load(f)
+        return read_json(os.path.join(path, SOURCE_STAMP), "the source stamp")
     except (OSError, ValueError):
         return None
 

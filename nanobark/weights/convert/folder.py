@@ -33,8 +33,8 @@ import torch
 from filelock import FileLock
 
 from ...config import BarkConfig, CodecConfig, GPTConfig
-from ...files import write_atomic
-from ..checkpoint import FORMAT_VERSION, CheckpointError, read_meta, read_safetensors
+from ...files import MAX_SIDE_FILE, copy_bounded, read_json, write_atomic
+from ..checkpoint import FORMAT_VERSION, CheckpointError, read_meta, read_safetensors, size_problems
 from .codec_keys import codec_from_encodec, codec_from_transformers, encoder_from_encodec, encoder_from_transformers
 from .gpt_keys import HF_ARGS, SUNO_ARGS, suno_name, take_gpt, transformers_name
 from .source import ConversionError, Source
@@ -74,7 +74,11 @@ def read_tensors(path):
         if path.endswith(".safetensors"):
             return read_safetensors(path)
         with torch.serialization.safe_globals(_NUMPY_GLOBALS):
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+            loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+        _check_views(loaded, path)
+        return loaded
+    except ConversionError:
+        raise
     except CheckpointError as e:
         raise ConversionError(f"{e}; delete it and download it again") from None
     except pickle.UnpicklingError as e:
@@ -88,6 +92,24 @@ def read_tensors(path):
             f"cannot read {path}: the file is corrupt or truncated ({type(e).__name__}: "
             f"{str(e).splitlines()[0] if str(e) else ''}). Delete it and download it again."
         ) from None
+
+
+def _check_views(obj, path, name=""):
+    """A pickled tensor may be a view (size, stride) of far fewer stored elements: zeros(1).expand(32768, 8192)
+    is a few bytes in the file and 1 GB once converted. Every tensor must hold no more elements than it stores."""
+    if isinstance(obj, torch.Tensor):
+        stored = obj.untyped_storage().nbytes()
+        if obj.numel() * obj.element_size() > stored:
+            raise ConversionError(
+                f"{path}: tensor {name or '?'} of shape {tuple(obj.shape)} is a view of {stored} stored bytes (an "
+                "expanded tensor) that conversion would make whole; use the official checkpoint files"
+            )
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            _check_views(v, path, f"{name}.{k}" if name else str(k))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _check_views(v, path, f"{name}[{i}]")
 
 
 def _gpt_config(d, fine):
@@ -114,6 +136,8 @@ def from_transformers(state_dict, hf_config, origin):
         *(_gpt_config(hf_config.get(HF_CONFIG_KEYS[s], {}), s == "fine") for s in ("semantic", "coarse", "fine")),
         CodecConfig(),
     )
+    for s in ("semantic", "coarse", "fine"):  # before a model of the config's sizes is built (expected_shapes)
+        check_sizes(s, getattr(cfg, s), _hf_shapes(state_dict, HF_PREFIXES[s]), origin)
     src = Source(state_dict, origin)
     # the causal-mask buffers
     src.discard(lambda k: k.endswith(".attn.bias") and not k.startswith("codec_model."))
@@ -128,10 +152,39 @@ def from_transformers(state_dict, hf_config, origin):
     return cfg, states
 
 
+# transformers' names for the blocks size_problems counts -> nanobark's
+_HF_BLOCKS = (("layers.", "h."), ("position_embeds_layer.", "wpe."), ("input_embeds_layers.", "wtes."))
+
+
+def _hf_shapes(state_dict, prefix):
+    """{nanobark name: shape} of one stage's tensors in a transformers state dict (the names size_problems reads)."""
+    shapes = {}
+    for k, v in state_dict.items():
+        if k.startswith(prefix) and hasattr(v, "shape"):
+            name = k[len(prefix) :]
+            for theirs, ours in _HF_BLOCKS:
+                if name.startswith(theirs):
+                    name = ours + name[len(theirs) :]
+            shapes[name] = tuple(v.shape)
+    return shapes
+
+
+def check_sizes(stage, cfg, shapes, origin):
+    """A source config asking for more than its weights hold (10^6 layers) is refused before anything is built."""
+    problems = size_problems(stage, cfg, shapes)
+    if problems:
+        raise ConversionError(
+            f"the config of {origin} does not fit its weights ({stage}: {'; '.join(problems)}); "
+            "download the checkpoint again"
+        )
+
+
 def read_transformers(files):
     """A transformers-layout snapshot's {name: path} -> (BarkConfig, {stage: state dict})."""
-    with open(files["config.json"]) as f:
-        hf_config = json.load(f)
+    try:
+        hf_config = read_json(files["config.json"], "the model's config")
+    except ValueError as e:  # an OSError (missing, a device, too large) says so itself
+        raise ConversionError(f"{files['config.json']} is not JSON ({e}); download it again") from None
     weights = [files[name] for name in ("model.safetensors", "pytorch_model.bin") if name in files]
     if not weights:
         raise ConversionError(
@@ -184,6 +237,8 @@ def read_suno(src_dir, files):
         fine = stage == "fine"
         cfgs[stage] = _suno_config(ckpt["model_args"], fine)
         sd = {k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()}
+        shapes = {k.removeprefix("transformer."): tuple(v.shape) for k, v in sd.items() if hasattr(v, "shape")}
+        check_sizes(stage, cfgs[stage], shapes, path)
         src = Source(sd, path)
         src.discard(lambda k: k.endswith(".attn.bias"))  # causal-mask buffers of the non-flash path
         states[stage] = take_gpt(src, cfgs[stage], fine, suno_name)
@@ -290,7 +345,7 @@ def write_converted(src, out_dir, cfg=None, states=None):
         )
     for name in EXTRA_FILES:
         if name in files:
-            write_atomic(os.path.join(out_dir, name), lambda tmp: shutil.copyfile(files[name], tmp))
+            copy_bounded(files[name], os.path.join(out_dir, name), MAX_SIDE_FILE, "the model file")
     if os.path.isdir(files.get("speaker_embeddings", "")):
         _copy_folder(files["speaker_embeddings"], os.path.join(out_dir, "speaker_embeddings"))
     # "encoder": whether encoder.safetensors was written (a cache converted before there was one gets one)
@@ -307,7 +362,7 @@ def _copy_folder(src, dst):
         out = os.path.join(dst, os.path.relpath(folder, src))
         os.makedirs(out, exist_ok=True)
         for f in files:
-            shutil.copyfile(os.path.join(folder, f), os.path.join(out, f))
+            copy_bounded(os.path.join(folder, f), os.path.join(out, f), MAX_SIDE_FILE, "the voice preset")
 
 
 def _write_text(path, text):

@@ -8,6 +8,7 @@ host such as a server): the kernel applies it when we create the temporary file 
 mode it gave (as huggingface_hub's _chmod_and_move does). Whole folders: weights.convert.atomic_folder.
 """
 
+import errno
 import json
 import os
 import re
@@ -15,6 +16,7 @@ import secrets
 import stat
 
 TEMP_FILE = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")  # write_atomic's temporary names: .NAME.HEX12.tmp
+FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)  # no space left, file too large (a quota, RLIMIT_FSIZE), quota
 
 
 def write_atomic(path, write, check=None):
@@ -31,9 +33,15 @@ def write_atomic(path, write, check=None):
     mode = stat.S_IMODE(os.fstat(fd).st_mode)
     os.close(fd)
     try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        try:
+            write(tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        except Exception as e:  # a writer in another language (safetensors) only says "os error 28" in its text
+            code = getattr(e, "errno", None) or next((c for c in FULL if f"os error {c})" in str(e)), None)
+            if code in FULL:
+                raise cut_short(path, str(e), code) from e
+            raise
         missing = check(tmp) if check is not None else None
         if missing is not None:
             raise cut_short(path, missing)
@@ -45,9 +53,11 @@ def write_atomic(path, write, check=None):
     return path
 
 
-def cut_short(path, missing):
-    """The error for a write that a full disk cut short, though the writer returned without one."""
-    return OSError(f"writing {path} was cut short ({missing}); is the disk full? Free some space and run again")
+def cut_short(path, missing, code=errno.ENOSPC):
+    """The one error for a write that a full disk cut short, whether the writer said so or not."""
+    error = OSError(f"writing {path} was cut short ({missing}); is the disk full? Free some space and run again")
+    error.errno = code
+    return error
 
 
 def remove_temp_files(folder):

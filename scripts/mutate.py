@@ -314,6 +314,9 @@ MUTANTS = [
     M("h18_out_no_input_check", "nanobark/cli/speak.py", "        check_not_an_input(out, inputs)\n", "",
       "the speak command writes --out over the recording it clones",
       ("tests/test_cli.py::test_out_that_is_the_recording_being_cloned_is_refused",)),
+    M("h18_full_disk_unnamed", "nanobark/files.py", "            if code in FULL:\n", "            if False:\n",
+      "a full disk in a conversion's stage files is reported as the writer's raw error, naming no disk",
+      ("tests/test_reliability.py::test_a_full_disk_anywhere_in_a_conversion_is_one_line_and_nothing_finished",)),
     # ---- issue 18 bounded inputs (none reads /dev/zero unbounded: a mutant must not fill the memory or disk)
     M("bounded_any_file_type", "nanobark/files.py", "    if not stat.S_ISREG(st.st_mode):", "    if False:",
       "read_bounded reads devices and FIFOs: /dev/zero is read to the limit, a FIFO hangs",

@@ -183,3 +183,24 @@ def test_same_seed_gives_identical_bytes_in_two_processes(converted, tmp_path):
     assert first == second
     audio, _ = soundfile.read(outs[0])
     assert len(audio) > 0 and audio.std() > 0  # real audio, not silence that any seed would give
+
+
+FULL_DISK_CONVERT = """
+import resource, signal, sys
+sys.path.insert(0, sys.argv[1])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[4]), resource.RLIM_INFINITY))
+from nanobark.cli import main
+sys.exit(main(["convert", sys.argv[2], sys.argv[3]]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("limit", [4096, 200_000])  # in the first stage file; later, in another one
+def test_a_full_disk_anywhere_in_a_conversion_is_one_line_and_nothing_finished(limit, hf_snapshot, tmp_path):
+    out = tmp_path / "out"
+    r = run("-c", FULL_DISK_CONVERT, ROOT, hf_snapshot, out, str(limit))
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("nanobark: error: "), r.stderr
+    assert "disk" in r.stderr, r.stderr  # names the likely cause
+    assert not out.exists() and os.listdir(tmp_path) == ["out.lock"]  # nothing finished, no temporary folder

@@ -7,7 +7,9 @@ so a bad voice fails here with its name instead of deep inside generation. Pickl
 """
 
 import difflib
+import math
 import os
+import tokenize
 import zipfile
 from collections.abc import Mapping
 
@@ -82,16 +84,49 @@ def validate_voice(prompt, name="voice") -> dict:
     return {"semantic_prompt": semantic, "coarse_prompt": coarse, "fine_prompt": fine}
 
 
+def _check_header(f, size, path):
+    """Refuse a .npy header (of an array stored in `size` bytes) that declares more data than it holds:
+    numpy allocates the declared shape before reading, so a few-KB file could ask for terabytes."""
+    if f.read(len(np.lib.format.MAGIC_PREFIX)) != np.lib.format.MAGIC_PREFIX:
+        return  # not an array: np.load says what it is
+    version = tuple(f.read(2))
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    try:
+        shape, _, dtype = read(f)
+    except (ValueError, SyntaxError, tokenize.TokenError, EOFError) as e:
+        raise VoiceError(f"{path} has an array header that cannot be parsed ({e}); make the voice file again") from None
+    if math.prod(shape) * dtype.itemsize > size - f.tell():
+        raise VoiceError(
+            f"{path} has an array header declaring shape {shape} of {dtype}, more than the file holds; "
+            "make the voice file again"
+        )
+
+
+def _check_headers(path):
+    """Check the header of the .npy file, or of every member of the .npz, before numpy reads any."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                with z.open(info) as f:
+                    _check_header(f, info.file_size, path)
+    else:
+        with open(path, "rb") as f:
+            _check_header(f, os.fstat(f.fileno()).st_size, path)
+
+
 def _np_load(path):
     """np.load with pickles refused: a .npz gives a dict of arrays, a .npy one array."""
     if not os.path.isfile(path):
         raise VoiceFileNotFoundError(f"voice file {path} not found; check the path or the preset name")
     try:
+        _check_headers(path)
         data = np.load(path, allow_pickle=False)
         if isinstance(data, np.lib.npyio.NpzFile):
             with data:
                 return {k: data[k] for k in data.files}
         return data
+    except VoiceError:
+        raise
     except ValueError:  # numpy's refusal of a pickle or an object array: never retry with pickles on
         raise VoiceError(
             f"{path} holds pickled data or is not a numpy file; a voice file holds plain integer "

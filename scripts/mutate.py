@@ -364,6 +364,11 @@ MUTANTS = [
     M("audio_any_rate", AUDIO, "if f.samplerate > MAX_RATE:", "if False:",
       "a 240 MHz recording is read: 30 s of it is the whole sparse file",
       ("tests/test_cli.py::test_a_recording_that_would_decode_to_gigabytes_is_a_usage_error_before_loading",)),
+    # ---- issue 18 classes 4 and 5
+    M("voice_headers_unchecked", "nanobark/voices.py", "        _check_headers(path)\n", "",
+      "a voice .npz whose member header declares terabytes is allocated: MemoryError escapes VoiceError",
+      ("tests/test_voices.py::test_forged_member_headers_are_refused_before_allocating",
+       "tests/test_cli.py::test_a_voice_file_with_a_forged_header_is_a_usage_error_before_loading")),
 ]
 # fmt: on
 

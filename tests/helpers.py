@@ -15,6 +15,7 @@ import struct
 import subprocess
 import sys
 import time
+import zipfile
 
 import numpy as np
 import pytest
@@ -270,3 +271,21 @@ def sparse_wav(path, rate, channels, frames):
         f.seek(44 + n - 1)
         f.write(b"\x90")
     return str(path)
+
+
+def forged_npz(path, header):
+    """v2/en_speaker_6 as an .npz whose fine_prompt member has the raw .npy `header` (bytes) and 64 data bytes."""
+    npz_voice(path)
+    with zipfile.ZipFile(path) as z:
+        members = {name: z.read(name) for name in z.namelist()}
+    members["fine_prompt.npy"] = header + bytes(64)
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return str(path)
+
+
+def npy_header(text):
+    """A version 1.0 .npy header holding `text`, padded as numpy pads it."""
+    text = text.ljust(117) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text.encode("latin1")

@@ -19,7 +19,9 @@ from helpers import (
     HANG,
     ROOT,
     MakesFile,
+    forged_npz,
     has_loaded,
+    npy_header,
     npz_voice,
     python,
     references,
@@ -589,3 +591,12 @@ def test_a_recording_that_would_decode_to_gigabytes_is_a_usage_error_before_load
         argv = ["Hello", "--voice", voice, "--model", "suno/bark-small", "--out", str(tmp_path / "o.wav")]
         err = usage_error(argv, capsys)
         assert said in err and voice in err, err
+
+
+def test_a_voice_file_with_a_forged_header_is_a_usage_error_before_loading(tmp_path, no_loading, capsys):
+    huge = forged_npz(
+        tmp_path / "huge.npz", npy_header("{'descr': '<i8', 'fortran_order': False, 'shape': (68719476736,)}")
+    )
+    assert f"{huge} has an array header declaring" in usage_error(["Hi", "--voice", huge], capsys)  # was exit 1
+    code = forged_npz(tmp_path / "code.npz", npy_header("{'descr': __import__("))
+    assert f"{code} has an array header that cannot be parsed" in usage_error(["Hi", "--voice", code], capsys)

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 import nanobark.cli as cli
-from helpers import HANG, VOCAB, leftovers, python, run, usage_error, wait_for
+from helpers import HANG, VOCAB, forged_npz, leftovers, npy_header, python, run, usage_error, wait_for
 from nanobark import Bark, generate_long
 from nanobark.cli.corpus import read_jsonl
 from nanobark.cli.manifest import ManifestError, read_manifest
@@ -585,3 +585,13 @@ def test_an_endless_or_oversized_manifest_is_a_usage_error_before_loading(
         assert said in err and path in err, (kind, err)
         with pytest.raises(ManifestError, match=said):  # the owner, from Python
             read_manifest(path)
+
+
+def test_a_voice_file_with_a_forged_header_fails_its_row_only(converted, tmp_path, no_loading, capsys):
+    forged_npz(tmp_path / "huge.npz", npy_header("{'descr': '<i8', 'fortran_order': False, 'shape': (68719476736,)}"))
+    manifest = write_manifest(str(tmp_path), [{"id": "a", "text": "Hi", "voice": "huge.npz"}, {"id": "b"}])
+    out = str(tmp_path / "out")
+    assert cli.main(command(manifest, out, converted)) == 1  # was an abort before the summary (MemoryError)
+    captured = capsys.readouterr()
+    assert "2 rows: 0 done, 2 failed, 0 skipped" in captured.out
+    assert "huge.npz has an array header declaring" in captured.err

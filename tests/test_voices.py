@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import npz_voice, references
+from helpers import forged_npz, npy_header, npz_voice, references
 from nanobark.voices import (
     KEYS,
     PresetIndex,
@@ -351,3 +351,16 @@ def test_find_voice_s_one_order_preset_then_recording_then_file(tmp_path):
 def test_hostile_voice_files_are_rejected_by_name(changes, said, tmp_path):
     with pytest.raises(VoiceError, match=f"v.npz: {said}"):
         load_voice(npz_voice(tmp_path / "v.npz", **changes))
+
+
+def test_forged_member_headers_are_refused_before_allocating(tmp_path):
+    huge = npy_header("{'descr': '<i8', 'fortran_order': False, 'shape': (8, 68719476736), }")
+    with pytest.raises(VoiceError, match=r"huge.npz has an array header declaring shape \(8, 68719476736\)"):
+        load_voice(forged_npz(tmp_path / "huge.npz", huge))
+    code = npy_header("{'descr': __import__(")
+    with pytest.raises(VoiceError, match="code.npz has an array header that cannot be parsed"):
+        load_voice(forged_npz(tmp_path / "code.npz", code))
+    # the same headers as a whole .npy file
+    (tmp_path / "huge.npy").write_bytes(huge + bytes(64))
+    with pytest.raises(VoiceError, match="huge.npy has an array header declaring"):
+        load_voice(str(tmp_path / "huge.npy"))

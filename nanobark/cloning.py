@@ -17,9 +17,9 @@ import os
 import numpy as np
 import torch
 
-from .audio import load_clip
+from .audio import HUBERT_RATE, load_clip, resampled_length
 from .device import check_device
-from .layout import COARSE_RATE_HZ, N_COARSE, SEMANTIC_HISTORY, SEMANTIC_RATE_HZ
+from .layout import COARSE_RATE_HZ, N_COARSE, SAMPLE_RATE, SEMANTIC_HISTORY, SEMANTIC_RATE_HZ
 from .progress import progress_bar
 from .voices import validate_voice
 from .weights.checkpoint import load_encoder, load_hubert, load_quantizer
@@ -53,6 +53,25 @@ def clone(wav24, wav16, encoder, hubert, quantizer):
     return prompt_from_tokens(semantic.cpu().numpy(), codes.cpu().numpy())
 
 
+def check_clip(clip, sample_rate=None):
+    """The (24 kHz (L24,), 16 kHz (L16,)) pair load_clip returns, checked: a pair is never resampled, so a
+    sample_rate with it, or two channels of one recording passed as a pair, is refused here."""
+    if sample_rate is not None:
+        raise ValueError(
+            f"sample_rate={sample_rate} came with a tuple, the (24 kHz, 16 kHz) pair load_clip returns, which is "
+            "never resampled; pass sample_rate only with one array of samples"
+        )
+    ok = len(clip) == 2 and all(
+        isinstance(x, torch.Tensor) and x.ndim == 1 and x.is_floating_point() and bool(x.isfinite().all()) for x in clip
+    )
+    if not ok or len(clip[1]) != resampled_length(len(clip[0]), SAMPLE_RATE, HUBERT_RATE):
+        raise ValueError(
+            "a tuple is the (24 kHz, 16 kHz) pair audio.load_clip returns: two 1-D finite float tensors of "
+            "lengths L and ceil(L * 2 / 3); pass the recording or an array of samples with its sample_rate instead"
+        )
+    return clip
+
+
 def clone_voice(model, audio, sample_rate=None, quantizer=None, hubert=None, device=None, progress=False):
     """A recording of someone speaking -> a voice dict (semantic_prompt, coarse_prompt, fine_prompt).
 
@@ -64,7 +83,7 @@ def clone_voice(model, audio, sample_rate=None, quantizer=None, hubert=None, dev
     (hub.cloning_weights); `quantizer` and `hubert` may name other files or folders (e.g. a quantizer
     trained for another language: the default one is English).
     """
-    wav24, wav16 = audio if isinstance(audio, tuple) else load_clip(audio, sample_rate)  # checked first
+    wav24, wav16 = check_clip(audio, sample_rate) if isinstance(audio, tuple) else load_clip(audio, sample_rate)
     bar = progress_bar("cloning", "steps") if progress else lambda done, total: None
     path = resolve(os.fspath(model))[0]  # a converted folder as it is; a Hub id or snapshot: converted once
     hubert_dir, quantizer_dir = cloning_weights(quantizer, hubert)  # downloaded and converted once

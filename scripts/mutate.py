@@ -369,6 +369,10 @@ MUTANTS = [
       "a voice .npz whose member header declares terabytes is allocated: MemoryError escapes VoiceError",
       ("tests/test_voices.py::test_forged_member_headers_are_refused_before_allocating",
        "tests/test_cli.py::test_a_voice_file_with_a_forged_header_is_a_usage_error_before_loading")),
+    M("clone_pair_unchecked", "nanobark/cloning.py", "check_clip(audio, sample_rate) if isinstance(audio, tuple)",
+      "audio if isinstance(audio, tuple)",
+      "any tuple is cloned as (24 kHz, 16 kHz) audio and sample_rate is ignored",
+      ("tests/test_cloning.py::test_a_tuple_is_taken_only_as_the_checked_pair_load_clip_returns",)),
 ]
 # fmt: on
 

@@ -191,3 +191,23 @@ def test_clone_out_keeps_an_upper_case_npz_suffix_as_it_is(converted, tmp_path, 
     assert cli.main(["clone", str(recording), "--out", "ME.NPZ", "--model", converted]) in (0, None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ME.NPZ", "me.wav"]
     assert find_voice_file("ME.NPZ") is not None
+
+
+def test_a_tuple_is_taken_only_as_the_checked_pair_load_clip_returns(tmp_path):
+    """Before, any tuple was read as (24 kHz, 16 kHz) audio and sample_rate was ignored: a stereo pair
+    (left, right) at 44.1 kHz, or NaN, was cloned."""
+    import torch
+
+    from nanobark.audio import load_clip
+    from nanobark.cloning import check_clip, clone_voice
+
+    clip = load_clip(speech(), 44_100)
+    assert check_clip(clip) is clip
+    left, right = torch.from_numpy(speech(3.0, 44_100, 2).T.copy())
+    nan = (torch.full((24_000,), float("nan")), torch.zeros(16_000))
+    model = str(tmp_path / "never-loaded")  # every check comes before the model is looked for
+    with pytest.raises(ValueError, match="sample_rate=44100 came with a tuple"):
+        clone_voice(model, (left, right), sample_rate=44_100)
+    for pair in [(left, right), nan, (clip[0].numpy(), clip[1].numpy()), clip[:1], (clip[0][:, None], clip[1])]:
+        with pytest.raises(ValueError, match="a tuple is the .24 kHz, 16 kHz. pair"):
+            clone_voice(model, pair)

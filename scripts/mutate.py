@@ -373,6 +373,9 @@ MUTANTS = [
       "audio if isinstance(audio, tuple)",
       "any tuple is cloned as (24 kHz, 16 kHz) audio and sample_rate is ignored",
       ("tests/test_cloning.py::test_a_tuple_is_taken_only_as_the_checked_pair_load_clip_returns",)),
+    M("quantizer_folder_unchecked", "nanobark/cli/speak.py", "os.path.isdir(quantizer) and not converted",
+      "False", "a folder without quantizer.safetensors as --quantizer fails after loading, advising to delete it",
+      ("tests/test_cloning.py::test_a_recording_or_a_plain_folder_as_quantizer_is_a_usage_error_before_loading",)),
 ]
 # fmt: on
 

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 import nanobark.cli as cli
-from helpers import ENV, references, run, speech
+from helpers import ENV, references, run, speech, usage_error
 from nanobark import Bark, generate_long, load_voice, save_voice
 from nanobark.layout import COARSE_RATE_HZ, SEMANTIC_RATE_HZ
 
@@ -211,3 +211,26 @@ def test_a_tuple_is_taken_only_as_the_checked_pair_load_clip_returns(tmp_path):
     for pair in [(left, right), nan, (clip[0].numpy(), clip[1].numpy()), clip[:1], (clip[0][:, None], clip[1])]:
         with pytest.raises(ValueError, match="a tuple is the .24 kHz, 16 kHz. pair"):
             clone_voice(model, pair)
+
+
+def test_a_recording_or_a_plain_folder_as_quantizer_is_a_usage_error_before_loading(
+    converted, tmp_path, monkeypatch, capsys
+):
+    """Before: exit 1 after loading, "the file is corrupt or truncated ... Delete it and download it again"
+    about the user's own recording or folder."""
+    import nanobark.cloning as cloning
+
+    def refuse(*a, **k):
+        raise AssertionError("cloning started")
+
+    monkeypatch.setattr(cloning, "clone_voice", refuse)
+    recording = tmp_path / "me.wav"
+    sf.write(recording, speech(6.0), 44_100)
+    (tmp_path / "quantizer").mkdir()
+    base = ["clone", str(recording), "--out", str(tmp_path / "v.npz"), "--model", converted, "--quantizer"]
+    for quantizer, said in [
+        (recording, "is a recording; --quantizer takes"),
+        (tmp_path / "quantizer", "folder without"),
+    ]:
+        err = usage_error([*base, str(quantizer)], capsys)
+        assert said in err and "delete" not in err.lower(), err

@@ -365,7 +365,7 @@ def voices(argv):
 def check_cloning_weights(quantizer, hubert):
     """--quantizer: a local file or folder, or a bare file name of the quantizers' Hub repo; --hubert: a local
     file or folder. Anything else is a usage error, found before the models load."""
-    from ..weights.hub import HUBERT_REPO, QUANTIZER_REPO
+    from ..weights.hub import HUBERT_REPO, QUANTIZER_FILE, QUANTIZER_REPO
 
     for flag, value, hub_names_ok in (("--quantizer", quantizer, True), ("--hubert", hubert, False)):
         if value is None or os.path.exists(value):
@@ -374,8 +374,15 @@ def check_cloning_weights(quantizer, hubert):
             continue  # e.g. quantifier_V1_hubert_base_ls960_23.pth, downloaded from the Hub
         where = f", nor a file name in {QUANTIZER_REPO}" if hub_names_ok else ""
         raise FileNotFoundError(f"{flag} {value}: no such file or folder{where}")
-    if hubert is not None and os.path.isfile(hubert) and hubert.lower().endswith(AUDIO_FILES):
-        raise ValueError(f"--hubert {hubert} is a recording; --hubert takes a copy of {HUBERT_REPO}")
+    for flag, value, takes in (("--quantizer", quantizer, "a quantizer .pth file"), ("--hubert", hubert, HUBERT_REPO)):
+        if value is not None and os.path.isfile(value) and value.lower().endswith(AUDIO_FILES):
+            raise ValueError(f"{flag} {value} is a recording; {flag} takes {takes}")
+    converted = quantizer is not None and os.path.isfile(os.path.join(quantizer, QUANTIZER_FILE))
+    if quantizer is not None and os.path.isdir(quantizer) and not converted:
+        raise ValueError(
+            f"--quantizer {quantizer} is a folder without {QUANTIZER_FILE}; pass the quantizer's .pth file "
+            "(a folder is only one nanobark converted it into)"
+        )
 
 
 def clone(argv):

@@ -376,6 +376,9 @@ MUTANTS = [
     M("quantizer_folder_unchecked", "nanobark/cli/speak.py", "os.path.isdir(quantizer) and not converted",
       "False", "a folder without quantizer.safetensors as --quantizer fails after loading, advising to delete it",
       ("tests/test_cloning.py::test_a_recording_or_a_plain_folder_as_quantizer_is_a_usage_error_before_loading",)),
+    M("stderr_closed_to_stdout", "nanobark/cli/__init__.py", "    if sys.stderr is None:", "    if False:",
+      "with standard error closed, messages are printed into stdout's audio stream (or the progress bar crashes)",
+      ("tests/test_cli.py::test_with_standard_error_closed_nothing_but_audio_goes_to_standard_output",)),
 ]
 # fmt: on
 

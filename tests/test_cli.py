@@ -600,3 +600,12 @@ def test_a_voice_file_with_a_forged_header_is_a_usage_error_before_loading(tmp_p
     assert f"{huge} has an array header declaring" in usage_error(["Hi", "--voice", huge], capsys)  # was exit 1
     code = forged_npz(tmp_path / "code.npz", npy_header("{'descr': __import__("))
     assert f"{code} has an array header that cannot be parsed" in usage_error(["Hi", "--voice", code], capsys)
+
+
+def test_with_standard_error_closed_nothing_but_audio_goes_to_standard_output(converted):
+    """Before: print(file=None) wrote to stdout: with `2>&-` the progress bar's sys.stderr.isatty() crashed
+    (exit 1, the error in the audio pipe), and --quiet appended the status line to the PCM stream."""
+    cmd = ["-m", "nanobark", "Hello", "--model", converted, "--seed", "1", "--max-duration", "0.05", "--out", "-"]
+    r = run(*cmd, stderr=subprocess.DEVNULL, text=False, preexec_fn=lambda: os.close(2))
+    assert r.returncode == 0 and len(r.stdout) % 2 == 0, r.stdout[-200:]
+    assert b"audio in" not in r.stdout and b"error" not in r.stdout

@@ -43,6 +43,8 @@ def _stop(signum, frame):
 
 def main(argv=None):
     """The `nanobark` command -> exit code. argparse exits 2 itself on a usage error."""
+    if sys.stderr is None:  # standard error closed (`2>&-`): print(file=None) would write into stdout's audio
+        sys.stderr = open(os.devnull, "w")  # the lowest free fd: 2 itself
     argv = sys.argv[1:] if argv is None else list(argv)
     run = COMMANDS.get(argv[0] if argv else None)
     argv = argv[1:] if run else argv

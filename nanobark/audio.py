@@ -29,6 +29,7 @@ MAX_PHASES = 10**6  # orig * new after dividing by their gcd: 44.1 kHz -> 24 kHz
 # what a recording may cost is counted in samples, not seconds: at 240 MHz or with 1024 channels, 30 s is GBs
 MAX_RATE = 384_000  # the highest rate audio interfaces record at
 MAX_SAMPLES = 92_160_000  # frames x channels read: 30 s of 64 channels at 48 kHz (8 at 384 kHz), 370 MB of float32
+MAX_PEAK = 16.0  # +24 dB over full scale; far beyond it the encoder's latents overflow and every code is 0
 SILENCE_RMS = 1e-4  # -80 dBFS, about 3 steps of 16-bit audio: below it there is nothing to clone
 ZEROS, ROLLOFF = 6, 0.99  # torchaudio's defaults: lowpass_filter_width and rolloff
 
@@ -192,7 +193,7 @@ def load_audio(audio, sample_rate=None, rate=SAMPLE_RATE, max_seconds=MAX_SECOND
     array / torch tensor of samples (L,), (C, L) or (L, C) whose `sample_rate` is given. Channels are
     averaged, then resampled. A file longer than max_seconds is read from where its used tail starts.
     Raises AudioError (a ValueError) for what cannot be cloned: non-audio, empty, shorter than MIN_SECONDS,
-    silent, NaN or infinite samples; warns for clips far outside the advised length.
+    silent, NaN, infinite or far-out-of-range samples; warns for clips far outside the advised length.
     """
     if max_seconds is not None and not max_seconds >= MIN_SECONDS:
         raise ValueError(f"max_seconds must be at least {MIN_SECONDS:g} (or None for all), got {max_seconds}")
@@ -219,6 +220,13 @@ def load_audio(audio, sample_rate=None, rate=SAMPLE_RATE, max_seconds=MAX_SECOND
     if bad.any():
         at = (start + int(np.argmax(bad))) / sample_rate
         raise AudioError(f"{name} has NaN or infinite samples (the first at {at:.3f} s); export it again")
+    loud = (np.abs(data) > MAX_PEAK).any(axis=1)
+    if loud.any():
+        at = (start + int(np.argmax(loud))) / sample_rate
+        raise AudioError(
+            f"{name} has samples far outside [-1, 1] (up to {float(np.abs(data).max()):.3g}, the first at {at:.3f} s); "
+            "scale it to [-1, 1] (int16 values stored as floats: divide by 32768)"
+        )
     mono = torch.from_numpy(data.mean(axis=1))  # (frames,): the channels' mean, as EnCodec's convert_audio
     out = resample(mono, sample_rate, rate)
     if start > 0:  # the first outputs of a cut tail see the cut; tail_start put them before the kept ones

@@ -379,6 +379,10 @@ MUTANTS = [
     M("stderr_closed_to_stdout", "nanobark/cli/__init__.py", "    if sys.stderr is None:", "    if False:",
       "with standard error closed, messages are printed into stdout's audio stream (or the progress bar crashes)",
       ("tests/test_cli.py::test_with_standard_error_closed_nothing_but_audio_goes_to_standard_output",)),
+    M("audio_any_peak", AUDIO, "    if loud.any():", "    if False:",
+      "speech scaled to 1e38 is cloned into a voice whose codes are all 0",
+      (AUDIO_TESTS + "::test_samples_far_outside_full_scale_are_refused",
+       "tests/test_cloning.py::test_a_recording_far_beyond_full_scale_is_a_usage_error_before_cloning")),
 ]
 # fmt: on
 

@@ -428,3 +428,20 @@ def test_a_high_rate_stereo_clip_under_the_sample_bound_still_loads(tmp_path):
 
     wav24, wav16 = load_clip(sparse_wav(tmp_path / "hi.wav", 384_000, 2, 2 * 384_000))
     assert wav24.shape[-1] == 2 * 24_000 and wav16.shape[-1] == 2 * 16_000
+
+
+def test_samples_far_outside_full_scale_are_refused(tmp_path):
+    """Before: a float WAV of speech scaled to 1e38 (or 1e12) was cloned into a voice whose codes were all 0,
+    and cloning reported success. A little over full scale is fine; int16 values stored as floats are not."""
+    ok = speech_like(6, 44100) * 10  # peaks near 4: a hot float mix
+    load_audio(ok, 44100)
+    for scale, peak in ((32768, "1.\\d+e\\+04"), (1e38, "5.\\d+e\\+37")):
+        loud = speech_like(6, 44100) * np.float32(scale)
+        path = tmp_path / "loud.wav"
+        sf.write(path, loud, 44100, subtype="FLOAT")
+        message = rf"samples far outside \[-1, 1\] \(up to {peak}, the first at 0\.000 s\); scale it"
+        with pytest.raises(AudioError, match=message) as e:
+            load_clip(path)
+        assert str(path) in str(e.value)
+        with pytest.raises(AudioError, match=message):
+            load_audio(loud, 44100)

@@ -234,3 +234,17 @@ def test_a_recording_or_a_plain_folder_as_quantizer_is_a_usage_error_before_load
     ]:
         err = usage_error([*base, str(quantizer)], capsys)
         assert said in err and "delete" not in err.lower(), err
+
+
+def test_a_recording_far_beyond_full_scale_is_a_usage_error_before_cloning(converted, tmp_path, monkeypatch, capsys):
+    """Before: speech scaled to 1e38 cloned into a voice of all-0 codes, and the command said it succeeded."""
+    import nanobark.cloning as cloning
+
+    def refuse(*a, **k):
+        raise AssertionError("cloning started")
+
+    monkeypatch.setattr(cloning, "clone_voice", refuse)
+    recording = tmp_path / "loud.wav"
+    sf.write(recording, speech(4.0, 24_000) * np.float32(1e38), 24_000, subtype="FLOAT")
+    err = usage_error(["clone", str(recording), "--out", str(tmp_path / "v.npz"), "--model", converted], capsys)
+    assert "samples far outside [-1, 1]" in err and not os.path.exists(tmp_path / "v.npz")

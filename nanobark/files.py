@@ -16,6 +16,7 @@ import secrets
 import stat
 
 TEMP_FILE = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")  # write_atomic's temporary names: .NAME.HEX12.tmp
+NAME_MAX = 255  # bytes in a file name (Linux, macOS; UTF-16 units on Windows)
 FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)  # no space left, file too large (a quota, RLIMIT_FSIZE), quota
 
 
@@ -28,7 +29,7 @@ def write_atomic(path, write, check=None):
     contents, and an OSError says so."""
     path = os.fspath(path)
     folder, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
+    tmp = os.path.join(folder, _temp_name(name))
     fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)  # the kernel applies the umask
     mode = stat.S_IMODE(os.fstat(fd).st_mode)
     os.close(fd)
@@ -51,6 +52,15 @@ def write_atomic(path, write, check=None):
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def _temp_name(name):
+    """.NAME.HEX12.tmp, NAME cut short (by whole characters: soundfile takes only valid UTF-8) so that the
+    whole fits in NAME_MAX bytes: a legal name stays writable."""
+    suffix = f".{secrets.token_hex(6)}.tmp"
+    while len(os.fsencode(name)) > NAME_MAX - 1 - len(suffix):
+        name = name[:-1]
+    return "." + name + suffix
 
 
 def cut_short(path, missing, code=errno.ENOSPC):

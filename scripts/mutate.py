@@ -383,6 +383,9 @@ MUTANTS = [
       "speech scaled to 1e38 is cloned into a voice whose codes are all 0",
       (AUDIO_TESTS + "::test_samples_far_outside_full_scale_are_refused",
        "tests/test_cloning.py::test_a_recording_far_beyond_full_scale_is_a_usage_error_before_cloning")),
+    M("temp_name_uncut", "nanobark/files.py", "    while len(os.fsencode(name)) > NAME_MAX - 1 - len(suffix):\n",
+      "    while False:\n", "a legal 238-255 byte name fails after all the work: its temporary name is too long",
+      ("tests/test_files.py::test_a_legal_name_of_up_to_255_bytes_is_written_and_its_temporary_is_cleaned_up",)),
 ]
 # fmt: on
 

@@ -609,3 +609,10 @@ def test_with_standard_error_closed_nothing_but_audio_goes_to_standard_output(co
     r = run(*cmd, stderr=subprocess.DEVNULL, text=False, preexec_fn=lambda: os.close(2))
     assert r.returncode == 0 and len(r.stdout) % 2 == 0, r.stdout[-200:]
     assert b"audio in" not in r.stdout and b"error" not in r.stdout
+
+
+def test_an_out_name_over_255_bytes_is_a_usage_error_before_loading(converted, tmp_path, no_loading, capsys):
+    """(A 255-byte name is written: test_files checks that write_atomic's temporary name fits.)"""
+    out = str(tmp_path / ("x" * 252 + ".wav"))  # 256 bytes: was ENAMETOOLONG, exit 1, after generating
+    err = usage_error(["Hi", "--model", converted, "--out", out], capsys)
+    assert "its name is 256 bytes, over the 255 a name may have" in err

@@ -247,3 +247,21 @@ def test_read_bounded_reads_at_most_one_byte_past_its_limit(tmp_path, monkeypatc
     with pytest.raises(files.NotAFileError):
         files.read_bounded(str(tmp_path / "big"), 1000, "x")
     assert asked and all(0 <= n <= 1001 for n in asked) and sum(asked) <= 1001, asked
+
+
+@pytest.mark.parametrize("name", ["x" * 251 + ".wav", "é" * 125 + ".wav", "x" * 255])
+def test_a_legal_name_of_up_to_255_bytes_is_written_and_its_temporary_is_cleaned_up(name, tmp_path):
+    """Before: .NAME.HEX12.tmp is 18 bytes longer than NAME, so a 238-255 byte name failed (ENAMETOOLONG)
+    after all the work. Now NAME is cut, by whole characters, to fit."""
+    seen = []
+
+    def write(tmp):
+        seen.append(os.path.basename(tmp))
+        open(tmp, "wb").write(b"data")
+
+    write_atomic(tmp_path / name, write)
+    assert os.listdir(tmp_path) == [name] and (tmp_path / name).read_bytes() == b"data"
+    assert len(seen[0].encode()) <= 255 and seen[0].startswith("." + name[:100])  # encode(): valid UTF-8
+    (tmp_path / seen[0]).write_bytes(b"")  # as a kill would leave it: remove_temp_files still knows it
+    remove_temp_files(tmp_path)
+    assert os.listdir(tmp_path) == [name]

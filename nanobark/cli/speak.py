@@ -12,7 +12,7 @@ from dataclasses import replace
 import numpy as np
 
 from .. import __version__
-from ..files import read_bounded, same_file, write_atomic
+from ..files import NAME_MAX, read_bounded, same_file, write_atomic
 from ..layout import TEXT_LENGTH
 from ..longform import check_silence, generate_long, stream
 from ..settings import check_seed, defaults
@@ -88,6 +88,11 @@ def check_writable(out):
         raise ValueError(f"cannot write {out}: folder {folder} does not exist")
     if not os.access(folder, os.W_OK) or os.path.isdir(out):
         raise ValueError(f"cannot write {out}: " + ("it is a folder" if os.path.isdir(out) else "not writable"))
+    size = len(os.fsencode(os.path.basename(out)))
+    if size > NAME_MAX:
+        raise ValueError(
+            f"cannot write {out}: its name is {size} bytes, over the {NAME_MAX} a name may have; give a shorter one"
+        )
 
 
 def check_not_an_input(out, inputs):

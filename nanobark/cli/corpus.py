@@ -267,17 +267,22 @@ def rank_files(out_dir, kind):
     return [os.path.join(out_dir, n) for m, n in sorted(found, key=lambda mn: int(mn[0][2]))]
 
 
+def recorded_lines(out_dir):
+    """Every line of manifest.jsonl, then of the rank manifests an unfinished run left, oldest first."""
+    for path in [os.path.join(out_dir, MANIFEST), *rank_files(out_dir, "manifest")]:
+        yield from read_jsonl(path)
+
+
 def merge(out_dir, order):
     """manifest.jsonl and the rank manifests -> one manifest.jsonl: the latest line per id whose file is there,
     in the input's order (ids it no longer has last); then the rank files go. -> {id: line}.
 
     Within a run every id is made by one rank, and every run starts with this merge, so "latest" is clear."""
     found = {}
-    for path in [os.path.join(out_dir, MANIFEST), *rank_files(out_dir, "manifest")]:
-        for entry in read_jsonl(path):
-            name = entry.get("file")
-            if isinstance(entry.get("id"), str) and isinstance(name, str) and os.path.basename(name) == name:
-                found[entry["id"]] = entry
+    for entry in recorded_lines(out_dir):
+        name = entry.get("file")
+        if isinstance(entry.get("id"), str) and isinstance(name, str) and os.path.basename(name) == name:
+            found[entry["id"]] = entry
     entries = {i: e for i, e in found.items() if os.path.isfile(os.path.join(out_dir, e["file"]))}
     lines = sorted(entries.values(), key=lambda e: (order.get(e["id"], len(order)), e["id"]))
     write_jsonl(os.path.join(out_dir, MANIFEST), lines)
@@ -288,11 +293,7 @@ def merge(out_dir, order):
 
 def unrecorded(out_dir, names):
     """Those of `names` that are files in out_dir which no manifest line records: this job did not make them."""
-    recorded = {
-        e.get("file")
-        for path in [os.path.join(out_dir, MANIFEST), *rank_files(out_dir, "manifest")]
-        for e in read_jsonl(path)
-    }
+    recorded = {e.get("file") for e in recorded_lines(out_dir)}
     return [n for n in names if n not in recorded and os.path.lexists(os.path.join(out_dir, n))]
 
 

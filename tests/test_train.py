@@ -10,6 +10,7 @@ import signal
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import nanobark.generation as generation
 from helpers import ROOT, python, run, wait_for
@@ -277,8 +278,11 @@ def test_a_run_killed_between_checkpoints_resumes_to_the_same_bits(three_clips, 
 def test_the_exported_folder_speaks_through_the_command(two_clips, converted, tmp_path, one_thread):
     out = tmp_path / "out"
     argv = [f"--data_dir={two_clips}", f"--init_from={converted}", "--stage=coarse", f"--out_dir={out}"]
-    assert train(*argv, "--val_fraction=0.0", "--max_steps=2", "--batch_size=1") == 0
+    assert train(*argv, "--val_fraction=0.0", "--max_steps=2", "--batch_size=1", "--freeze_layers=1") == 0
     model = out / "model"
+    before, after = (load_file(os.path.join(d, "coarse.safetensors")) for d in (converted, model))
+    for k in before:  # the frozen lowest block is the starting model's; the rest was trained
+        assert torch.equal(before[k], after[k]) == k.startswith("h.0."), k
     for folder, _, files in os.walk(converted):
         for f in files:
             rel = os.path.relpath(os.path.join(folder, f), converted)

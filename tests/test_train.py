@@ -328,3 +328,17 @@ def test_bad_data_and_settings_are_one_line_each(converted, tmp_path, capsys):
         write_clip(tmp_path / "bad", "x", clip.text, clip.semantic, clip.codes)
     with pytest.raises(DataError, match="semantic values must lie in 0..9999"):
         write_clip(tmp_path / "bad", "x", [1], [10_000], np.zeros((8, 3), np.int64))
+
+
+def test_settings_come_from_defaults_then_a_config_file_then_overrides(tmp_path):
+    from nanobark.train.configure import ConfigError, configure
+
+    defaults = dict(stage="semantic", lr=1e-4, max_steps=500, decay_lr=True)
+    run_file = tmp_path / "run.py"
+    run_file.write_text('import math\nstage = "coarse"\nlr = 3e-5\nmax_steps = 2 * 50\n')
+    got = configure(defaults, [str(run_file), "--lr=1", "--decay_lr=False", "--stage=fine"])
+    assert got == dict(stage="fine", lr=1.0, max_steps=100, decay_lr=False)  # an int where a float goes is fine
+    with pytest.raises(ConfigError, match="write settings as --key=value"):
+        configure(defaults, ["--lr"])
+    with pytest.raises(ConfigError, match="decay_lr takes a bool"):
+        configure(defaults, ["--decay_lr=1"])

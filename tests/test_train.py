@@ -342,3 +342,10 @@ def test_settings_come_from_defaults_then_a_config_file_then_overrides(tmp_path)
         configure(defaults, ["--lr"])
     with pytest.raises(ConfigError, match="decay_lr takes a bool"):
         configure(defaults, ["--decay_lr=1"])
+
+
+@pytest.mark.slow
+def test_the_training_benchmark_runs(one_thread):
+    r = run(os.path.join(ROOT, "scripts", "train_bench.py"), "--tiny", "--steps=1", "--warmup=0", "--threads=1")
+    assert r.returncode == 0, r.stderr
+    assert [line.split("|")[1].strip() for line in r.stdout.splitlines()[3:]] == ["semantic", "coarse", "fine"]

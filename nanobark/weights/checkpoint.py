@@ -19,7 +19,7 @@ from ..files import read_json
 from ..fine import FineGPT
 from ..gpt import GPT
 from ..hubert import Hubert
-from ..layout import SEMANTIC_VOCAB_SIZE
+from ..layout import N_COARSE, SEMANTIC_VOCAB_SIZE
 from ..quantizer import SemanticQuantizer, quantizer_config
 
 STAGE_CLASSES = {"semantic": GPT, "coarse": GPT, "fine": FineGPT, "codec": Codec}
@@ -135,6 +135,9 @@ def size_problems(stage, cfg, shapes):
         for name, (ours, theirs) in sizes.items()
         if theirs is not None and not _at_most(ours, theirs)
     ]
+    given = getattr(cfg, "n_codes_given", 0)  # generation predicts codebooks N_COARSE.. (fine.forward's pred_idx)
+    if not (type(given) is int and 0 <= given <= N_COARSE):
+        problems.append(f"n_codes_given is {given!r} but the fine stage predicts from codebook {N_COARSE} on")
     heads, width = getattr(cfg, "n_head", 1), getattr(cfg, "n_embd", 1)
     if not (type(heads) is int and type(width) is int and 1 <= heads <= width and width % heads == 0):
         problems.append(f"n_head {heads!r} does not divide n_embd {width!r}")

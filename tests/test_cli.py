@@ -616,3 +616,13 @@ def test_an_out_name_over_255_bytes_is_a_usage_error_before_loading(converted, t
     out = str(tmp_path / ("x" * 252 + ".wav"))  # 256 bytes: was ENAMETOOLONG, exit 1, after generating
     err = usage_error(["Hi", "--model", converted, "--out", out], capsys)
     assert "its name is 256 bytes, over the 255 a name may have" in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("argv", [["voices"], ["Hello", "--out", "-"], ["Hello", "--out", "x.wav"], ["--help"]])
+def test_with_standard_output_closed_the_command_says_so_and_exits_2(argv, tmp_path):
+    """Before: `nanobark voices >&-` exited 0 having printed nothing (print(file=None) drops it), and
+    `--out -` said standard output 'is a terminal here'."""
+    r = run("-m", "nanobark", *argv, cwd=tmp_path, stdout=subprocess.DEVNULL, preexec_fn=lambda: os.close(1))
+    assert r.returncode == 2 and r.stderr.startswith("nanobark: error: standard output is closed"), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and os.listdir(tmp_path) == []

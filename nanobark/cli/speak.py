@@ -195,7 +195,9 @@ def check_voice(voice, model):
 
 def check_out(p, out, inputs=()):
     if out == "-":
-        if sys.stdout is None or sys.stdout.isatty():
+        if sys.stdout is None:
+            p.error("--out - writes raw audio to standard output, which is closed here; give a file name")
+        if sys.stdout.isatty():
             p.error(
                 "--out - writes raw audio to standard output, which is a terminal here; pipe it into a "
                 "player (| aplay -f S16_LE -r 24000) or give a file name"

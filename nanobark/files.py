@@ -63,6 +63,19 @@ def _temp_name(name):
     return "." + name + suffix
 
 
+def check_utf8_name(path, what, advice="rename it"):
+    """`path`, if its name is valid UTF-8, else a ValueError naming it. On Linux a name may hold any bytes
+    (Python keeps a byte that is not UTF-8 as a surrogate, 0xff as \\udcff), but soundfile encodes names as
+    strict UTF-8 and fails on such a name (after the work, for an output), and so does printing it."""
+    try:
+        os.fspath(path).encode("utf-8")
+    except UnicodeEncodeError as e:
+        char = ord(e.object[e.start])
+        byte = f"byte {char - 0xDC00:#04x}" if 0xDC80 <= char <= 0xDCFF else f"code point {char:#06x}"
+        raise ValueError(f"{what} {path!r} is not valid UTF-8 ({byte}); {advice}") from None
+    return path
+
+
 def cut_short(path, missing, code=errno.ENOSPC):
     """The one error for a write that a full disk cut short, whether the writer said so or not."""
     error = OSError(f"writing {path} was cut short ({missing}); is the disk full? Free some space and run again")

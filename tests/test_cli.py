@@ -626,3 +626,22 @@ def test_with_standard_output_closed_the_command_says_so_and_exits_2(argv, tmp_p
     r = run("-m", "nanobark", *argv, cwd=tmp_path, stdout=subprocess.DEVNULL, preexec_fn=lambda: os.close(1))
     assert r.returncode == 2 and r.stderr.startswith("nanobark: error: standard output is closed"), r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and os.listdir(tmp_path) == []
+
+
+def test_names_that_are_not_utf8_are_usage_errors_before_loading(tmp_path, no_loading, capsys):
+    """soundfile encodes names as strict UTF-8: --out with a 0xff byte failed after generating (exit 1), a
+    recording named with 0xfe said "'utf-8' codec can't encode character '\\udcfe'"."""
+    out, voice = str(tmp_path / os.fsdecode(b"\xff.wav")), str(tmp_path / os.fsdecode(b"\xfe.wav"))
+    recording(os.fsencode(voice))  # soundfile takes the name as bytes
+    err = usage_error(["Hi", "--out", out], capsys)
+    assert "\\udcff.wav' is not valid UTF-8 (byte 0xff); rename it" in err, err
+    err = usage_error(["Hi", "--voice", voice, "--out", str(tmp_path / "ok.wav")], capsys)
+    assert "--voice " in err and "is not valid UTF-8 (byte 0xfe)" in err, err
+    err = usage_error(["clone", voice, "--out", str(tmp_path / "v.npz")], capsys)
+    assert "recording " in err and "is not valid UTF-8 (byte 0xfe)" in err, err
+    err = usage_error(["clone", str(tmp_path / "ok.wav"), "--out", str(tmp_path / os.fsdecode(b"\xfd.npz"))], capsys)
+    assert "is not valid UTF-8 (byte 0xfd)" in err, err
+    manifest = tmp_path / "m.txt"
+    manifest.write_text("Hello.\n")
+    err = usage_error(["synthesize", str(manifest), "--out-dir", str(tmp_path / os.fsdecode(b"o\xff"))], capsys)
+    assert "--out-dir " in err and "is not valid UTF-8 (byte 0xff)" in err, err

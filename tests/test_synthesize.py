@@ -268,7 +268,8 @@ OK = '{"id": "ok", "text": "Hello."}\n'
     ('{"id": "../../etc/x", "text": "Hi"}', "line 2: id '../../etc/x' has a path separator"),
     ('{"id": "", "text": "Hi"}', "line 2: no id"),
     ('{"id": ".hidden", "text": "Hi"}', "line 2: id '.hidden' starts with '.'"),
-    ('{"id": "a\\ud800", "text": "Hi"}', "line 2: id 'a\\ud800' cannot be a file name"),
+    ('{"id": "a\\ud800", "text": "Hi"}', "line 2: id 'a\\ud800' is not valid UTF-8 (code point 0xd800)"),
+    ('{"id": "a\\udcff", "text": "Hi"}', "line 2: id 'a\\udcff' is not valid UTF-8 (byte 0xff)"),  # was: every run
     ('{"id": "%s", "text": "Hi"}' % ("é" * 101), "line 2: the id is 202 bytes, over 200"),
     ('{"id": "a", "text": "Hi", "voice": "v2/en_speaker_66"}', "line 2: unknown voice preset 'v2/en_speaker_66'"),
     ('{"id": "a", "text": "Hi", "voice": "me.wav"}', "line 2: voice 'me.wav' is a recording; make it a voice"),

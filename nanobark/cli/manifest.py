@@ -20,7 +20,7 @@ import math
 import os
 from typing import NamedTuple, Optional
 
-from ..files import NotAFileError, read_bounded
+from ..files import NotAFileError, check_utf8_name, read_bounded
 from ..settings import Settings, check_seed
 from ..tokenizer import MAX_TEXT_CHARS, normalize_text
 
@@ -70,9 +70,9 @@ def check_id(value):
             f"id {value!r} starts with '.', or holds a control character or outer spaces; use letters, digits, '-', '_'"
         )
     try:
-        size = len(os.fsencode(value))
-    except UnicodeError:  # a lone surrogate, from a \ud800 escape in JSON
-        raise RowError(f"id {value!r} cannot be a file name (it is not valid Unicode)") from None
+        size = len(check_utf8_name(value, "id", "an id names a file: use UTF-8 text").encode("utf-8"))
+    except ValueError as e:  # a lone surrogate, from a \ud800 or \udcff escape in JSON
+        raise RowError(str(e)) from None
     if size > MAX_ID_BYTES:
         raise RowError(f"the id is {size} bytes, over {MAX_ID_BYTES}; a file name is at most 255")
     return value

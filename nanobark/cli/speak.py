@@ -12,7 +12,7 @@ from dataclasses import replace
 import numpy as np
 
 from .. import __version__
-from ..files import NAME_MAX, read_bounded, same_file, write_atomic
+from ..files import NAME_MAX, check_utf8_name, read_bounded, same_file, write_atomic
 from ..layout import TEXT_LENGTH
 from ..longform import check_silence, generate_long, stream
 from ..settings import check_seed, defaults
@@ -83,6 +83,7 @@ def preset_names(model):
 
 def check_writable(out):
     """A file can be written at `out`: its folder exists and is writable, and `out` is not a folder."""
+    check_utf8_name(out, "cannot write")
     folder = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(folder):
         raise ValueError(f"cannot write {out}: folder {folder} does not exist")
@@ -187,7 +188,7 @@ def check_voice(voice, model):
 
     kind, ref = find_voice(voice, lambda: preset_names(model))
     if kind == "recording":
-        return load_clip(ref)
+        return load_clip(check_utf8_name(ref, "--voice"))
     if kind == "file":
         load_voice(ref)  # a bad file is a usage error, found before the model loads
     return ref
@@ -421,7 +422,7 @@ def clone(argv):
         check_not_an_input(
             out, [("recording", args.recording), ("--quantizer", args.quantizer), ("--hubert", args.hubert)]
         )
-        clip = load_clip(args.recording)
+        clip = load_clip(check_utf8_name(args.recording, "recording"))
     except (ValueError, FileNotFoundError) as e:
         p.error(str(e))
     t0 = time.perf_counter()

@@ -5,6 +5,7 @@ import os
 import signal
 import sys
 
+from ..files import check_utf8_name
 from ..settings import check_seed
 from ..voices import find_voice, load_voice
 from .manifest import ManifestError, read_manifest
@@ -86,6 +87,10 @@ def synthesize_parser():
 
 def check_out_dir(p, args):
     out_dir = args.out_dir
+    try:
+        check_utf8_name(out_dir, "--out-dir")
+    except ValueError as e:
+        p.error(str(e))
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         p.error(f"--out-dir {out_dir} is a file, not a folder")
     try:

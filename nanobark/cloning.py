@@ -17,7 +17,7 @@ import os
 import numpy as np
 import torch
 
-from .audio import HUBERT_RATE, load_clip, resampled_length
+from .audio import HUBERT_RATE, MAX_PEAK, SILENCE_RMS, AudioError, load_clip, resampled_length
 from .device import check_device
 from .layout import COARSE_RATE_HZ, N_COARSE, SAMPLE_RATE, SEMANTIC_HISTORY, SEMANTIC_RATE_HZ
 from .progress import progress_bar
@@ -49,7 +49,12 @@ def clone(wav24, wav16, encoder, hubert, quantizer):
     features = hubert(wav16[None].to(next(hubert.parameters()).device))  # (1, F, 768)
     semantic = quantizer(features.to(next(quantizer.parameters()).device))[0]  # (F,) ids 0..9999
     if len(semantic) == 0 or math.isnan(float(features.abs().max())):
-        raise ValueError("HuBERT made no usable features from this recording; the clip is too short or damaged")
+        raise AudioError("HuBERT made no usable features from this recording; the clip is too short or damaged")
+    if not bool(codes.any()):  # what NaN latents give (code 0 is the nearest to NaN): a voice of nothing
+        raise AudioError(
+            "the codec encoded this recording as code 0 in every frame (its samples overflowed the encoder, or "
+            "the encoder's weights are damaged); use a recording of speech with samples in [-1, 1]"
+        )
     return prompt_from_tokens(semantic.cpu().numpy(), codes.cpu().numpy())
 
 
@@ -62,13 +67,20 @@ def check_clip(clip, sample_rate=None):
             "never resampled; pass sample_rate only with one array of samples"
         )
     ok = len(clip) == 2 and all(
-        isinstance(x, torch.Tensor) and x.ndim == 1 and x.is_floating_point() and bool(x.isfinite().all()) for x in clip
+        isinstance(x, torch.Tensor) and x.ndim == 1 and len(x) and x.is_floating_point() and bool(x.isfinite().all())
+        for x in clip
     )
     if not ok or len(clip[1]) != resampled_length(len(clip[0]), SAMPLE_RATE, HUBERT_RATE):
         raise ValueError(
             "a tuple is the (24 kHz, 16 kHz) pair audio.load_clip returns: two 1-D finite float tensors of "
             "lengths L and ceil(L * 2 / 3); pass the recording or an array of samples with its sample_rate instead"
         )
+    # what load_audio refuses in a recording, refused in a pair too (the encoder overflows; nothing to clone)
+    peak, rms = float(clip[0].abs().max()), float(clip[0].double().pow(2).mean().sqrt())
+    if peak > MAX_PEAK:
+        raise AudioError(f"the pair's samples are far outside [-1, 1] (up to {peak:.3g}); scale them to [-1, 1]")
+    if rms < SILENCE_RMS:
+        raise AudioError(f"the pair is silent (RMS below {SILENCE_RMS:g}); record some speech")
     return clip
 
 

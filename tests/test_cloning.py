@@ -248,3 +248,63 @@ def test_a_recording_far_beyond_full_scale_is_a_usage_error_before_cloning(conve
     sf.write(recording, speech(4.0, 24_000) * np.float32(1e38), 24_000, subtype="FLOAT")
     err = usage_error(["clone", str(recording), "--out", str(tmp_path / "v.npz"), "--model", converted], capsys)
     assert "samples far outside [-1, 1]" in err and not os.path.exists(tmp_path / "v.npz")
+
+
+def nan_encoder(converted):
+    """The model's EnCodec encoder with one NaN weight: every latent is NaN, and the nearest codeword of NaN is 0
+    (what samples scaled to 1e38 did to a good encoder)."""
+    import torch
+
+    from nanobark.weights.checkpoint import load_encoder
+
+    encoder = load_encoder(converted)
+    with torch.no_grad():
+        next(encoder.parameters()).view(-1)[0] = float("nan")
+    return encoder
+
+
+def test_a_voice_of_all_zero_codes_is_an_error_not_a_voice(converted):
+    """Before: clone() checked only HuBERT's features (GroupNorm keeps them finite) and returned the voice."""
+    import torch
+
+    from nanobark.audio import AudioError, load_clip
+    from nanobark.cloning import clone
+
+    class Stub(torch.nn.Module):  # HuBERT and the quantizer, as far as clone() reads them
+        def __init__(self, forward):
+            super().__init__()
+            self.p, self.f = torch.nn.Parameter(torch.zeros(1)), forward
+
+        def forward(self, x):
+            return self.f(x)
+
+    hubert = Stub(lambda wav16: torch.ones(1, wav16.shape[1] // 320, 768))
+    quantizer = Stub(lambda features: torch.arange(features.shape[1])[None] % 10_000)
+    wav24, wav16 = load_clip(speech(), 44_100)
+    encoder = nan_encoder(converted)
+    assert not encoder.encode(wav24[None]).any()  # the bug is live: every code is 0
+    with pytest.raises(AudioError, match="code 0 in every frame"):
+        clone(wav24, wav16, encoder, hubert, quantizer)
+
+
+def test_the_clone_command_exits_2_for_a_recording_that_encodes_to_nothing(
+    converted, weights, recording, tmp_path, monkeypatch, capsys
+):
+    import nanobark.cloning as cloning
+
+    monkeypatch.setattr(cloning, "load_encoder", lambda path, device: nan_encoder(converted))
+    argv = ["clone", recording, "--out", str(tmp_path / "v.npz"), "--model", converted]
+    err = usage_error([*argv, "--hubert", weights[0], "--quantizer", weights[1]], capsys)
+    assert "code 0 in every frame" in err and os.listdir(tmp_path) == []  # was exit 0 and an all-0 voice
+
+
+def test_a_pair_far_beyond_full_scale_or_silent_is_refused_as_a_recording_is(tmp_path):
+    """clone_voice given a tuple checks what load_audio checks in a file (it checked only for NaN)."""
+    from nanobark.audio import AudioError, load_clip
+    from nanobark.cloning import clone_voice
+
+    wav24, wav16 = load_clip(speech(), 44_100)
+    model = str(tmp_path / "never-loaded")
+    for pair, said in [((wav24 * 1e12, wav16 * 1e12), "far outside"), ((wav24 * 0, wav16 * 0), "is silent")]:
+        with pytest.raises(AudioError, match=said):
+            clone_voice(model, pair)

@@ -408,7 +408,7 @@ def clone(argv):
     p.add_argument("--hubert", help="a local copy of HuBERT base (default: downloaded)")
     # fmt: on
     args = p.parse_args(argv)
-    from ..audio import load_clip
+    from ..audio import AudioError, load_clip
     from ..cloning import clone_voice
     from ..device import check_device, set_threads
 
@@ -426,7 +426,12 @@ def clone(argv):
     except (ValueError, FileNotFoundError) as e:
         p.error(str(e))
     t0 = time.perf_counter()
-    voice = clone_voice(args.model, clip, quantizer=args.quantizer, hubert=args.hubert, device=device, progress=True)
+    try:
+        voice = clone_voice(
+            args.model, clip, quantizer=args.quantizer, hubert=args.hubert, device=device, progress=True
+        )
+    except AudioError as e:  # the user's recording clones into nothing (all-0 codes): not a failure of ours
+        p.error(str(e))
     save_voice(out, voice["semantic_prompt"], voice["coarse_prompt"], voice["fine_prompt"])
     print(
         f"{out}: a voice of {len(voice['semantic_prompt'])} semantic tokens and "

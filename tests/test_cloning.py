@@ -308,3 +308,45 @@ def test_a_pair_far_beyond_full_scale_or_silent_is_refused_as_a_recording_is(tmp
     for pair, said in [((wav24 * 1e12, wav16 * 1e12), "far outside"), ((wav24 * 0, wav16 * 0), "is silent")]:
         with pytest.raises(AudioError, match=said):
             clone_voice(model, pair)
+
+
+def test_a_recording_is_cloned_once_keyed_by_its_content(converted, weights, tmp_path, monkeypatch, capsys):
+    """cache=True: the same samples by the same weights (a copy under another name too) come from the cache;
+    other samples are cloned. Before, `--voice me.wav` was cloned again on every run, saying nothing."""
+    import nanobark.cloning as cloning
+
+    calls, real = [], cloning.clone
+    monkeypatch.setattr(cloning, "clone", lambda *a: calls.append(a) or real(*a))
+    me, copy = tmp_path / "me.wav", tmp_path / "copy.wav"
+    sf.write(me, speech(), 44_100, subtype="FLOAT")
+    copy.write_bytes(me.read_bytes())
+    how = dict(hubert=weights[0], quantizer=weights[1], progress=True, cache=True)
+    first = cloning.clone_voice(converted, str(me), **how)
+    err = capsys.readouterr().err
+    assert "making a voice of the recording" in err and "kept in" in err and len(calls) == 1, err
+    kept = err.split("kept in ")[1].split(" for the next run")[0]
+    assert kept == os.path.join(os.environ["NANOBARK_CACHE"], "voices") and len(os.listdir(kept)) == 1
+    again = cloning.clone_voice(converted, str(copy), **how)
+    assert len(calls) == 1 and "was cloned before" in capsys.readouterr().err
+    for key in first:
+        np.testing.assert_array_equal(again[key], first[key])
+    sf.write(me, speech(seed=1), 44_100, subtype="FLOAT")  # other content under the same name: cloned
+    cloning.clone_voice(converted, str(me), **how)
+    assert len(calls) == 2 and len(os.listdir(kept)) == 2
+    cloning.clone_voice(converted, str(copy), hubert=weights[0], quantizer=weights[1])  # cache=False: cloned
+    assert len(calls) == 3
+
+
+def test_speak_with_a_recording_says_what_it_does_and_clones_it_once(converted, weights, tmp_path, monkeypatch, capsys):
+    import nanobark.cloning as cloning
+
+    calls, real, fetch = [], cloning.clone, cloning.cloning_weights
+    monkeypatch.setattr(cloning, "clone", lambda *a: calls.append(a) or real(*a))
+    monkeypatch.setattr(cloning, "cloning_weights", lambda q, h: fetch(weights[1], weights[0]))  # not downloaded
+    me = tmp_path / "me.wav"
+    sf.write(me, speech(seed=2), 44_100, subtype="FLOAT")
+    argv = ["Hi", "--voice", str(me), "--model", converted, "--max-duration", "0.1", "--out", str(tmp_path / "o.wav")]
+    for said in ["cloning: making a voice of the recording", "cloning: this recording was cloned before"]:
+        assert cli.main(argv) == 0
+        err = capsys.readouterr().err
+        assert said in err and len(calls) == 1, err

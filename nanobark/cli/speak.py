@@ -308,6 +308,18 @@ def audio_chunks(bark, args, voice):
     return [generate_long(bark, args.text, voice, **how)]
 
 
+def clone_once(bark, args):
+    """A recording, loaded by check_voice -> a voice made with this model's codec, kept in the cache: the same
+    recording in the next run is not cloned again (minutes on a CPU)."""
+    from ..audio import AudioError
+    from ..cloning import clone_voice
+
+    try:
+        return clone_voice(bark.path, args.voice, device=bark.device, progress=not args.quiet, cache=True)
+    except AudioError as e:  # the recording clones into nothing (all-0 codes): the user's file, as in clone
+        speak_parser().error(str(e))
+
+
 def speak(argv):
     args = parse_speak(argv)
     from ..bark import Bark
@@ -316,8 +328,7 @@ def speak(argv):
     bark = Bark.from_pretrained(
         args.model, device=args.device, dtype=args.dtype, offload=args.offload, compile=args.compile, int8=args.int8
     )
-    # a recording, loaded by check_voice, becomes a voice with this model's codec
-    voice = bark.clone_voice(args.voice) if isinstance(args.voice, tuple) else args.voice
+    voice = clone_once(bark, args) if isinstance(args.voice, tuple) else args.voice
     chunks = audio_chunks(bark, args, voice)
     if args.out == "-":
         n_samples = write_pcm(chunks, sys.stdout.buffer)

@@ -221,10 +221,16 @@ def test_progress_without_a_terminal_is_one_line_per_stage_and_segment(converted
         "Hello, my dog is cute, and the dog said hello to the world, and the world said hello to the dog. "
         "She said hello to my dog, and my dog said hello to her and to the cute world of the cute dog, he said."
     )
+    stages = ["  semantic", "  coarse", "  fine"]  # each segment's stages (were not shown: a log was silent)
     r = run("-m", "nanobark", text, "--long", *flags, "--out", str(tmp_path / "b.wav"), "--continuity", "previous")
     assert r.returncode == 0, r.stderr
-    assert r.stderr.splitlines()[0].startswith("segments: 1 of 2 segments done in ")
-    assert "s left" in r.stderr.splitlines()[0] and r.stderr.splitlines()[1].startswith("segments: 2 of 2")
+    lines = r.stderr.splitlines()
+    assert [line.split(":")[0] for line in lines] == [*stages, "segments", *stages, "segments"], lines
+    assert lines[3].startswith("segments: 1 of 2 segments done in ") and "s left" in lines[3]
+    assert lines[7].startswith("segments: 2 of 2")
+    r = run("-m", "nanobark", text, "--long", *flags, "--out", str(tmp_path / "c.wav"))  # --continuity voice
+    assert r.returncode == 0, r.stderr  # the two segments in one batch: its stages, then both done
+    assert [line.split(":")[0] for line in r.stderr.splitlines()] == [*stages, "segments"], r.stderr
 
 
 def test_hub_s_switch_for_download_bars_leaves_nanobark_s_own_bars(monkeypatch, capsys):
@@ -645,3 +651,63 @@ def test_names_that_are_not_utf8_are_usage_errors_before_loading(tmp_path, no_lo
     manifest.write_text("Hello.\n")
     err = usage_error(["synthesize", str(manifest), "--out-dir", str(tmp_path / os.fsdecode(b"o\xff"))], capsys)
     assert "--out-dir " in err and "is not valid UTF-8 (byte 0xff)" in err, err
+
+
+# ---- issue 18 (walkthrough): progress that says what it does, in a log too
+
+
+def test_a_slow_bar_shows_its_rate_as_units_per_second():
+    """tqdm's own rate below 1 a second read "3.55s/ windows"."""
+    from tqdm import tqdm
+
+    from nanobark.progress import BAR
+
+    line = tqdm.format_meter(1, 10, 3.55, prefix="fine", unit=" windows", bar_format=BAR, ncols=80)
+    assert "0.28 windows/s" in line and "s/ windows" not in line, line
+
+
+def test_a_stage_without_a_terminal_says_it_is_running_once_a_minute(monkeypatch, capsys):
+    import nanobark.progress as progress
+
+    now = [0.0]
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: now[0])
+    report = progress.progress_bar("semantic", "tokens", transient=True)  # stderr is not a terminal here
+    for done in range(1, 601):  # 600 tokens, 0.25 s each
+        now[0] += 0.25
+        report(done, 768)
+    report(600, 600)
+    assert capsys.readouterr().err.splitlines() == [
+        "  semantic: 240 tokens so far, 60 s",  # was silent until the end (and a transient stage: always)
+        "  semantic: 480 tokens so far, 120 s",
+        "  semantic: 600 tokens in 150.0 s",
+    ]
+
+
+def test_the_semantic_bar_counts_to_the_max_duration_cap(bark, monkeypatch):
+    """Before: the total stayed 768 with --max-duration 0.2 (10 tokens), so the time left was 70x too long."""
+    import nanobark.bark as bark_module
+
+    totals = []
+    monkeypatch.setattr(bark_module, "progress_bar", lambda desc, unit, transient=False: lambda d, t: totals.append(t))
+    bark.text_to_semantic("Hello, my dog is cute.", seed=1, max_duration=0.2, progress=True, allow_early_stop=False)
+    assert totals == [10] * 11, totals  # 10 tokens pass 0.2 s at 49.9 a second (then the end, reported again)
+
+
+def test_a_ctrl_c_erases_the_bar_before_its_message(monkeypatch, capsys):
+    """Before: the bar a Ctrl-C stopped was drawn again below "interrupted" when it was garbage-collected."""
+    import gc
+
+    import nanobark.cli.speak as speak_module
+    from nanobark.progress import progress_bar
+
+    def interrupted(argv):
+        report = progress_bar("semantic", "tokens")  # alive in the traceback's frame while the message prints
+        report(5, 768)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    monkeypatch.setattr(speak_module, "speak", interrupted)
+    assert cli.main(["Hello"]) == 130
+    gc.collect()
+    err = capsys.readouterr().err
+    assert "semantic:" in err and err.endswith("interrupted; nothing was written\n"), repr(err[-300:])

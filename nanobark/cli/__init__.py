@@ -42,6 +42,14 @@ def _stop(signum, frame):
     raise Stopped(signum)
 
 
+def _erase_bars():
+    """A bar a signal stopped is erased before the message (else it is drawn again below it, at exit)."""
+    if "tqdm" in sys.modules:  # no bar before tqdm is imported (a Ctrl-C while torch loads)
+        from ..progress import close_bars
+
+        close_bars()
+
+
 def main(argv=None):
     """The `nanobark` command -> exit code. argparse exits 2 itself on a usage error."""
     if sys.stderr is None:  # standard error closed (`2>&-`): print(file=None) would write into stdout's audio
@@ -68,6 +76,7 @@ def main(argv=None):
             print("note: the reader of the audio stopped reading; the rest was not made", file=sys.stderr)
         return BROKEN_PIPE
     except KeyboardInterrupt as e:
+        _erase_bars()
         done = "the audio streamed so far was written" if writes_stdout else "nothing was written"
         print(f"interrupted; {done}", file=sys.stderr)
         return 128 + e.signum if isinstance(e, Stopped) else INTERRUPTED

@@ -146,6 +146,7 @@ def synthesize(argv):
     import torch
 
     from ..bark import Bark
+    from ..progress import close_bars
     from ..weights.hub import resolve
     from .corpus import Job, Ranks, local_rank_first, run, unrecorded
 
@@ -183,6 +184,7 @@ def synthesize(argv):
         totals = run(bark, rows, problems, job, ranks)
         finished = True
     except KeyboardInterrupt as e:
+        close_bars()
         if ranks.rank == 0:  # every rank gets the signal; one says so
             print(
                 f"interrupted; the items finished so far are in {args.out_dir}: the same command again makes the rest",

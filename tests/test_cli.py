@@ -64,7 +64,7 @@ def voice_file(tmp_path):
         (["--int8", "--dtype", "float16"], "--int8 is for CPU decoding in float32"),
         (["--device", "cuda:0"], "torch sees no CUDA GPU; .* install a CUDA build of torch"),
         (["--device", "mps"], "has no MPS \\(Apple silicon"),
-        (["--quiet", "--out", "x.mp3"], "--out must end in .wav, .flac, .ogg"),
+        (["--quiet", "--out", "x.aiff"], "--out must end in .wav, .flac, .ogg, .mp3"),
     ],
 )
 def test_argument_problems_exit_2_with_one_line_before_loading(args, said, no_loading, capsys):
@@ -380,6 +380,17 @@ def test_raw_audio_to_standard_output_is_the_wav_file_s_samples_clipped_not_wrap
         np.testing.assert_array_equal(sf.read(tmp_path / f"a{ext}", dtype="int16")[0], pcm)
 
 
+def test_mp3_is_written_where_libsndfile_writes_it(converted, tmp_path):
+    """Before: `--out x.mp3` was refused, though libsndfile 1.1 and later writes MP3 (and the README said
+    nothing of mp3)."""
+    assert sf.check_format("MP3", "MPEG_LAYER_III")  # soundfile's wheels carry a libsndfile that writes it
+    out = tmp_path / "hello.mp3"
+    argv = ["Hello", "--model", converted, "--seed", "1", "--max-duration", "0.2", "--quiet", "--out", str(out)]
+    assert cli.main(argv) == 0
+    info = sf.info(out)
+    assert info.format == "MP3" and info.samplerate == 24_000 and info.frames > 0
+
+
 # ---- issue 18: a write is done only when its bytes are; never write over an input
 
 FULL_DISK_AT_AUDIO = """
@@ -390,6 +401,10 @@ signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails wi
 real_write = soundfile.write
 
 def write_on_a_full_disk(path, *args, **kwargs):  # the disk fills 1 byte before each audio file's end
+    if not isinstance(path, str):  # encoded in memory (mp3): the disk fills before its bytes are written
+        real_write(path, *args, **kwargs)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (len(path.getvalue()) - 1, resource.RLIM_INFINITY))
+        return
     real_write(path, *args, **kwargs)
     resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(path) - 1, resource.RLIM_INFINITY))
     try:
@@ -403,7 +418,7 @@ sys.exit(main(sys.argv[1:]))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("ext", ["flac", "ogg"])
+@pytest.mark.parametrize("ext", ["flac", "ogg", "mp3"])
 def test_a_full_disk_that_cuts_the_audio_short_exits_1_and_keeps_the_old_file(ext, converted, tmp_path):
     """Before: libsndfile returned without an error, and the cut file replaced the old one; exit 0."""
     out = tmp_path / f"speech.{ext}"

@@ -4,12 +4,14 @@ Each command reads its arguments (no torch yet: --help and argparse's errors ans
 before any model is loaded (a bad value exits 2 with one line), then imports the models and works.
 """
 
+import io
 import os
 import sys
 import time
 from dataclasses import replace
 
 import numpy as np
+import soundfile as sf
 
 from .. import __version__
 from ..files import NAME_MAX, check_utf8_name, read_bounded, same_file, write_atomic
@@ -30,6 +32,8 @@ from ..voices import (
 from .parser import EXIT_CODES, Parser, checked, device_options, generation_options, given_settings, model_options
 
 FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
+if sf.check_format("MP3", "MPEG_LAYER_III"):  # libsndfile 1.1 and later, built with LAME (soundfile's wheels are)
+    FORMATS[".mp3"] = ("MP3", "MPEG_LAYER_III")
 
 SPEAK_EPILOG = f"""other commands:
   nanobark voices [--language LANG]     list the voice presets, by language
@@ -134,8 +138,9 @@ def speak_parser():
                            "picks the speaker (without one, each run is a different speaker).")
     p.add_argument("text", nargs="?", help="the text to speak; '-' or nothing reads standard input")
     p.add_argument("--file", help="read the text from this file (UTF-8)")
-    p.add_argument("--out", default="bark.wav", help="output audio file: .wav (16-bit PCM), .flac or .ogg; '-' "
-                   "writes raw 16-bit little-endian mono PCM at 24 kHz to standard output")
+    p.add_argument("--out", default="bark.wav", help="output audio file: .wav (16-bit PCM), "
+                   f"{', '.join(list(FORMATS)[1:])}; '-' writes raw 16-bit little-endian mono PCM at 24 kHz to "
+                   "standard output")
     p.add_argument("--voice", help="a preset (e.g. v2/en_speaker_6; see `nanobark voices`), a .npz voice file, "
                    "or a recording to clone (.wav, .flac, .ogg) (default: none, a random speaker)")
     p.add_argument("--seed", type=checked(int, check_seed, "--seed"),
@@ -254,8 +259,6 @@ def pcm16(audio):
 def audio_frames(path):
     """The frames a read of an audio file to its end gives, or None if it cannot be read to its end (a file cut
     short: a FLAC header may still claim every frame)."""
-    import soundfile as sf
-
     try:
         return sum(len(block) for block in sf.blocks(path, blocksize=65536, dtype="int16"))
     except (RuntimeError, OSError, ValueError):  # soundfile.LibsndfileError is a RuntimeError
@@ -265,15 +268,25 @@ def audio_frames(path):
 def write_audio(path, audio, sample_rate):
     """Write atomically (a temporary file beside `path`, then renamed): an interrupted run leaves no partial file,
     and a file that does not read back whole (a full disk) replaces nothing."""
-    import soundfile as sf
 
     def whole(tmp):
         n = audio_frames(tmp)
         return None if n == len(audio) else f"{n or 0} of its {len(audio)} samples read back"
 
     fmt, subtype = FORMATS[os.path.splitext(path)[1].lower()]
-    samples = pcm16(audio) if subtype == "PCM_16" else audio  # Vorbis encodes the floats themselves
-    write_atomic(path, lambda tmp: sf.write(tmp, samples, sample_rate, format=fmt, subtype=subtype), check=whole)
+    samples = pcm16(audio) if subtype == "PCM_16" else audio  # Vorbis and MP3 encode the floats themselves
+
+    def write(tmp):
+        if fmt != "MP3":
+            return sf.write(tmp, samples, sample_rate, format=fmt, subtype=subtype)
+        # LAME's writer says nothing when a full disk cuts the file, and a cut MP3 still reads back whole (its
+        # header counts the frames): it is encoded in memory, and a short write of its bytes raises here
+        encoded = io.BytesIO()
+        sf.write(encoded, samples, sample_rate, format=fmt, subtype=subtype)
+        with open(tmp, "wb") as f:
+            f.write(encoded.getvalue())
+
+    write_atomic(path, write, check=whole)
 
 
 def write_pcm(chunks, out):

@@ -10,7 +10,7 @@ from ..settings import check_seed
 from ..voices import find_voice, load_voice
 from .manifest import ManifestError, read_manifest
 from .parser import EXIT_CODES, Parser, at_least_1, checked, generation_options, given_settings
-from .speak import check_model, check_runtime, preset_names, write_audio
+from .speak import FORMATS, check_model, check_runtime, preset_names, write_audio
 
 SYNTHESIZE_EPILOG = f"""the manifest:
   corpus.jsonl  one JSON object per line: {{"id": "utt1", "text": "Hello.", "voice": "v2/en_speaker_6"}}; optional
@@ -76,9 +76,9 @@ def synthesize_parser():
                    "(default: none, a random speaker per row)")
     p.add_argument("--long", action="store_true", help="speak every row in long form (segments); rows over 256 "
                    "tokens always are")
-    p.add_argument("--format", choices=("wav", "flac", "ogg"), default="wav",
+    p.add_argument("--format", choices=[ext[1:] for ext in FORMATS], default="wav",
                    help="wav and flac: 16-bit PCM; ogg: Vorbis, whose files differ from run to run in a random "
-                   "stream number")
+                   "stream number; mp3 where libsndfile writes it")
     p.add_argument("--overwrite", action="store_true", help="make every item again, even those already done, and "
                    "replace files of the items' names in --out-dir that no manifest line records")
     # fmt: on

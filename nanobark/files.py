@@ -118,17 +118,24 @@ def read_bounded(path, limit, what):
     an OSError, naming `what`); a missing file raises the OSError open gives."""
     path = os.fspath(path)
     _regular(os.stat(path), path, what)  # before open: opening a FIFO blocks until a writer comes
-    chunks, size = [], 0
     with open(path, "rb") as f:
         _regular(os.fstat(f.fileno()), path, what)  # swapped for something else since the stat
-        while size <= limit:
-            chunk = f.read(min(CHUNK, limit + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
+        return read_stream(f, limit, f"{what} {path}")
+
+
+def read_stream(f, limit, what):
+    """At most `limit` bytes of the binary stream `f` (an open file, standard input, a pipe) to its end, read
+    in chunks, so that a signal (SIGTERM, Ctrl-C) is handled between two reads; past the limit NotAFileError,
+    naming `what`, after reading limit + 1 bytes."""
+    chunks, size = [], 0
+    while size <= limit:
+        chunk = f.read(min(CHUNK, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
     if size > limit:
-        raise NotAFileError(f"{what} {path} is larger than {limit / MB:.3g} MB; check that it is the right file")
+        raise NotAFileError(f"{what} is larger than {limit / MB:.3g} MB; check that it is the right file")
     return b"".join(chunks)
 
 

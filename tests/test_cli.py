@@ -726,3 +726,41 @@ def test_a_ctrl_c_erases_the_bar_before_its_message(monkeypatch, capsys):
     gc.collect()
     err = capsys.readouterr().err
     assert "semantic:" in err and err.endswith("interrupted; nothing was written\n"), repr(err[-300:])
+
+
+def test_standard_input_is_read_bounded_as_a_file_is(monkeypatch, capsys):
+    """Standard input, read by the one bounded reader (files.read_stream): /dev/zero on stdin was read up to
+    1,000,001 characters by a cap of the command's own."""
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"a" * 5_000_000)))
+    assert "standard input is larger than 3.81 MB" in usage_error(["--model", "suno/bark-small"], capsys)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("Héllo\xff".encode() + b"\xff")))
+    assert "cannot read the text: 'utf-8' codec" in usage_error(["-", "--model", "suno/bark-small"], capsys)
+
+
+@pytest.mark.slow
+def test_sigterm_while_reading_an_endless_standard_input_ends_the_command_at_once(tmp_path):
+    """A FIFO whose writer never closes it, on standard input: the read waits for ever; SIGTERM ends it
+    with 143 and one line, in the middle of a read."""
+    import fcntl
+    import termios
+
+    fifo = str(tmp_path / "endless")
+    os.mkfifo(fifo)
+    writer = os.open(fifo, os.O_RDWR)  # held open, never closed while the command reads: no end of file
+    try:
+        with open(fifo, "rb") as stdin:
+            p = python("-m", "nanobark", "--model", "suno/bark-small", "--out", str(tmp_path / "x.wav"), stdin=stdin)
+        os.write(writer, b"Hello " * 10_000)  # some text, then nothing more
+
+        def unread():
+            return fcntl.ioctl(writer, termios.FIONREAD, b"\0\0\0\0") != b"\0\0\0\0"
+
+        wait_for(lambda: not unread() or p.poll() is not None)  # the command has read it: it waits for more
+        p.send_signal(signal.SIGTERM)
+        err = p.communicate(timeout=HANG)[1]
+    finally:
+        os.close(writer)
+    assert p.returncode == 143 and err == "interrupted; nothing was written\n", err
+    assert os.listdir(tmp_path) == ["endless"]

@@ -588,6 +588,18 @@ def test_an_endless_or_oversized_manifest_is_a_usage_error_before_loading(
             read_manifest(path)
 
 
+def test_a_job_file_in_out_dir_that_is_endless_is_a_usage_error_before_loading(converted, tmp_path, no_loading, capsys):
+    """Before: corpus.read_jsonl read out/manifest.jsonl whole (a link to /dev/zero: until memory ran out; a
+    FIFO: open() hung); now read_bounded reads it, as the input manifest."""
+    from helpers import endless_inputs
+
+    manifest = write_manifest(str(tmp_path))
+    for kind, path in endless_inputs(str(tmp_path), "manifest.jsonl", oversized=1):
+        if kind != "oversized":
+            err = usage_error(command(manifest, os.path.dirname(path), converted), capsys)
+            assert "the job's file" in err and "is not a regular file" in err and path in err, (kind, err)
+
+
 def test_a_voice_file_with_a_forged_header_fails_its_row_only(converted, tmp_path, no_loading, capsys):
     forged_npz(tmp_path / "huge.npz", npy_header("{'descr': '<i8', 'fortran_order': False, 'shape': (68719476736,)}"))
     manifest = write_manifest(str(tmp_path), [{"id": "a", "text": "Hi", "voice": "huge.npz"}, {"id": "b"}])

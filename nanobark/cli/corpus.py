@@ -40,13 +40,13 @@ import torch._dynamo  # noqa: F401  before the process group: see Ranks.start
 import torch.distributed as dist
 
 from .. import settings
-from ..files import cut_short, remove_temp_files, write_atomic
+from ..files import cut_short, read_bounded, remove_temp_files, write_atomic
 from ..layout import SAMPLE_RATE, TEXT_LENGTH
 from ..longform import generate_long
 from ..progress import counter
 from ..settings import MAX_SEED
 from ..tokenizer import normalize_text
-from .manifest import Problem, Row
+from .manifest import MAX_MANIFEST_BYTES, Problem, Row
 from .speak import audio_frames
 
 MANIFEST, ERRORS = "manifest.jsonl", "errors.jsonl"
@@ -54,6 +54,7 @@ RANK_FILE = re.compile(r"^\.(manifest|errors)\.rank(\d+)\.jsonl$")
 # the ranks wait for each other at the end for as long as the slowest one works: a long timeout (a dead rank
 # is torchrun's to notice: it stops the others)
 WAIT = datetime.timedelta(days=7)
+MAX_RECORDS_BYTES = 2 * MAX_MANIFEST_BYTES  # manifest.jsonl: every text of the input, and a little about each
 SHOWN_PROBLEMS = 10  # printed at the start; all of them go to errors.jsonl
 
 
@@ -217,12 +218,13 @@ def record(item, job):
 
 
 def read_jsonl(path):
-    """The objects of a JSON Lines file; a line cut short by a kill (or edited into garbage) is skipped."""
+    """The objects of a JSON Lines file; a line cut short by a kill (or edited into garbage) is skipped. Read
+    bounded: a device or FIFO put in its place is a NotAFileError, as a manifest would be."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            lines = f.read().split("\n")
+        data = read_bounded(path, MAX_RECORDS_BYTES, "the job's file")
     except FileNotFoundError:
         return []
+    lines = data.decode("utf-8", errors="replace").split("\n")
     out = []
     for line in lines:
         try:

@@ -14,7 +14,7 @@ import numpy as np
 import soundfile as sf
 
 from .. import __version__
-from ..files import NAME_MAX, check_utf8_name, read_bounded, same_file, write_atomic
+from ..files import NAME_MAX, check_utf8_name, read_bounded, read_stream, same_file, write_atomic
 from ..layout import TEXT_LENGTH
 from ..longform import check_silence, generate_long, stream
 from ..settings import check_seed, defaults
@@ -174,7 +174,7 @@ def read_text(p, args):
         elif text in (None, "-"):
             if sys.stdin is None or sys.stdin.isatty():
                 p.error("no text given: pass it as an argument, with --file, or on standard input")
-            text = sys.stdin.read(MAX_TEXT_CHARS + 1)
+            text = read_stream(sys.stdin.buffer, 4 * MAX_TEXT_CHARS, "standard input").decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         p.error(f"cannot read the text: {e}")
     if len(text) > MAX_TEXT_CHARS:

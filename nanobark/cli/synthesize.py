@@ -152,7 +152,10 @@ def synthesize(argv):
 
     ranks = Ranks()
     device, rows, problems = check_synthesize(p, args, ranks)
-    foreign = [] if args.overwrite else unrecorded(args.out_dir, [f"{r.id}.{args.format}" for r in rows])
+    try:
+        foreign = [] if args.overwrite else unrecorded(args.out_dir, [f"{r.id}.{args.format}" for r in rows])
+    except OSError as e:  # a manifest.jsonl in --out-dir that is a device, a FIFO, or far too large
+        p.error(str(e))
     if foreign:
         more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
         p.error(

@@ -608,3 +608,22 @@ def test_a_voice_file_with_a_forged_header_fails_its_row_only(converted, tmp_pat
     captured = capsys.readouterr()
     assert "2 rows: 0 done, 2 failed, 0 skipped" in captured.out
     assert "huge.npz has an array header declaring" in captured.err
+
+
+def test_silence_flag_is_the_default_of_long_rows_without_their_own(bark, converted, tmp_path, monkeypatch):
+    """Before: synthesize had no --silence (nor a column): every long item had generate_long's 0.25 s."""
+    monkeypatch.setattr(Bark, "from_pretrained", lambda *a, **k: bark)
+    story = (  # two sentences of 25 and 29 tokens: two segments
+        "Hello, my dog is cute, and the dog said hello to the world, and the world said hello to the dog. "
+        "She said hello to my dog, and my dog said hello to her and to the cute world of the cute dog, he said."
+    )
+    rows = [{"id": "plain", "text": story}, {"id": "own", "text": story, "silence": 0}, {"id": "short", "text": "Hi"}]
+    out = str(tmp_path / "out")
+    argv = command(write_manifest(str(tmp_path), rows), out, converted, "--long", "--silence", "1.5", "--quiet")
+    assert cli.main(argv) == 0
+    lines = manifest_lines(out)
+    assert [lines[i]["settings"]["silence"] for i in ("plain", "own", "short")] == [1.5, 0.0, 1.5]
+    audio = generate_long(bark, story, seed=lines["plain"]["seed"], max_duration=0.2, silence=1.5)
+    np.testing.assert_array_equal(sf.read(os.path.join(out, "plain.wav"), dtype="int16")[0], pcm16(audio))
+    rows, problems = read_manifest(write_manifest(str(tmp_path), [{"id": "a", "text": "Hi", "silence": 61}]))
+    assert "line 1: silence must be a number of seconds from 0 to 60" in problems[0].message

@@ -6,6 +6,7 @@ import signal
 import sys
 
 from ..files import check_utf8_name
+from ..longform import check_silence
 from ..settings import check_seed
 from ..voices import find_voice, load_voice
 from .manifest import ManifestError, read_manifest
@@ -14,7 +15,7 @@ from .speak import FORMATS, check_model, check_runtime, preset_names, write_audi
 
 SYNTHESIZE_EPILOG = f"""the manifest:
   corpus.jsonl  one JSON object per line: {{"id": "utt1", "text": "Hello.", "voice": "v2/en_speaker_6"}}; optional
-                voice, seed, long, text_temp, waveform_temp, fine_temp, top_k, top_p, min_eos_p, max_duration
+                voice, seed, long, silence, text_temp, waveform_temp, fine_temp, top_k, top_p, min_eos_p, max_duration
   corpus.csv    a header row naming the same columns (.tsv: tab-separated)
   corpus.txt    (any other name) one text per line; ids from the line numbers: line-0001, line-0002, ...
   A voice file's relative path is read from the manifest's folder. A wrong row is reported with its line,
@@ -76,6 +77,8 @@ def synthesize_parser():
                    "(default: none, a random speaker per row)")
     p.add_argument("--long", action="store_true", help="speak every row in long form (segments); rows over 256 "
                    "tokens always are")
+    p.add_argument("--silence", type=checked(float, check_silence, "--silence"),
+                   help="seconds of silence between the segments of long items without their own (default: 0.25)")
     p.add_argument("--format", choices=[ext[1:] for ext in FORMATS], default="wav",
                    help="wav and flac: 16-bit PCM; ogg: Vorbis, whose files differ from run to run in a random "
                    "stream number; mp3 where libsndfile writes it")
@@ -132,9 +135,14 @@ def check_synthesize(p, args, ranks):
             default = manifest_voices(args.model, os.getcwd())(args.voice)
         except (ValueError, FileNotFoundError) as e:  # VoiceFileNotFoundError is the latter
             p.error(f"--voice: {e}")
-    # the flags fill in what a row leaves out: a voice, long form
+    # the flags fill in what a row leaves out: a voice, long form, the silence between segments
     rows = [
-        r._replace(voice=r.voice or args.voice, voice_ref=r.voice_ref or default, long=r.long or args.long)
+        r._replace(
+            voice=r.voice or args.voice,
+            voice_ref=r.voice_ref or default,
+            long=r.long or args.long,
+            silence=args.silence if r.silence is None else r.silence,
+        )
         for r in rows
     ]
     return device, rows, problems

@@ -139,6 +139,12 @@ def read_stream(f, limit, what):
     return b"".join(chunks)
 
 
+def check_regular(path, what):
+    """`path` (links followed) is a regular file, else NotAFileError naming `what`; a missing one: open's OSError."""
+    _regular(os.stat(path), path, what)
+    return path
+
+
 def _regular(st, path, what):
     if not stat.S_ISREG(st.st_mode):
         raise NotAFileError(f"{what} {path} is not a regular file (a device, a pipe or a folder); give a file")

@@ -764,3 +764,26 @@ def test_sigterm_while_reading_an_endless_standard_input_ends_the_command_at_onc
         os.close(writer)
     assert p.returncode == 143 and err == "interrupted; nothing was written\n", err
     assert os.listdir(tmp_path) == ["endless"]
+
+
+@pytest.mark.parametrize("damage", ["device", "not json"])
+def test_a_model_s_damaged_preset_index_is_a_runtime_failure_not_a_usage_error(
+    damage, converted, voice_file, tmp_path, no_loading, capsys
+):
+    """Before: --voice v2/en_speaker_6 with the model's speaker_embeddings_path.json a link to /dev/zero said
+    "no speaker_embeddings_path.json" and exited 2, as if the argument were wrong; not JSON: exit 2 too."""
+    model = tmp_path / "m"
+    shutil.copytree(converted, model, symlinks=True)
+    index = model / "speaker_embeddings_path.json"
+    index.unlink()
+    if damage == "device":
+        index.symlink_to("/dev/zero")
+    else:
+        index.write_text("{not json")
+    said = "is not a regular file" if damage == "device" else "cannot be read as JSON"
+    for argv in (["Hi", "--voice", "v2/en_speaker_6", "--out", str(tmp_path / "x.wav")], ["voices"]):
+        assert cli.main([*argv, "--model", str(model)]) == 1
+        err = capsys.readouterr().err
+        assert said in err and str(index) in err and len(err.strip().splitlines()) == 1, err
+    args = parse_speak(["Hi", "--voice", str(voice_file), "--model", str(model), "--out", "x.wav"])
+    assert args.voice == str(voice_file)  # a voice file needs no index

@@ -14,7 +14,7 @@ import numpy as np
 import soundfile as sf
 
 from .. import __version__
-from ..files import NAME_MAX, check_utf8_name, read_bounded, read_stream, same_file, write_atomic
+from ..files import NAME_MAX, check_regular, check_utf8_name, read_bounded, read_stream, same_file, write_atomic
 from ..layout import TEXT_LENGTH
 from ..longform import check_silence, generate_long, stream
 from ..settings import check_seed, defaults
@@ -24,6 +24,7 @@ from ..voices import (
     LANGUAGES,
     SUNO_PRESETS,
     PresetIndex,
+    VoiceError,
     find_voice,
     load_voice,
     save_voice,
@@ -76,13 +77,23 @@ def check_model(name):
     return name
 
 
+class DamagedModel(VoiceError):
+    """A model folder's preset index that cannot be read (a device, not JSON): the model's failure, exit 1, not
+    the argument's. A VoiceError, so that find_voice reports it only when the voice is not a file."""
+
+
 def preset_names(model):
     """The voice presets a model offers, read without loading it: Suno's for a Hub id, else the folder's."""
     if not os.path.isdir(model):
         return list(SUNO_PRESETS)
-    if not os.path.exists(os.path.join(model, "speaker_embeddings_path.json")):
+    index = os.path.join(model, "speaker_embeddings_path.json")
+    if not os.path.lexists(index):
         return []
-    return PresetIndex.from_dir(model).names()
+    try:
+        check_regular(index, "the preset index")  # else from_dir would say there is none
+        return PresetIndex.from_dir(model).names()
+    except (VoiceError, OSError) as e:
+        raise DamagedModel(str(e)) from None
 
 
 def check_writable(out):
@@ -230,6 +241,8 @@ def parse_speak(argv):
         check_model(args.model)
         if args.voice is not None:
             args.voice = check_voice(args.voice, args.model)
+    except DamagedModel:
+        raise  # the model's file, not the argument: exit 1
     except (ValueError, FileNotFoundError) as e:  # VoiceFileNotFoundError is the latter
         p.error(str(e))
     if (args.continuity or args.silence is not None) and not (args.long or args.stream):
@@ -370,9 +383,10 @@ def voices(argv):
     p.add_argument("--language", choices=sorted(LANGUAGES), help="only this language (default: all)")
     args = p.parse_args(argv)
     try:
-        names = preset_names(check_model(args.model))
+        check_model(args.model)
     except ValueError as e:
         p.error(str(e))
+    names = preset_names(args.model)  # a damaged index is the model's failure: exit 1
     if not names:
         p.error(f"{args.model} has no voice presets (no speaker_embeddings_path.json); use a .npz voice file")
     by_language = {}

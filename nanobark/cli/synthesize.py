@@ -11,7 +11,7 @@ from ..settings import check_seed
 from ..voices import find_voice, load_voice
 from .manifest import ManifestError, read_manifest
 from .parser import EXIT_CODES, Parser, at_least_1, checked, generation_options, given_settings
-from .speak import FORMATS, check_model, check_runtime, preset_names, write_audio
+from .speak import FORMATS, DamagedModel, check_model, check_runtime, preset_names, write_audio
 
 SYNTHESIZE_EPILOG = f"""the manifest:
   corpus.jsonl  one JSON object per line: {{"id": "utt1", "text": "Hello.", "voice": "v2/en_speaker_6"}}; optional
@@ -133,6 +133,8 @@ def check_synthesize(p, args, ranks):
     if args.voice is not None:
         try:  # the flag's relative path is read from here; a row's from the manifest's folder
             default = manifest_voices(args.model, os.getcwd())(args.voice)
+        except DamagedModel:
+            raise  # the model's file, not the argument: exit 1
         except (ValueError, FileNotFoundError) as e:  # VoiceFileNotFoundError is the latter
             p.error(f"--voice: {e}")
     # the flags fill in what a row leaves out: a voice, long form, the silence between segments

@@ -24,7 +24,7 @@ from .device import check_device
 from .layout import COARSE_RATE_HZ, N_COARSE, SAMPLE_RATE, SEMANTIC_HISTORY, SEMANTIC_RATE_HZ
 from .progress import progress_bar
 from .voices import VoiceError, load_voice, save_voice, validate_voice
-from .weights.checkpoint import HUBERT_FILE, QUANTIZER_FILE, load_encoder, load_hubert, load_quantizer
+from .weights.checkpoint import ENCODER_FILE, HUBERT_FILE, QUANTIZER_FILE, load_encoder, load_hubert, load_quantizer
 from .weights.hub import cache_root, cloning_weights, resolve
 
 
@@ -86,9 +86,6 @@ def check_clip(clip, sample_rate=None):
     return clip
 
 
-ENCODER = "encoder.safetensors"  # in the model's converted folder (load_encoder)
-
-
 def kept_voice_file(wav24, weights):
     """Where cache=True keeps the voice of these samples made by these weights files: CACHE/voices/<sha256>.npz.
 
@@ -124,7 +121,8 @@ def clone_voice(model, audio, sample_rate=None, quantizer=None, hubert=None, dev
     path = resolve(os.fspath(model))[0]  # a converted folder as it is; a Hub id or snapshot: converted once
     hubert_dir, quantizer_dir = cloning_weights(quantizer, hubert)  # downloaded and converted once
     device = check_device(device)
-    files = [os.path.join(*f) for f in [(path, ENCODER), (hubert_dir, HUBERT_FILE), (quantizer_dir, QUANTIZER_FILE)]]
+    parts = [(path, ENCODER_FILE), (hubert_dir, HUBERT_FILE), (quantizer_dir, QUANTIZER_FILE)]
+    files = [os.path.join(folder, name) for folder, name in parts]
     kept = kept_voice_file(wav24, files) if cache and all(map(os.path.isfile, files)) else None
     if kept is not None and os.path.isfile(kept):
         try:

@@ -198,10 +198,13 @@ def load_stage(path, stage, config=None, device="cpu", dtype=torch.float32):
     )
 
 
+ENCODER_FILE = "encoder.safetensors"  # in a converted folder, beside the codec
+
+
 def load_encoder(path, config=None, device="cpu"):
     """The EnCodec encoder of a converted folder, in eval mode: encoder.safetensors, plus the codebooks, which
     are the codec's and are read (alone) from codec.safetensors. Only voice cloning needs it."""
-    cfg, file = (config or load_config(path)).codec, os.path.join(path, "encoder.safetensors")
+    cfg, file = (config or load_config(path)).codec, os.path.join(path, ENCODER_FILE)
     if not os.path.isfile(file):
         raise CheckpointError(
             f"{path} has no encoder.safetensors, the EnCodec encoder that voice cloning needs (it was converted "

@@ -341,9 +341,7 @@ def test_usage_errors_exit_2_with_one_line_before_loading(converted, tmp_path, n
     assert "--batch-size must be at least 1" in usage_error(
         command(manifest, out, converted, "--batch-size", "0"), capsys
     )
-    assert "invalid choice: 'mp3'" in usage_error(
-        command(manifest, out, converted, "--format", "mp3"), capsys
-    )
+    assert "invalid choice: 'aiff'" in usage_error(command(manifest, out, converted, "--format", "aiff"), capsys)
     assert "is a file, not a folder" in usage_error(command(manifest, manifest, converted), capsys)
     assert "--int8 is for CPU" in usage_error(
         command(manifest, out, converted, "--int8", "--dtype", "float16"), capsys

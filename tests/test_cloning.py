@@ -294,8 +294,11 @@ def test_the_clone_command_exits_2_for_a_recording_that_encodes_to_nothing(
 
     monkeypatch.setattr(cloning, "load_encoder", lambda path, device: nan_encoder(converted))
     argv = ["clone", recording, "--out", str(tmp_path / "v.npz"), "--model", converted]
-    err = usage_error([*argv, "--hubert", weights[0], "--quantizer", weights[1]], capsys)
-    assert "code 0 in every frame" in err and os.listdir(tmp_path) == []  # was exit 0 and an all-0 voice
+    with pytest.raises(SystemExit) as e:
+        cli.main([*argv, "--hubert", weights[0], "--quantizer", weights[1]])
+    err = capsys.readouterr().err.strip().splitlines()  # what it does, then the one error line
+    assert e.value.code == 2 and err[0].startswith("cloning: making a voice"), err
+    assert "code 0 in every frame" in err[-1] and "Traceback" not in str(err) and os.listdir(tmp_path) == []
 
 
 def test_a_pair_far_beyond_full_scale_or_silent_is_refused_as_a_recording_is(tmp_path):

@@ -380,13 +380,14 @@ def test_raw_audio_to_standard_output_is_the_wav_file_s_samples_clipped_not_wrap
         np.testing.assert_array_equal(sf.read(tmp_path / f"a{ext}", dtype="int16")[0], pcm)
 
 
-def test_mp3_is_written_where_libsndfile_writes_it(converted, tmp_path):
+def test_mp3_is_written_where_libsndfile_writes_it(converted, tmp_path, capfd):
     """Before: `--out x.mp3` was refused, though libsndfile 1.1 and later writes MP3 (and the README said
     nothing of mp3)."""
     assert sf.check_format("MP3", "MPEG_LAYER_III")  # soundfile's wheels carry a libsndfile that writes it
     out = tmp_path / "hello.mp3"
     argv = ["Hello", "--model", converted, "--seed", "1", "--max-duration", "0.2", "--quiet", "--out", str(out)]
     assert cli.main(argv) == 0
+    assert "mpg123" not in capfd.readouterr().err  # not read back: mpg123 prints notes of its own on fd 2
     info = sf.info(out)
     assert info.format == "MP3" and info.samplerate == 24_000 and info.frames > 0
 

@@ -16,6 +16,7 @@ import signal
 import sys
 import warnings
 
+from ..progress import close_bars
 from . import convert, speak, synthesize
 
 # A first argument naming a command picks it; anything else is a text to speak. add_subparsers cannot do this:
@@ -40,14 +41,6 @@ class Stopped(KeyboardInterrupt):
 
 def _stop(signum, frame):
     raise Stopped(signum)
-
-
-def _erase_bars():
-    """A bar a signal stopped is erased before the message (else it is drawn again below it, at exit)."""
-    if "tqdm" in sys.modules:  # no bar before tqdm is imported (a Ctrl-C while torch loads)
-        from ..progress import close_bars
-
-        close_bars()
 
 
 def main(argv=None):
@@ -76,7 +69,7 @@ def main(argv=None):
             print("note: the reader of the audio stopped reading; the rest was not made", file=sys.stderr)
         return BROKEN_PIPE
     except KeyboardInterrupt as e:
-        _erase_bars()
+        close_bars()  # a bar the signal stopped: erased before the message, or it is drawn again below it
         done = "the audio streamed so far was written" if writes_stdout else "nothing was written"
         print(f"interrupted; {done}", file=sys.stderr)
         return 128 + e.signum if isinstance(e, Stopped) else INTERRUPTED

@@ -281,25 +281,32 @@ def audio_frames(path):
 def write_audio(path, audio, sample_rate):
     """Write atomically (a temporary file beside `path`, then renamed): an interrupted run leaves no partial file,
     and a file that does not read back whole (a full disk) replaces nothing."""
-
-    def whole(tmp):
-        n = audio_frames(tmp)
-        return None if n == len(audio) else f"{n or 0} of its {len(audio)} samples read back"
-
     fmt, subtype = FORMATS[os.path.splitext(path)[1].lower()]
     samples = pcm16(audio) if subtype == "PCM_16" else audio  # Vorbis and MP3 encode the floats themselves
+    if fmt != "MP3":
+
+        def whole(tmp):
+            n = audio_frames(tmp)
+            return None if n == len(audio) else f"{n or 0} of its {len(audio)} samples read back"
+
+        write_atomic(path, lambda tmp: sf.write(tmp, samples, sample_rate, format=fmt, subtype=subtype), check=whole)
+        return
+    # LAME's writer says nothing when a full disk cuts the file, and a cut MP3 still reads back whole (its header
+    # counts the frames; and mpg123, reading it, prints notes on stderr): it is encoded in memory, its bytes
+    # written here (a short write raises), and their count checked
+    encoded = io.BytesIO()
+    sf.write(encoded, samples, sample_rate, format=fmt, subtype=subtype)
+    data = encoded.getvalue()
 
     def write(tmp):
-        if fmt != "MP3":
-            return sf.write(tmp, samples, sample_rate, format=fmt, subtype=subtype)
-        # LAME's writer says nothing when a full disk cuts the file, and a cut MP3 still reads back whole (its
-        # header counts the frames): it is encoded in memory, and a short write of its bytes raises here
-        encoded = io.BytesIO()
-        sf.write(encoded, samples, sample_rate, format=fmt, subtype=subtype)
         with open(tmp, "wb") as f:
-            f.write(encoded.getvalue())
+            f.write(data)
 
-    write_atomic(path, write, check=whole)
+    def all_bytes(tmp):
+        size = os.path.getsize(tmp)
+        return None if size == len(data) else f"{size} of its {len(data)} bytes written"
+
+    write_atomic(path, write, check=all_bytes)
 
 
 def write_pcm(chunks, out):

@@ -7,6 +7,7 @@ import sys
 
 from ..files import check_utf8_name
 from ..longform import check_silence
+from ..progress import close_bars
 from ..settings import check_seed
 from ..voices import find_voice, load_voice
 from .manifest import ManifestError, read_manifest
@@ -156,7 +157,6 @@ def synthesize(argv):
     import torch
 
     from ..bark import Bark
-    from ..progress import close_bars
     from ..weights.hub import resolve
     from .corpus import Job, Ranks, local_rank_first, run, unrecorded
 

@@ -11,19 +11,21 @@ prompt keeps the same last stretch of audio from each: what Bark reads (the text
 tokens of history) and the codec frames of that same span, so that T / S stays Bark's 1.5.
 """
 
+import hashlib
 import math
 import os
+import sys
 
 import numpy as np
 import torch
 
-from .audio import HUBERT_RATE, load_clip, resampled_length
+from .audio import HUBERT_RATE, MAX_PEAK, SILENCE_RMS, AudioError, load_clip, resampled_length
 from .device import check_device
 from .layout import COARSE_RATE_HZ, N_COARSE, SAMPLE_RATE, SEMANTIC_HISTORY, SEMANTIC_RATE_HZ
 from .progress import progress_bar
-from .voices import validate_voice
-from .weights.checkpoint import load_encoder, load_hubert, load_quantizer
-from .weights.hub import cloning_weights, resolve
+from .voices import VoiceError, load_voice, save_voice, validate_voice
+from .weights.checkpoint import ENCODER_FILE, HUBERT_FILE, QUANTIZER_FILE, load_encoder, load_hubert, load_quantizer
+from .weights.hub import cache_root, cloning_weights, resolve
 
 
 def prompt_from_tokens(semantic, codes):
@@ -49,7 +51,12 @@ def clone(wav24, wav16, encoder, hubert, quantizer):
     features = hubert(wav16[None].to(next(hubert.parameters()).device))  # (1, F, 768)
     semantic = quantizer(features.to(next(quantizer.parameters()).device))[0]  # (F,) ids 0..9999
     if len(semantic) == 0 or math.isnan(float(features.abs().max())):
-        raise ValueError("HuBERT made no usable features from this recording; the clip is too short or damaged")
+        raise AudioError("HuBERT made no usable features from this recording; the clip is too short or damaged")
+    if not bool(codes.any()):  # what NaN latents give (code 0 is the nearest to NaN): a voice of nothing
+        raise AudioError(
+            "the codec encoded this recording as code 0 in every frame (its samples overflowed the encoder, or "
+            "the encoder's weights are damaged); use a recording of speech with samples in [-1, 1]"
+        )
     return prompt_from_tokens(semantic.cpu().numpy(), codes.cpu().numpy())
 
 
@@ -62,32 +69,71 @@ def check_clip(clip, sample_rate=None):
             "never resampled; pass sample_rate only with one array of samples"
         )
     ok = len(clip) == 2 and all(
-        isinstance(x, torch.Tensor) and x.ndim == 1 and x.is_floating_point() and bool(x.isfinite().all()) for x in clip
+        isinstance(x, torch.Tensor) and x.ndim == 1 and len(x) and x.is_floating_point() and bool(x.isfinite().all())
+        for x in clip
     )
     if not ok or len(clip[1]) != resampled_length(len(clip[0]), SAMPLE_RATE, HUBERT_RATE):
         raise ValueError(
             "a tuple is the (24 kHz, 16 kHz) pair audio.load_clip returns: two 1-D finite float tensors of "
             "lengths L and ceil(L * 2 / 3); pass the recording or an array of samples with its sample_rate instead"
         )
+    # what load_audio refuses in a recording, refused in a pair too (the encoder overflows; nothing to clone)
+    peak, rms = float(clip[0].abs().max()), float(clip[0].double().pow(2).mean().sqrt())
+    if peak > MAX_PEAK:
+        raise AudioError(f"the pair's samples are far outside [-1, 1] (up to {peak:.3g}); scale them to [-1, 1]")
+    if rms < SILENCE_RMS:
+        raise AudioError(f"the pair is silent (RMS below {SILENCE_RMS:g}); record some speech")
     return clip
 
 
-def clone_voice(model, audio, sample_rate=None, quantizer=None, hubert=None, device=None, progress=False):
+def kept_voice_file(wav24, weights):
+    """Where cache=True keeps the voice of these samples made by these weights files: CACHE/voices/<sha256>.npz.
+
+    The key is what the voice depends on: the content of the recording as cloning reads it (the 24 kHz
+    samples of its used tail: a file's bytes beyond the last 30 s, or its container, change nothing) and each
+    weights file (path, size, time: a reconversion is another key)."""
+    key = hashlib.sha256(wav24.numpy().astype("<f4").tobytes())
+    for file in weights:
+        st = os.stat(file)
+        key.update(f"\0{os.path.abspath(file)}\0{st.st_size}\0{st.st_mtime_ns}".encode("utf-8", "surrogateescape"))
+    return os.path.join(cache_root(), "voices", key.hexdigest() + ".npz")
+
+
+def _say(progress, message):
+    if progress:
+        print(f"cloning: {message}", file=sys.stderr, flush=True)
+
+
+def clone_voice(model, audio, sample_rate=None, quantizer=None, hubert=None, device=None, progress=False, cache=False):
     """A recording of someone speaking -> a voice dict (semantic_prompt, coarse_prompt, fine_prompt).
 
     model: a converted folder, a Hub id or a snapshot folder, as for from_pretrained: only its EnCodec encoder
-    is loaded. audio: a file soundfile reads (wav, flac, ogg; any channels and sample rate; only its last
+    is loaded. audio: a file soundfile reads (wav, flac, ogg, mp3; any channels and sample rate; only its last
     30 s are read), an array of samples with its sample_rate, or the (24 kHz, 16 kHz) pair audio.load_clip
     returns. 5-12 s of clean speech by one speaker, ending at the end of a sentence, work best. The first
     call downloads and converts HuBERT base and the community's semantic quantizer once
     (hub.cloning_weights); `quantizer` and `hubert` may name other files or folders (e.g. a quantizer
-    trained for another language: the default one is English).
+    trained for another language: the default one is English). cache=True: the voice is kept in nanobark's
+    cache (kept_voice_file), and the same recording with the same weights is not cloned again.
+    progress: a bar, and a line saying what is done, on stderr.
     """
     wav24, wav16 = check_clip(audio, sample_rate) if isinstance(audio, tuple) else load_clip(audio, sample_rate)
-    bar = progress_bar("cloning", "steps") if progress else lambda done, total: None
     path = resolve(os.fspath(model))[0]  # a converted folder as it is; a Hub id or snapshot: converted once
     hubert_dir, quantizer_dir = cloning_weights(quantizer, hubert)  # downloaded and converted once
     device = check_device(device)
+    parts = [(path, ENCODER_FILE), (hubert_dir, HUBERT_FILE), (quantizer_dir, QUANTIZER_FILE)]
+    files = [os.path.join(folder, name) for folder, name in parts]
+    kept = kept_voice_file(wav24, files) if cache and all(map(os.path.isfile, files)) else None
+    if kept is not None and os.path.isfile(kept):
+        try:
+            voice = load_voice(kept)
+            _say(progress, f"this recording was cloned before; its voice is {kept}")
+            return voice
+        except VoiceError:  # damaged since: made again, and replaced
+            pass
+    later = f"; the voice is kept in {os.path.dirname(kept)} for the next run" if kept else ""
+    _say(progress, f"making a voice of the recording (the EnCodec encoder, HuBERT and the quantizer){later}")
+    bar = progress_bar("cloning", "steps") if progress else lambda done, total: None
     models = (
         load_encoder(path, device=device),
         load_hubert(hubert_dir, device=device),
@@ -96,4 +142,10 @@ def clone_voice(model, audio, sample_rate=None, quantizer=None, hubert=None, dev
     bar(1, 2)
     voice = clone(wav24, wav16, *models)
     bar(2, 2)
+    if kept is not None:
+        try:
+            os.makedirs(os.path.dirname(kept), exist_ok=True)
+            save_voice(kept, voice["semantic_prompt"], voice["coarse_prompt"], voice["fine_prompt"])
+        except OSError as e:  # a read-only or full cache: the voice is made, only not kept
+            _say(progress, f"the voice could not be kept in the cache ({e}); the next run clones it again")
     return voice

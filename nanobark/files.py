@@ -63,6 +63,19 @@ def _temp_name(name):
     return "." + name + suffix
 
 
+def check_utf8_name(path, what, advice="rename it"):
+    """`path`, if its name is valid UTF-8, else a ValueError naming it. On Linux a name may hold any bytes
+    (Python keeps a byte that is not UTF-8 as a surrogate, 0xff as \\udcff), but soundfile encodes names as
+    strict UTF-8 and fails on such a name (after the work, for an output), and so does printing it."""
+    try:
+        os.fspath(path).encode("utf-8")
+    except UnicodeEncodeError as e:
+        char = ord(e.object[e.start])
+        byte = f"byte {char - 0xDC00:#04x}" if 0xDC80 <= char <= 0xDCFF else f"code point {char:#06x}"
+        raise ValueError(f"{what} {path!r} is not valid UTF-8 ({byte}); {advice}") from None
+    return path
+
+
 def cut_short(path, missing, code=errno.ENOSPC):
     """The one error for a write that a full disk cut short, whether the writer said so or not."""
     error = OSError(f"writing {path} was cut short ({missing}); is the disk full? Free some space and run again")
@@ -105,18 +118,31 @@ def read_bounded(path, limit, what):
     an OSError, naming `what`); a missing file raises the OSError open gives."""
     path = os.fspath(path)
     _regular(os.stat(path), path, what)  # before open: opening a FIFO blocks until a writer comes
-    chunks, size = [], 0
     with open(path, "rb") as f:
         _regular(os.fstat(f.fileno()), path, what)  # swapped for something else since the stat
-        while size <= limit:
-            chunk = f.read(min(CHUNK, limit + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
+        return read_stream(f, limit, f"{what} {path}")
+
+
+def read_stream(f, limit, what):
+    """At most `limit` bytes of the binary stream `f` (an open file, standard input, a pipe) to its end, read
+    in chunks, so that a signal (SIGTERM, Ctrl-C) is handled between two reads; past the limit NotAFileError,
+    naming `what`, after reading limit + 1 bytes."""
+    chunks, size = [], 0
+    while size <= limit:
+        chunk = f.read(min(CHUNK, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
     if size > limit:
-        raise NotAFileError(f"{what} {path} is larger than {limit / MB:.3g} MB; check that it is the right file")
+        raise NotAFileError(f"{what} is larger than {limit / MB:.3g} MB; check that it is the right file")
     return b"".join(chunks)
+
+
+def check_regular(path, what):
+    """`path` (links followed) is a regular file, else NotAFileError naming `what`; a missing one: open's OSError."""
+    _regular(os.stat(path), path, what)
+    return path
 
 
 def _regular(st, path, what):

@@ -84,6 +84,8 @@ def generate_semantic(
     lengths = torch.full((B,), MAX_SEMANTIC_TOKENS, dtype=torch.long, device=device)
     done = torch.zeros(B, dtype=torch.bool, device=device)
     duration = 0.0
+    # the bar's total: where max_duration cuts (the loop's own float sum may cut one token later)
+    cap = MAX_SEMANTIC_TOKENS if max_duration is None else int(max_duration * SEMANTIC_RATE_HZ) + 1
     logits = model(embeds=model.merged_embedding(text, history, infer), last_only=True)  # positions 0..256
     for n in range(MAX_SEMANTIC_TOKENS):
         if n > 0:
@@ -102,7 +104,7 @@ def generate_semantic(
             if bool(done.all()):
                 break
         out[:, n] = token.masked_fill(done, 0)  # finished samples keep feeding a harmless token
-        progress(n + 1, MAX_SEMANTIC_TOKENS)
+        progress(n + 1, min(MAX_SEMANTIC_TOKENS, max(cap, n + 1)))
         # original: the duration is accumulated in floating point, so the cut-off step matches
         duration += 1 / SEMANTIC_RATE_HZ
         if max_duration is not None and duration > max_duration:

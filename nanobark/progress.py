@@ -1,11 +1,12 @@
-"""Progress on standard error: a tqdm bar on a terminal, one plain line per finished job elsewhere.
+"""Progress on standard error: a tqdm bar on a terminal, plain lines elsewhere.
 
     report = progress_bar("semantic", "tokens")   # -> report(done, total)
     report(12, 768) ... report(150, 150)          # the bar ends where the work did
 
 A log file or a CI job reading stderr gets "semantic: 150 tokens in 3.2 s" instead of a stream of carriage
-returns. `transient` bars (the stages inside a long-form segment) vanish when done on a terminal and print
-nothing elsewhere: the caller's own bar (segments, n of N) says what was done.
+returns, and a line a minute while a stage runs longer ("semantic: 300 tokens so far, 60 s"), so that long
+work is never silent there. `transient` bars (the stages inside a long-form segment) vanish when done on a
+terminal, under the caller's own bar (segments, n of N); elsewhere their lines are indented under it.
 """
 
 import sys
@@ -13,12 +14,20 @@ import time
 
 from tqdm import tqdm
 
+HEARTBEAT = 60.0  # seconds between two lines of a stage still running, where there is no bar
+# tqdm's own rate switches to "3.55s/ windows" below 1 a second; this one reads "0.28 windows/s" always
+BAR = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}]"
+
+
+def _bar(desc, unit, total, leave=True):
+    return tqdm(total=total, desc=desc, unit=f" {unit}", leave=leave, dynamic_ncols=True, bar_format=BAR)
+
 
 def progress_bar(desc, unit, transient=False):
     """A progress(done, total) callback; the bar closes, or its line is printed, once done >= total."""
     if not sys.stderr.isatty():
-        return _quiet if transient else _line(desc, unit)
-    bar = tqdm(total=0, desc=desc, unit=f" {unit}", leave=not transient, dynamic_ncols=True)
+        return _line(("  " if transient else "") + desc, unit)
+    bar = _bar(desc, unit, 0, leave=not transient)
 
     def progress(done, total):
         if bar.disable:  # closed: a stage may report its end twice
@@ -31,18 +40,19 @@ def progress_bar(desc, unit, transient=False):
     return progress
 
 
-def _quiet(done, total):
-    pass
-
-
 def _line(desc, unit):
-    start, finished = time.perf_counter(), False
+    start = last = time.perf_counter()
+    finished = False
 
     def progress(done, total):
-        nonlocal finished
+        nonlocal finished, last
+        now = time.perf_counter()
         if done >= total and not finished:
             finished = True
-            print(f"{desc}: {total} {unit} in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
+            print(f"{desc}: {total} {unit} in {now - start:.1f} s", file=sys.stderr, flush=True)
+        elif not finished and now - last >= HEARTBEAT:
+            last = now
+            print(f"{desc}: {done} {unit} so far, {now - start:.0f} s", file=sys.stderr, flush=True)
 
     return progress
 
@@ -50,7 +60,7 @@ def _line(desc, unit):
 def counter(desc, unit, total):
     """A bar over `total` items (long-form segments) with an estimate of the time left: -> advance(n=1)."""
     start, done = time.perf_counter(), 0
-    bar = tqdm(total=total, desc=desc, unit=f" {unit}", dynamic_ncols=True) if sys.stderr.isatty() else None
+    bar = _bar(desc, f"{unit}s", total) if sys.stderr.isatty() else None
 
     def advance(n=1):
         nonlocal done
@@ -65,3 +75,11 @@ def counter(desc, unit, total):
         print(f"{desc}: {done} of {total} {unit}s done in {elapsed:.1f} s{eta}", file=sys.stderr, flush=True)
 
     return advance
+
+
+def close_bars():
+    """Erase the bars still drawn (a Ctrl-C stopped their work), so that the message printed next is the last
+    line: left open, a bar is drawn again below it when it is garbage-collected."""
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.leave = False
+        bar.close()

@@ -164,7 +164,8 @@ def find_voice_file(voice):
 
 
 def _unknown_preset(name, names):
-    close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
+    by_case = {n.casefold(): n for n in names}  # v2/EN_SPEAKER_6 is close to v2/en_speaker_6
+    close = [by_case[c] for c in difflib.get_close_matches(name.casefold(), by_case, n=5, cutoff=0.6)]
     hint = f"close names: {', '.join(close)}" if close else f"e.g. {', '.join(sorted(names)[:5])}"
     return f"unknown voice preset {name!r}; {hint} (`nanobark voices` lists them all, or PresetIndex.names())"
 

@@ -111,7 +111,7 @@ def test_cli_writes_the_same_audio_as_the_api(bark, converted, tmp_path, ext):
 def test_cli_reads_stdin_and_rejects_bad_output_before_generating(converted, tmp_path):
     r = run(GENERATE, "--model", converted, "--out", str(tmp_path / "no_such_dir" / "x.wav"), input="Hello")
     assert r.returncode == 2 and "does not exist" in r.stderr
-    r = run(GENERATE, "Hello", "--model", converted, "--out", str(tmp_path / "x.mp3"))
+    r = run(GENERATE, "Hello", "--model", converted, "--out", str(tmp_path / "x.aiff"))
     assert r.returncode == 2 and ".wav" in r.stderr
     r = run(GENERATE, "--model", converted, "--out", str(tmp_path / "x.wav"), input="   ")
     assert r.returncode == 2 and "empty" in r.stderr

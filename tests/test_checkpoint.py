@@ -154,6 +154,7 @@ except Exception as e:
     [
         ("semantic", "n_layer", "10**6", "n_layer is 1000000 but the weights hold 2"),
         ("fine", "n_codes_total", "10**6", "n_codes_total is 1000000 but the weights hold 8"),
+        ("fine", "n_codes_given", "9", "n_codes_given is 9 but the fine stage predicts from codebook 2 on"),
         ("coarse", "n_head", "3", "n_head 3 does not divide n_embd 32"),
         ("codec", "ratios", "[2] * 10**5", "len(ratios) is 100000 but the weights hold 4"),
     ],

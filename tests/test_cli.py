@@ -64,7 +64,7 @@ def voice_file(tmp_path):
         (["--int8", "--dtype", "float16"], "--int8 is for CPU decoding in float32"),
         (["--device", "cuda:0"], "torch sees no CUDA GPU; .* install a CUDA build of torch"),
         (["--device", "mps"], "has no MPS \\(Apple silicon"),
-        (["--quiet", "--out", "x.mp3"], "--out must end in .wav, .flac, .ogg"),
+        (["--quiet", "--out", "x.aiff"], "--out must end in .wav, .flac, .ogg, .mp3"),
     ],
 )
 def test_argument_problems_exit_2_with_one_line_before_loading(args, said, no_loading, capsys):
@@ -221,10 +221,16 @@ def test_progress_without_a_terminal_is_one_line_per_stage_and_segment(converted
         "Hello, my dog is cute, and the dog said hello to the world, and the world said hello to the dog. "
         "She said hello to my dog, and my dog said hello to her and to the cute world of the cute dog, he said."
     )
+    stages = ["  semantic", "  coarse", "  fine"]  # each segment's stages (were not shown: a log was silent)
     r = run("-m", "nanobark", text, "--long", *flags, "--out", str(tmp_path / "b.wav"), "--continuity", "previous")
     assert r.returncode == 0, r.stderr
-    assert r.stderr.splitlines()[0].startswith("segments: 1 of 2 segments done in ")
-    assert "s left" in r.stderr.splitlines()[0] and r.stderr.splitlines()[1].startswith("segments: 2 of 2")
+    lines = r.stderr.splitlines()
+    assert [line.split(":")[0] for line in lines] == [*stages, "segments", *stages, "segments"], lines
+    assert lines[3].startswith("segments: 1 of 2 segments done in ") and "s left" in lines[3]
+    assert lines[7].startswith("segments: 2 of 2")
+    r = run("-m", "nanobark", text, "--long", *flags, "--out", str(tmp_path / "c.wav"))  # --continuity voice
+    assert r.returncode == 0, r.stderr  # the two segments in one batch: its stages, then both done
+    assert [line.split(":")[0] for line in r.stderr.splitlines()] == [*stages, "segments"], r.stderr
 
 
 def test_hub_s_switch_for_download_bars_leaves_nanobark_s_own_bars(monkeypatch, capsys):
@@ -374,6 +380,18 @@ def test_raw_audio_to_standard_output_is_the_wav_file_s_samples_clipped_not_wrap
         np.testing.assert_array_equal(sf.read(tmp_path / f"a{ext}", dtype="int16")[0], pcm)
 
 
+def test_mp3_is_written_where_libsndfile_writes_it(converted, tmp_path, capfd):
+    """Before: `--out x.mp3` was refused, though libsndfile 1.1 and later writes MP3 (and the README said
+    nothing of mp3)."""
+    assert sf.check_format("MP3", "MPEG_LAYER_III")  # soundfile's wheels carry a libsndfile that writes it
+    out = tmp_path / "hello.mp3"
+    argv = ["Hello", "--model", converted, "--seed", "1", "--max-duration", "0.2", "--quiet", "--out", str(out)]
+    assert cli.main(argv) == 0
+    assert "mpg123" not in capfd.readouterr().err  # not read back: mpg123 prints notes of its own on fd 2
+    info = sf.info(out)
+    assert info.format == "MP3" and info.samplerate == 24_000 and info.frames > 0
+
+
 # ---- issue 18: a write is done only when its bytes are; never write over an input
 
 FULL_DISK_AT_AUDIO = """
@@ -384,6 +402,10 @@ signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails wi
 real_write = soundfile.write
 
 def write_on_a_full_disk(path, *args, **kwargs):  # the disk fills 1 byte before each audio file's end
+    if not isinstance(path, str):  # encoded in memory (mp3): the disk fills before its bytes are written
+        real_write(path, *args, **kwargs)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (len(path.getvalue()) - 1, resource.RLIM_INFINITY))
+        return
     real_write(path, *args, **kwargs)
     resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(path) - 1, resource.RLIM_INFINITY))
     try:
@@ -397,7 +419,7 @@ sys.exit(main(sys.argv[1:]))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("ext", ["flac", "ogg"])
+@pytest.mark.parametrize("ext", ["flac", "ogg", "mp3"])
 def test_a_full_disk_that_cuts_the_audio_short_exits_1_and_keeps_the_old_file(ext, converted, tmp_path):
     """Before: libsndfile returned without an error, and the cut file replaced the old one; exit 0."""
     out = tmp_path / f"speech.{ext}"
@@ -616,3 +638,153 @@ def test_an_out_name_over_255_bytes_is_a_usage_error_before_loading(converted, t
     out = str(tmp_path / ("x" * 252 + ".wav"))  # 256 bytes: was ENAMETOOLONG, exit 1, after generating
     err = usage_error(["Hi", "--model", converted, "--out", out], capsys)
     assert "its name is 256 bytes, over the 255 a name may have" in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("argv", [["voices"], ["Hello", "--out", "-"], ["Hello", "--out", "x.wav"], ["--help"]])
+def test_with_standard_output_closed_the_command_says_so_and_exits_2(argv, tmp_path):
+    """Before: `nanobark voices >&-` exited 0 having printed nothing (print(file=None) drops it), and
+    `--out -` said standard output 'is a terminal here'."""
+    r = run("-m", "nanobark", *argv, cwd=tmp_path, stdout=subprocess.DEVNULL, preexec_fn=lambda: os.close(1))
+    assert r.returncode == 2 and r.stderr.startswith("nanobark: error: standard output is closed"), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and os.listdir(tmp_path) == []
+
+
+def test_names_that_are_not_utf8_are_usage_errors_before_loading(tmp_path, no_loading, capsys):
+    """soundfile encodes names as strict UTF-8: --out with a 0xff byte failed after generating (exit 1), a
+    recording named with 0xfe said "'utf-8' codec can't encode character '\\udcfe'"."""
+    out, voice = str(tmp_path / os.fsdecode(b"\xff.wav")), str(tmp_path / os.fsdecode(b"\xfe.wav"))
+    recording(os.fsencode(voice))  # soundfile takes the name as bytes
+    err = usage_error(["Hi", "--out", out], capsys)
+    assert "\\udcff.wav' is not valid UTF-8 (byte 0xff); rename it" in err, err
+    err = usage_error(["Hi", "--voice", voice, "--out", str(tmp_path / "ok.wav")], capsys)
+    assert "--voice " in err and "is not valid UTF-8 (byte 0xfe)" in err, err
+    err = usage_error(["clone", voice, "--out", str(tmp_path / "v.npz")], capsys)
+    assert "recording " in err and "is not valid UTF-8 (byte 0xfe)" in err, err
+    err = usage_error(["clone", str(tmp_path / "ok.wav"), "--out", str(tmp_path / os.fsdecode(b"\xfd.npz"))], capsys)
+    assert "is not valid UTF-8 (byte 0xfd)" in err, err
+    manifest = tmp_path / "m.txt"
+    manifest.write_text("Hello.\n")
+    err = usage_error(["synthesize", str(manifest), "--out-dir", str(tmp_path / os.fsdecode(b"o\xff"))], capsys)
+    assert "--out-dir " in err and "is not valid UTF-8 (byte 0xff)" in err, err
+
+
+# ---- issue 18 (walkthrough): progress that says what it does, in a log too
+
+
+def test_a_slow_bar_shows_its_rate_as_units_per_second():
+    """tqdm's own rate below 1 a second read "3.55s/ windows"."""
+    from tqdm import tqdm
+
+    from nanobark.progress import BAR
+
+    line = tqdm.format_meter(1, 10, 3.55, prefix="fine", unit=" windows", bar_format=BAR, ncols=80)
+    assert "0.28 windows/s" in line and "s/ windows" not in line, line
+
+
+def test_a_stage_without_a_terminal_says_it_is_running_once_a_minute(monkeypatch, capsys):
+    import nanobark.progress as progress
+
+    now = [0.0]
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: now[0])
+    report = progress.progress_bar("semantic", "tokens", transient=True)  # stderr is not a terminal here
+    for done in range(1, 601):  # 600 tokens, 0.25 s each
+        now[0] += 0.25
+        report(done, 768)
+    report(600, 600)
+    assert capsys.readouterr().err.splitlines() == [
+        "  semantic: 240 tokens so far, 60 s",  # was silent until the end (and a transient stage: always)
+        "  semantic: 480 tokens so far, 120 s",
+        "  semantic: 600 tokens in 150.0 s",
+    ]
+
+
+def test_the_semantic_bar_counts_to_the_max_duration_cap(bark, monkeypatch):
+    """Before: the total stayed 768 with --max-duration 0.2 (10 tokens), so the time left was 70x too long."""
+    import nanobark.bark as bark_module
+
+    totals = []
+    monkeypatch.setattr(bark_module, "progress_bar", lambda desc, unit, transient=False: lambda d, t: totals.append(t))
+    bark.text_to_semantic("Hello, my dog is cute.", seed=1, max_duration=0.2, progress=True, allow_early_stop=False)
+    assert totals == [10] * 11, totals  # 10 tokens pass 0.2 s at 49.9 a second (then the end, reported again)
+
+
+def test_a_ctrl_c_erases_the_bar_before_its_message(monkeypatch, capsys):
+    """Before: the bar a Ctrl-C stopped was drawn again below "interrupted" when it was garbage-collected."""
+    import gc
+
+    import nanobark.cli.speak as speak_module
+    from nanobark.progress import progress_bar
+
+    def interrupted(argv):
+        report = progress_bar("semantic", "tokens")  # alive in the traceback's frame while the message prints
+        report(5, 768)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    monkeypatch.setattr(speak_module, "speak", interrupted)
+    assert cli.main(["Hello"]) == 130
+    gc.collect()
+    err = capsys.readouterr().err
+    assert "semantic:" in err and err.endswith("interrupted; nothing was written\n"), repr(err[-300:])
+
+
+def test_standard_input_is_read_bounded_as_a_file_is(monkeypatch, capsys):
+    """Standard input, read by the one bounded reader (files.read_stream): /dev/zero on stdin was read up to
+    1,000,001 characters by a cap of the command's own."""
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"a" * 5_000_000)))
+    assert "standard input is larger than 3.81 MB" in usage_error(["--model", "suno/bark-small"], capsys)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("Héllo\xff".encode() + b"\xff")))
+    assert "cannot read the text: 'utf-8' codec" in usage_error(["-", "--model", "suno/bark-small"], capsys)
+
+
+@pytest.mark.slow
+def test_sigterm_while_reading_an_endless_standard_input_ends_the_command_at_once(tmp_path):
+    """A FIFO whose writer never closes it, on standard input: the read waits for ever; SIGTERM ends it
+    with 143 and one line, in the middle of a read."""
+    import fcntl
+    import termios
+
+    fifo = str(tmp_path / "endless")
+    os.mkfifo(fifo)
+    writer = os.open(fifo, os.O_RDWR)  # held open, never closed while the command reads: no end of file
+    try:
+        with open(fifo, "rb") as stdin:
+            p = python("-m", "nanobark", "--model", "suno/bark-small", "--out", str(tmp_path / "x.wav"), stdin=stdin)
+        os.write(writer, b"Hello " * 10_000)  # some text, then nothing more
+
+        def unread():
+            return fcntl.ioctl(writer, termios.FIONREAD, b"\0\0\0\0") != b"\0\0\0\0"
+
+        wait_for(lambda: not unread() or p.poll() is not None)  # the command has read it: it waits for more
+        p.send_signal(signal.SIGTERM)
+        err = p.communicate(timeout=HANG)[1]
+    finally:
+        os.close(writer)
+    assert p.returncode == 143 and err == "interrupted; nothing was written\n", err
+    assert os.listdir(tmp_path) == ["endless"]
+
+
+@pytest.mark.parametrize("damage", ["device", "not json"])
+def test_a_model_s_damaged_preset_index_is_a_runtime_failure_not_a_usage_error(
+    damage, converted, voice_file, tmp_path, no_loading, capsys
+):
+    """Before: --voice v2/en_speaker_6 with the model's speaker_embeddings_path.json a link to /dev/zero said
+    "no speaker_embeddings_path.json" and exited 2, as if the argument were wrong; not JSON: exit 2 too."""
+    model = tmp_path / "m"
+    shutil.copytree(converted, model, symlinks=True)
+    index = model / "speaker_embeddings_path.json"
+    index.unlink()
+    if damage == "device":
+        index.symlink_to("/dev/zero")
+    else:
+        index.write_text("{not json")
+    said = "is not a regular file" if damage == "device" else "cannot be read as JSON"
+    for argv in (["Hi", "--voice", "v2/en_speaker_6", "--out", str(tmp_path / "x.wav")], ["voices"]):
+        assert cli.main([*argv, "--model", str(model)]) == 1
+        err = capsys.readouterr().err
+        assert said in err and str(index) in err and len(err.strip().splitlines()) == 1, err
+    args = parse_speak(["Hi", "--voice", str(voice_file), "--model", str(model), "--out", "x.wav"])
+    assert args.voice == str(voice_file)  # a voice file needs no index

@@ -248,3 +248,108 @@ def test_a_recording_far_beyond_full_scale_is_a_usage_error_before_cloning(conve
     sf.write(recording, speech(4.0, 24_000) * np.float32(1e38), 24_000, subtype="FLOAT")
     err = usage_error(["clone", str(recording), "--out", str(tmp_path / "v.npz"), "--model", converted], capsys)
     assert "samples far outside [-1, 1]" in err and not os.path.exists(tmp_path / "v.npz")
+
+
+def nan_encoder(converted):
+    """The model's EnCodec encoder with one NaN weight: every latent is NaN, and the nearest codeword of NaN is 0
+    (what samples scaled to 1e38 did to a good encoder)."""
+    import torch
+
+    from nanobark.weights.checkpoint import load_encoder
+
+    encoder = load_encoder(converted)
+    with torch.no_grad():
+        next(encoder.parameters()).view(-1)[0] = float("nan")
+    return encoder
+
+
+def test_a_voice_of_all_zero_codes_is_an_error_not_a_voice(converted):
+    """Before: clone() checked only HuBERT's features (GroupNorm keeps them finite) and returned the voice."""
+    import torch
+
+    from nanobark.audio import AudioError, load_clip
+    from nanobark.cloning import clone
+
+    class Stub(torch.nn.Module):  # HuBERT and the quantizer, as far as clone() reads them
+        def __init__(self, forward):
+            super().__init__()
+            self.p, self.f = torch.nn.Parameter(torch.zeros(1)), forward
+
+        def forward(self, x):
+            return self.f(x)
+
+    hubert = Stub(lambda wav16: torch.ones(1, wav16.shape[1] // 320, 768))
+    quantizer = Stub(lambda features: torch.arange(features.shape[1])[None] % 10_000)
+    wav24, wav16 = load_clip(speech(), 44_100)
+    encoder = nan_encoder(converted)
+    assert not encoder.encode(wav24[None]).any()  # the bug is live: every code is 0
+    with pytest.raises(AudioError, match="code 0 in every frame"):
+        clone(wav24, wav16, encoder, hubert, quantizer)
+
+
+def test_the_clone_command_exits_2_for_a_recording_that_encodes_to_nothing(
+    converted, weights, recording, tmp_path, monkeypatch, capsys
+):
+    import nanobark.cloning as cloning
+
+    monkeypatch.setattr(cloning, "load_encoder", lambda path, device: nan_encoder(converted))
+    argv = ["clone", recording, "--out", str(tmp_path / "v.npz"), "--model", converted]
+    with pytest.raises(SystemExit) as e:
+        cli.main([*argv, "--hubert", weights[0], "--quantizer", weights[1]])
+    err = capsys.readouterr().err.strip().splitlines()  # what it does, then the one error line
+    assert e.value.code == 2 and err[0].startswith("cloning: making a voice"), err
+    assert "code 0 in every frame" in err[-1] and "Traceback" not in str(err) and os.listdir(tmp_path) == []
+
+
+def test_a_pair_far_beyond_full_scale_or_silent_is_refused_as_a_recording_is(tmp_path):
+    """clone_voice given a tuple checks what load_audio checks in a file (it checked only for NaN)."""
+    from nanobark.audio import AudioError, load_clip
+    from nanobark.cloning import clone_voice
+
+    wav24, wav16 = load_clip(speech(), 44_100)
+    model = str(tmp_path / "never-loaded")
+    for pair, said in [((wav24 * 1e12, wav16 * 1e12), "far outside"), ((wav24 * 0, wav16 * 0), "is silent")]:
+        with pytest.raises(AudioError, match=said):
+            clone_voice(model, pair)
+
+
+def test_a_recording_is_cloned_once_keyed_by_its_content(converted, weights, tmp_path, monkeypatch, capsys):
+    """cache=True: the same samples by the same weights (a copy under another name too) come from the cache;
+    other samples are cloned. Before, `--voice me.wav` was cloned again on every run, saying nothing."""
+    import nanobark.cloning as cloning
+
+    calls, real = [], cloning.clone
+    monkeypatch.setattr(cloning, "clone", lambda *a: calls.append(a) or real(*a))
+    me, copy = tmp_path / "me.wav", tmp_path / "copy.wav"
+    sf.write(me, speech(), 44_100, subtype="FLOAT")
+    copy.write_bytes(me.read_bytes())
+    how = dict(hubert=weights[0], quantizer=weights[1], progress=True, cache=True)
+    first = cloning.clone_voice(converted, str(me), **how)
+    err = capsys.readouterr().err
+    assert "making a voice of the recording" in err and "kept in" in err and len(calls) == 1, err
+    kept = err.split("kept in ")[1].split(" for the next run")[0]
+    assert kept == os.path.join(os.environ["NANOBARK_CACHE"], "voices") and len(os.listdir(kept)) == 1
+    again = cloning.clone_voice(converted, str(copy), **how)
+    assert len(calls) == 1 and "was cloned before" in capsys.readouterr().err
+    for key in first:
+        np.testing.assert_array_equal(again[key], first[key])
+    sf.write(me, speech(seed=1), 44_100, subtype="FLOAT")  # other content under the same name: cloned
+    cloning.clone_voice(converted, str(me), **how)
+    assert len(calls) == 2 and len(os.listdir(kept)) == 2
+    cloning.clone_voice(converted, str(copy), hubert=weights[0], quantizer=weights[1])  # cache=False: cloned
+    assert len(calls) == 3
+
+
+def test_speak_with_a_recording_says_what_it_does_and_clones_it_once(converted, weights, tmp_path, monkeypatch, capsys):
+    import nanobark.cloning as cloning
+
+    calls, real, fetch = [], cloning.clone, cloning.cloning_weights
+    monkeypatch.setattr(cloning, "clone", lambda *a: calls.append(a) or real(*a))
+    monkeypatch.setattr(cloning, "cloning_weights", lambda q, h: fetch(weights[1], weights[0]))  # not downloaded
+    me = tmp_path / "me.wav"
+    sf.write(me, speech(seed=2), 44_100, subtype="FLOAT")
+    argv = ["Hi", "--voice", str(me), "--model", converted, "--max-duration", "0.1", "--out", str(tmp_path / "o.wav")]
+    for said in ["cloning: making a voice of the recording", "cloning: this recording was cloned before"]:
+        assert cli.main(argv) == 0
+        err = capsys.readouterr().err
+        assert said in err and len(calls) == 1, err

@@ -351,6 +351,7 @@ def test_read_meta_of_a_config_json_linked_to_a_device_is_not_a_conversion(conve
         ("fine_acoustics_config", "hidden_size", 1 << 20, "n_embd is 1048576"),
         ("semantic_config", "block_size", 10**7, "block_size is 10000000"),
         ("fine_acoustics_config", "n_codes_total", 10**5, "n_codes_total is 100000"),
+        ("fine_acoustics_config", "n_codes_given", 9, "n_codes_given is 9"),  # was converted; failed mid-speech
     ],
 )
 def test_a_source_config_asking_for_more_than_its_weights_is_refused_before_building(

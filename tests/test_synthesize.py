@@ -268,7 +268,8 @@ OK = '{"id": "ok", "text": "Hello."}\n'
     ('{"id": "../../etc/x", "text": "Hi"}', "line 2: id '../../etc/x' has a path separator"),
     ('{"id": "", "text": "Hi"}', "line 2: no id"),
     ('{"id": ".hidden", "text": "Hi"}', "line 2: id '.hidden' starts with '.'"),
-    ('{"id": "a\\ud800", "text": "Hi"}', "line 2: id 'a\\ud800' cannot be a file name"),
+    ('{"id": "a\\ud800", "text": "Hi"}', "line 2: id 'a\\ud800' is not valid UTF-8 (code point 0xd800)"),
+    ('{"id": "a\\udcff", "text": "Hi"}', "line 2: id 'a\\udcff' is not valid UTF-8 (byte 0xff)"),  # was: every run
     ('{"id": "%s", "text": "Hi"}' % ("é" * 101), "line 2: the id is 202 bytes, over 200"),
     ('{"id": "a", "text": "Hi", "voice": "v2/en_speaker_66"}', "line 2: unknown voice preset 'v2/en_speaker_66'"),
     ('{"id": "a", "text": "Hi", "voice": "me.wav"}', "line 2: voice 'me.wav' is a recording; make it a voice"),
@@ -340,9 +341,7 @@ def test_usage_errors_exit_2_with_one_line_before_loading(converted, tmp_path, n
     assert "--batch-size must be at least 1" in usage_error(
         command(manifest, out, converted, "--batch-size", "0"), capsys
     )
-    assert "invalid choice: 'mp3'" in usage_error(
-        command(manifest, out, converted, "--format", "mp3"), capsys
-    )
+    assert "invalid choice: 'aiff'" in usage_error(command(manifest, out, converted, "--format", "aiff"), capsys)
     assert "is a file, not a folder" in usage_error(command(manifest, manifest, converted), capsys)
     assert "--int8 is for CPU" in usage_error(
         command(manifest, out, converted, "--int8", "--dtype", "float16"), capsys
@@ -587,6 +586,18 @@ def test_an_endless_or_oversized_manifest_is_a_usage_error_before_loading(
             read_manifest(path)
 
 
+def test_a_job_file_in_out_dir_that_is_endless_is_a_usage_error_before_loading(converted, tmp_path, no_loading, capsys):
+    """Before: corpus.read_jsonl read out/manifest.jsonl whole (a link to /dev/zero: until memory ran out; a
+    FIFO: open() hung); now read_bounded reads it, as the input manifest."""
+    from helpers import endless_inputs
+
+    manifest = write_manifest(str(tmp_path))
+    for kind, path in endless_inputs(str(tmp_path), "manifest.jsonl", oversized=1):
+        if kind != "oversized":
+            err = usage_error(command(manifest, os.path.dirname(path), converted), capsys)
+            assert "the job's file" in err and "is not a regular file" in err and path in err, (kind, err)
+
+
 def test_a_voice_file_with_a_forged_header_fails_its_row_only(converted, tmp_path, no_loading, capsys):
     forged_npz(tmp_path / "huge.npz", npy_header("{'descr': '<i8', 'fortran_order': False, 'shape': (68719476736,)}"))
     manifest = write_manifest(str(tmp_path), [{"id": "a", "text": "Hi", "voice": "huge.npz"}, {"id": "b"}])
@@ -595,3 +606,22 @@ def test_a_voice_file_with_a_forged_header_fails_its_row_only(converted, tmp_pat
     captured = capsys.readouterr()
     assert "2 rows: 0 done, 2 failed, 0 skipped" in captured.out
     assert "huge.npz has an array header declaring" in captured.err
+
+
+def test_silence_flag_is_the_default_of_long_rows_without_their_own(bark, converted, tmp_path, monkeypatch):
+    """Before: synthesize had no --silence (nor a column): every long item had generate_long's 0.25 s."""
+    monkeypatch.setattr(Bark, "from_pretrained", lambda *a, **k: bark)
+    story = (  # two sentences of 25 and 29 tokens: two segments
+        "Hello, my dog is cute, and the dog said hello to the world, and the world said hello to the dog. "
+        "She said hello to my dog, and my dog said hello to her and to the cute world of the cute dog, he said."
+    )
+    rows = [{"id": "plain", "text": story}, {"id": "own", "text": story, "silence": 0}, {"id": "short", "text": "Hi"}]
+    out = str(tmp_path / "out")
+    argv = command(write_manifest(str(tmp_path), rows), out, converted, "--long", "--silence", "1.5", "--quiet")
+    assert cli.main(argv) == 0
+    lines = manifest_lines(out)
+    assert [lines[i]["settings"]["silence"] for i in ("plain", "own", "short")] == [1.5, 0.0, 1.5]
+    audio = generate_long(bark, story, seed=lines["plain"]["seed"], max_duration=0.2, silence=1.5)
+    np.testing.assert_array_equal(sf.read(os.path.join(out, "plain.wav"), dtype="int16")[0], pcm16(audio))
+    rows, problems = read_manifest(write_manifest(str(tmp_path), [{"id": "a", "text": "Hi", "silence": 61}]))
+    assert "line 1: silence must be a number of seconds from 0 to 60" in problems[0].message

@@ -254,6 +254,8 @@ def test_not_an_npz(tmp_path):
 def test_unknown_name_lists_close_names(suno_index):
     with pytest.raises(VoiceError, match="unknown voice preset 'v2/en_speakr_6'; close names: v2/en_speaker_6"):
         load_voice("v2/en_speakr_6", presets=suno_index)
+    with pytest.raises(VoiceError, match="'v2/EN_SPEAKER_6'; close names: v2/en_speaker_6,"):  # had none
+        load_voice("v2/EN_SPEAKER_6", presets=suno_index)
     with pytest.raises(VoiceError, match="e.g. announcer"):
         suno_index.load("zzzzzz")
 

@@ -16,6 +16,7 @@ import signal
 import sys
 import warnings
 
+from ..progress import close_bars
 from . import convert, speak, synthesize
 
 # A first argument naming a command picks it; anything else is a text to speak. add_subparsers cannot do this:
@@ -26,7 +27,8 @@ COMMANDS = {
     "convert": convert.convert,
     "synthesize": synthesize.synthesize,
 }
-FAILED, INTERRUPTED, BROKEN_PIPE = 1, 130, 141  # parser.EXIT_CODES: 128 + SIGINT, 128 + SIGPIPE
+FAILED, USAGE, INTERRUPTED, BROKEN_PIPE = 1, 2, 130, 141  # parser.EXIT_CODES: 128 + SIGINT, 128 + SIGPIPE
+CLOSED_STDOUT = "every command prints its result there; give it a file, or /dev/null to discard it (>/dev/null)"
 
 
 class Stopped(KeyboardInterrupt):
@@ -45,6 +47,9 @@ def main(argv=None):
     """The `nanobark` command -> exit code. argparse exits 2 itself on a usage error."""
     if sys.stderr is None:  # standard error closed (`2>&-`): print(file=None) would write into stdout's audio
         sys.stderr = open(os.devnull, "w")  # the lowest free fd: 2 itself
+    if sys.stdout is None:  # closed (`>&-`): print(file=None) would drop the result (a list, the audio) unsaid
+        print(f"nanobark: error: standard output is closed; {CLOSED_STDOUT}", file=sys.stderr)
+        return USAGE
     argv = sys.argv[1:] if argv is None else list(argv)
     run = COMMANDS.get(argv[0] if argv else None)
     argv = argv[1:] if run else argv
@@ -64,6 +69,7 @@ def main(argv=None):
             print("note: the reader of the audio stopped reading; the rest was not made", file=sys.stderr)
         return BROKEN_PIPE
     except KeyboardInterrupt as e:
+        close_bars()  # a bar the signal stopped: erased before the message, or it is drawn again below it
         done = "the audio streamed so far was written" if writes_stdout else "nothing was written"
         print(f"interrupted; {done}", file=sys.stderr)
         return 128 + e.signum if isinstance(e, Stopped) else INTERRUPTED

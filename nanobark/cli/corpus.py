@@ -27,6 +27,7 @@ folded an earlier run's leftovers into manifest.jsonl and says what is done, whe
 
 import datetime
 import hashlib
+import inspect
 import json
 import os
 import re
@@ -40,13 +41,13 @@ import torch._dynamo  # noqa: F401  before the process group: see Ranks.start
 import torch.distributed as dist
 
 from .. import settings
-from ..files import cut_short, remove_temp_files, write_atomic
+from ..files import cut_short, read_bounded, remove_temp_files, write_atomic
 from ..layout import SAMPLE_RATE, TEXT_LENGTH
 from ..longform import generate_long
 from ..progress import counter
 from ..settings import MAX_SEED
 from ..tokenizer import normalize_text
-from .manifest import Problem, Row
+from .manifest import MAX_MANIFEST_BYTES, Problem, Row
 from .speak import audio_frames
 
 MANIFEST, ERRORS = "manifest.jsonl", "errors.jsonl"
@@ -54,7 +55,11 @@ RANK_FILE = re.compile(r"^\.(manifest|errors)\.rank(\d+)\.jsonl$")
 # the ranks wait for each other at the end for as long as the slowest one works: a long timeout (a dead rank
 # is torchrun's to notice: it stops the others)
 WAIT = datetime.timedelta(days=7)
-SHOWN_PROBLEMS = 10  # printed at the start; all of them go to errors.jsonl
+MAX_RECORDS_BYTES = 2 * MAX_MANIFEST_BYTES  # manifest.jsonl: every text of the input, and a little about each
+SHOWN_PROBLEMS = 10
+SILENCE = (
+    inspect.signature(generate_long).parameters["silence"].default
+)  # its default, read from its owner  # printed at the start; all of them go to errors.jsonl
 
 
 # ---------------------------------------------------------------- the ranks
@@ -152,8 +157,12 @@ def item_seed(id_, base):
 
 
 def item_settings(row, given, long):
-    """Every setting of an item, as recorded: the form's defaults, under the job's, under the row's own."""
-    return {**asdict(replace(settings.defaults(long), **{**given, **row.settings})), "long": long}
+    """Every setting of an item, as recorded: the form's defaults, under the job's, under the row's own; a long
+    item's silence between segments too (the row's, given the job's --silence by synthesize, or generate_long's)."""
+    recorded = {**asdict(replace(settings.defaults(long), **{**given, **row.settings})), "long": long}
+    if long:
+        recorded["silence"] = SILENCE if row.silence is None else row.silence
+    return recorded
 
 
 def plan(rows, job, tokenizer):
@@ -217,12 +226,13 @@ def record(item, job):
 
 
 def read_jsonl(path):
-    """The objects of a JSON Lines file; a line cut short by a kill (or edited into garbage) is skipped."""
+    """The objects of a JSON Lines file; a line cut short by a kill (or edited into garbage) is skipped. Read
+    bounded: a device or FIFO put in its place is a NotAFileError, as a manifest would be."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            lines = f.read().split("\n")
+        data = read_bounded(path, MAX_RECORDS_BYTES, "the job's file")
     except FileNotFoundError:
         return []
+    lines = data.decode("utf-8", errors="replace").split("\n")
     out = []
     for line in lines:
         try:
@@ -344,9 +354,9 @@ def _generate(bark, unit, voices):
     """THE CALL: one long item through generate_long, or a batch through Bark.generate, with a torch.Generator
     per item seeded with the item's seed (what it would draw alone) -> a float32 array per item."""
     s, voice = unit[0].settings, voices(unit[0].row.voice_ref)
-    kwargs = {k: v for k, v in s.items() if k != "long"}  # Settings' fields
+    kwargs = {k: v for k, v in s.items() if k not in ("long", "silence")}  # Settings' fields
     if unit[0].long:  # segment i gets seed + i, however generate_long batches them
-        return [generate_long(bark, unit[0].row.text, voice, seed=unit[0].seed, **kwargs)]
+        return [generate_long(bark, unit[0].row.text, voice, seed=unit[0].seed, silence=s["silence"], **kwargs)]
     generators = [torch.Generator(device=bark.device).manual_seed(it.seed) for it in unit]
     return bark.generate([it.row.text for it in unit], voice=voice, seed=generators, **kwargs)
 

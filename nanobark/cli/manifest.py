@@ -20,13 +20,14 @@ import math
 import os
 from typing import NamedTuple, Optional
 
-from ..files import NotAFileError, read_bounded
+from ..files import NotAFileError, check_utf8_name, read_bounded
+from ..longform import check_silence
 from ..settings import Settings, check_seed
 from ..tokenizer import MAX_TEXT_CHARS, normalize_text
 
 # the per-row sampling settings, a column per Settings field: column -> (parse a CSV cell, Settings' check)
 SETTINGS = {f.name: (f.metadata["parse"], f.metadata["check"]) for f in dataclasses.fields(Settings)}
-COLUMNS = ("id", "text", "voice", "seed", "long", *SETTINGS)
+COLUMNS = ("id", "text", "voice", "seed", "long", "silence", *SETTINGS)
 MAX_MANIFEST_BYTES = 256 << 20  # ~1 million rows of 250 characters; a larger corpus is split into manifests
 MAX_ID_BYTES = 200  # a file name is at most 255 bytes, and the atomic write's temporary name adds ~20
 BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False, "": None}
@@ -51,6 +52,7 @@ class Row(NamedTuple):
     seed: Optional[int]  # None: the job's base seed plus a hash of the id
     long: bool
     settings: dict  # only the settings the row gives; the job's defaults fill in the rest
+    silence: Optional[float] = None  # seconds between the segments of a long item; None: the job's
 
 
 class RowError(ValueError):
@@ -70,9 +72,9 @@ def check_id(value):
             f"id {value!r} starts with '.', or holds a control character or outer spaces; use letters, digits, '-', '_'"
         )
     try:
-        size = len(os.fsencode(value))
-    except UnicodeError:  # a lone surrogate, from a \ud800 escape in JSON
-        raise RowError(f"id {value!r} cannot be a file name (it is not valid Unicode)") from None
+        size = len(check_utf8_name(value, "id", "an id names a file: use UTF-8 text").encode("utf-8"))
+    except ValueError as e:  # a lone surrogate, from a \ud800 or \udcff escape in JSON
+        raise RowError(str(e)) from None
     if size > MAX_ID_BYTES:
         raise RowError(f"the id is {size} bytes, over {MAX_ID_BYTES}; a file name is at most 255")
     return value
@@ -169,6 +171,7 @@ class _Reader:
         if "seed" in given:
             seed = _cell("seed", given["seed"], int, check_seed)
         settings = {c: _cell(c, given[c], *SETTINGS[c]) for c in SETTINGS if c in given}
+        silence = _cell("silence", given["silence"], float, check_silence) if "silence" in given else None
         return Row(
             line=line,
             id=id_,
@@ -178,6 +181,7 @@ class _Reader:
             seed=seed,
             long=_boolean(given["long"]) if "long" in given else False,
             settings=settings,
+            silence=silence,
         )
 
 

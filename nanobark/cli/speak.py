@@ -4,15 +4,17 @@ Each command reads its arguments (no torch yet: --help and argparse's errors ans
 before any model is loaded (a bad value exits 2 with one line), then imports the models and works.
 """
 
+import io
 import os
 import sys
 import time
 from dataclasses import replace
 
 import numpy as np
+import soundfile as sf
 
 from .. import __version__
-from ..files import NAME_MAX, read_bounded, same_file, write_atomic
+from ..files import NAME_MAX, check_regular, check_utf8_name, read_bounded, read_stream, same_file, write_atomic
 from ..layout import TEXT_LENGTH
 from ..longform import check_silence, generate_long, stream
 from ..settings import check_seed, defaults
@@ -22,6 +24,7 @@ from ..voices import (
     LANGUAGES,
     SUNO_PRESETS,
     PresetIndex,
+    VoiceError,
     find_voice,
     load_voice,
     save_voice,
@@ -30,6 +33,8 @@ from ..voices import (
 from .parser import EXIT_CODES, Parser, checked, device_options, generation_options, given_settings, model_options
 
 FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
+if sf.check_format("MP3", "MPEG_LAYER_III"):  # libsndfile 1.1 and later, built with LAME (soundfile's wheels are)
+    FORMATS[".mp3"] = ("MP3", "MPEG_LAYER_III")
 
 SPEAK_EPILOG = f"""other commands:
   nanobark voices [--language LANG]     list the voice presets, by language
@@ -72,17 +77,28 @@ def check_model(name):
     return name
 
 
+class DamagedModel(VoiceError):
+    """A model folder's preset index that cannot be read (a device, not JSON): the model's failure, exit 1, not
+    the argument's. A VoiceError, so that find_voice reports it only when the voice is not a file."""
+
+
 def preset_names(model):
     """The voice presets a model offers, read without loading it: Suno's for a Hub id, else the folder's."""
     if not os.path.isdir(model):
         return list(SUNO_PRESETS)
-    if not os.path.exists(os.path.join(model, "speaker_embeddings_path.json")):
+    index = os.path.join(model, "speaker_embeddings_path.json")
+    if not os.path.lexists(index):
         return []
-    return PresetIndex.from_dir(model).names()
+    try:
+        check_regular(index, "the preset index")  # else from_dir would say there is none
+        return PresetIndex.from_dir(model).names()
+    except (VoiceError, OSError) as e:
+        raise DamagedModel(str(e)) from None
 
 
 def check_writable(out):
     """A file can be written at `out`: its folder exists and is writable, and `out` is not a folder."""
+    check_utf8_name(out, "cannot write")
     folder = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(folder):
         raise ValueError(f"cannot write {out}: folder {folder} does not exist")
@@ -133,8 +149,9 @@ def speak_parser():
                            "picks the speaker (without one, each run is a different speaker).")
     p.add_argument("text", nargs="?", help="the text to speak; '-' or nothing reads standard input")
     p.add_argument("--file", help="read the text from this file (UTF-8)")
-    p.add_argument("--out", default="bark.wav", help="output audio file: .wav (16-bit PCM), .flac or .ogg; '-' "
-                   "writes raw 16-bit little-endian mono PCM at 24 kHz to standard output")
+    p.add_argument("--out", default="bark.wav", help="output audio file: .wav (16-bit PCM), "
+                   f"{', '.join(list(FORMATS)[1:])}; '-' writes raw 16-bit little-endian mono PCM at 24 kHz to "
+                   "standard output")
     p.add_argument("--voice", help="a preset (e.g. v2/en_speaker_6; see `nanobark voices`), a .npz voice file, "
                    "or a recording to clone (.wav, .flac, .ogg) (default: none, a random speaker)")
     p.add_argument("--seed", type=checked(int, check_seed, "--seed"),
@@ -168,7 +185,7 @@ def read_text(p, args):
         elif text in (None, "-"):
             if sys.stdin is None or sys.stdin.isatty():
                 p.error("no text given: pass it as an argument, with --file, or on standard input")
-            text = sys.stdin.read(MAX_TEXT_CHARS + 1)
+            text = read_stream(sys.stdin.buffer, 4 * MAX_TEXT_CHARS, "standard input").decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         p.error(f"cannot read the text: {e}")
     if len(text) > MAX_TEXT_CHARS:
@@ -187,7 +204,7 @@ def check_voice(voice, model):
 
     kind, ref = find_voice(voice, lambda: preset_names(model))
     if kind == "recording":
-        return load_clip(ref)
+        return load_clip(check_utf8_name(ref, "--voice"))
     if kind == "file":
         load_voice(ref)  # a bad file is a usage error, found before the model loads
     return ref
@@ -195,7 +212,9 @@ def check_voice(voice, model):
 
 def check_out(p, out, inputs=()):
     if out == "-":
-        if sys.stdout is None or sys.stdout.isatty():
+        if sys.stdout is None:
+            p.error("--out - writes raw audio to standard output, which is closed here; give a file name")
+        if sys.stdout.isatty():
             p.error(
                 "--out - writes raw audio to standard output, which is a terminal here; pipe it into a "
                 "player (| aplay -f S16_LE -r 24000) or give a file name"
@@ -222,6 +241,8 @@ def parse_speak(argv):
         check_model(args.model)
         if args.voice is not None:
             args.voice = check_voice(args.voice, args.model)
+    except DamagedModel:
+        raise  # the model's file, not the argument: exit 1
     except (ValueError, FileNotFoundError) as e:  # VoiceFileNotFoundError is the latter
         p.error(str(e))
     if (args.continuity or args.silence is not None) and not (args.long or args.stream):
@@ -251,8 +272,6 @@ def pcm16(audio):
 def audio_frames(path):
     """The frames a read of an audio file to its end gives, or None if it cannot be read to its end (a file cut
     short: a FLAC header may still claim every frame)."""
-    import soundfile as sf
-
     try:
         return sum(len(block) for block in sf.blocks(path, blocksize=65536, dtype="int16"))
     except (RuntimeError, OSError, ValueError):  # soundfile.LibsndfileError is a RuntimeError
@@ -262,15 +281,32 @@ def audio_frames(path):
 def write_audio(path, audio, sample_rate):
     """Write atomically (a temporary file beside `path`, then renamed): an interrupted run leaves no partial file,
     and a file that does not read back whole (a full disk) replaces nothing."""
-    import soundfile as sf
-
-    def whole(tmp):
-        n = audio_frames(tmp)
-        return None if n == len(audio) else f"{n or 0} of its {len(audio)} samples read back"
-
     fmt, subtype = FORMATS[os.path.splitext(path)[1].lower()]
-    samples = pcm16(audio) if subtype == "PCM_16" else audio  # Vorbis encodes the floats themselves
-    write_atomic(path, lambda tmp: sf.write(tmp, samples, sample_rate, format=fmt, subtype=subtype), check=whole)
+    samples = pcm16(audio) if subtype == "PCM_16" else audio  # Vorbis and MP3 encode the floats themselves
+    if fmt != "MP3":
+
+        def whole(tmp):
+            n = audio_frames(tmp)
+            return None if n == len(audio) else f"{n or 0} of its {len(audio)} samples read back"
+
+        write_atomic(path, lambda tmp: sf.write(tmp, samples, sample_rate, format=fmt, subtype=subtype), check=whole)
+        return
+    # LAME's writer says nothing when a full disk cuts the file, and a cut MP3 still reads back whole (its header
+    # counts the frames; and mpg123, reading it, prints notes on stderr): it is encoded in memory, its bytes
+    # written here (a short write raises), and their count checked
+    encoded = io.BytesIO()
+    sf.write(encoded, samples, sample_rate, format=fmt, subtype=subtype)
+    data = encoded.getvalue()
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+    def all_bytes(tmp):
+        size = os.path.getsize(tmp)
+        return None if size == len(data) else f"{size} of its {len(data)} bytes written"
+
+    write_atomic(path, write, check=all_bytes)
 
 
 def write_pcm(chunks, out):
@@ -305,6 +341,18 @@ def audio_chunks(bark, args, voice):
     return [generate_long(bark, args.text, voice, **how)]
 
 
+def clone_once(bark, args):
+    """A recording, loaded by check_voice -> a voice made with this model's codec, kept in the cache: the same
+    recording in the next run is not cloned again (minutes on a CPU)."""
+    from ..audio import AudioError
+    from ..cloning import clone_voice
+
+    try:
+        return clone_voice(bark.path, args.voice, device=bark.device, progress=not args.quiet, cache=True)
+    except AudioError as e:  # the recording clones into nothing (all-0 codes): the user's file, as in clone
+        speak_parser().error(str(e))
+
+
 def speak(argv):
     args = parse_speak(argv)
     from ..bark import Bark
@@ -313,8 +361,7 @@ def speak(argv):
     bark = Bark.from_pretrained(
         args.model, device=args.device, dtype=args.dtype, offload=args.offload, compile=args.compile, int8=args.int8
     )
-    # a recording, loaded by check_voice, becomes a voice with this model's codec
-    voice = bark.clone_voice(args.voice) if isinstance(args.voice, tuple) else args.voice
+    voice = clone_once(bark, args) if isinstance(args.voice, tuple) else args.voice
     chunks = audio_chunks(bark, args, voice)
     if args.out == "-":
         n_samples = write_pcm(chunks, sys.stdout.buffer)
@@ -343,9 +390,10 @@ def voices(argv):
     p.add_argument("--language", choices=sorted(LANGUAGES), help="only this language (default: all)")
     args = p.parse_args(argv)
     try:
-        names = preset_names(check_model(args.model))
+        check_model(args.model)
     except ValueError as e:
         p.error(str(e))
+    names = preset_names(args.model)  # a damaged index is the model's failure: exit 1
     if not names:
         p.error(f"{args.model} has no voice presets (no speaker_embeddings_path.json); use a .npz voice file")
     by_language = {}
@@ -405,7 +453,7 @@ def clone(argv):
     p.add_argument("--hubert", help="a local copy of HuBERT base (default: downloaded)")
     # fmt: on
     args = p.parse_args(argv)
-    from ..audio import load_clip
+    from ..audio import AudioError, load_clip
     from ..cloning import clone_voice
     from ..device import check_device, set_threads
 
@@ -419,11 +467,16 @@ def clone(argv):
         check_not_an_input(
             out, [("recording", args.recording), ("--quantizer", args.quantizer), ("--hubert", args.hubert)]
         )
-        clip = load_clip(args.recording)
+        clip = load_clip(check_utf8_name(args.recording, "recording"))
     except (ValueError, FileNotFoundError) as e:
         p.error(str(e))
     t0 = time.perf_counter()
-    voice = clone_voice(args.model, clip, quantizer=args.quantizer, hubert=args.hubert, device=device, progress=True)
+    try:
+        voice = clone_voice(
+            args.model, clip, quantizer=args.quantizer, hubert=args.hubert, device=device, progress=True
+        )
+    except AudioError as e:  # the user's recording clones into nothing (all-0 codes): not a failure of ours
+        p.error(str(e))
     save_voice(out, voice["semantic_prompt"], voice["coarse_prompt"], voice["fine_prompt"])
     print(
         f"{out}: a voice of {len(voice['semantic_prompt'])} semantic tokens and "

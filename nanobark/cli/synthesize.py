@@ -5,15 +5,18 @@ import os
 import signal
 import sys
 
+from ..files import check_utf8_name
+from ..longform import check_silence
+from ..progress import close_bars
 from ..settings import check_seed
 from ..voices import find_voice, load_voice
 from .manifest import ManifestError, read_manifest
 from .parser import EXIT_CODES, Parser, at_least_1, checked, generation_options, given_settings
-from .speak import check_model, check_runtime, preset_names, write_audio
+from .speak import FORMATS, DamagedModel, check_model, check_runtime, preset_names, write_audio
 
 SYNTHESIZE_EPILOG = f"""the manifest:
   corpus.jsonl  one JSON object per line: {{"id": "utt1", "text": "Hello.", "voice": "v2/en_speaker_6"}}; optional
-                voice, seed, long, text_temp, waveform_temp, fine_temp, top_k, top_p, min_eos_p, max_duration
+                voice, seed, long, silence, text_temp, waveform_temp, fine_temp, top_k, top_p, min_eos_p, max_duration
   corpus.csv    a header row naming the same columns (.tsv: tab-separated)
   corpus.txt    (any other name) one text per line; ids from the line numbers: line-0001, line-0002, ...
   A voice file's relative path is read from the manifest's folder. A wrong row is reported with its line,
@@ -75,9 +78,11 @@ def synthesize_parser():
                    "(default: none, a random speaker per row)")
     p.add_argument("--long", action="store_true", help="speak every row in long form (segments); rows over 256 "
                    "tokens always are")
-    p.add_argument("--format", choices=("wav", "flac", "ogg"), default="wav",
+    p.add_argument("--silence", type=checked(float, check_silence, "--silence"),
+                   help="seconds of silence between the segments of long items without their own (default: 0.25)")
+    p.add_argument("--format", choices=[ext[1:] for ext in FORMATS], default="wav",
                    help="wav and flac: 16-bit PCM; ogg: Vorbis, whose files differ from run to run in a random "
-                   "stream number")
+                   "stream number; mp3 where libsndfile writes it")
     p.add_argument("--overwrite", action="store_true", help="make every item again, even those already done, and "
                    "replace files of the items' names in --out-dir that no manifest line records")
     # fmt: on
@@ -86,6 +91,10 @@ def synthesize_parser():
 
 def check_out_dir(p, args):
     out_dir = args.out_dir
+    try:
+        check_utf8_name(out_dir, "--out-dir")
+    except ValueError as e:
+        p.error(str(e))
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         p.error(f"--out-dir {out_dir} is a file, not a folder")
     try:
@@ -125,11 +134,18 @@ def check_synthesize(p, args, ranks):
     if args.voice is not None:
         try:  # the flag's relative path is read from here; a row's from the manifest's folder
             default = manifest_voices(args.model, os.getcwd())(args.voice)
+        except DamagedModel:
+            raise  # the model's file, not the argument: exit 1
         except (ValueError, FileNotFoundError) as e:  # VoiceFileNotFoundError is the latter
             p.error(f"--voice: {e}")
-    # the flags fill in what a row leaves out: a voice, long form
+    # the flags fill in what a row leaves out: a voice, long form, the silence between segments
     rows = [
-        r._replace(voice=r.voice or args.voice, voice_ref=r.voice_ref or default, long=r.long or args.long)
+        r._replace(
+            voice=r.voice or args.voice,
+            voice_ref=r.voice_ref or default,
+            long=r.long or args.long,
+            silence=args.silence if r.silence is None else r.silence,
+        )
         for r in rows
     ]
     return device, rows, problems
@@ -146,7 +162,10 @@ def synthesize(argv):
 
     ranks = Ranks()
     device, rows, problems = check_synthesize(p, args, ranks)
-    foreign = [] if args.overwrite else unrecorded(args.out_dir, [f"{r.id}.{args.format}" for r in rows])
+    try:
+        foreign = [] if args.overwrite else unrecorded(args.out_dir, [f"{r.id}.{args.format}" for r in rows])
+    except OSError as e:  # a manifest.jsonl in --out-dir that is a device, a FIFO, or far too large
+        p.error(str(e))
     if foreign:
         more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
         p.error(
@@ -178,6 +197,7 @@ def synthesize(argv):
         totals = run(bark, rows, problems, job, ranks)
         finished = True
     except KeyboardInterrupt as e:
+        close_bars()
         if ranks.rank == 0:  # every rank gets the signal; one says so
             print(
                 f"interrupted; the items finished so far are in {args.out_dir}: the same command again makes the rest",

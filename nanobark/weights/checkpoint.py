@@ -19,7 +19,7 @@ from ..files import read_json
 from ..fine import FineGPT
 from ..gpt import GPT
 from ..hubert import Hubert
-from ..layout import SEMANTIC_VOCAB_SIZE
+from ..layout import N_COARSE, SEMANTIC_VOCAB_SIZE
 from ..quantizer import SemanticQuantizer, quantizer_config
 
 STAGE_CLASSES = {"semantic": GPT, "coarse": GPT, "fine": FineGPT, "codec": Codec}
@@ -135,6 +135,9 @@ def size_problems(stage, cfg, shapes):
         for name, (ours, theirs) in sizes.items()
         if theirs is not None and not _at_most(ours, theirs)
     ]
+    given = getattr(cfg, "n_codes_given", 0)  # generation predicts codebooks N_COARSE.. (fine.forward's pred_idx)
+    if not (type(given) is int and 0 <= given <= N_COARSE):
+        problems.append(f"n_codes_given is {given!r} but the fine stage predicts from codebook {N_COARSE} on")
     heads, width = getattr(cfg, "n_head", 1), getattr(cfg, "n_embd", 1)
     if not (type(heads) is int and type(width) is int and 1 <= heads <= width and width % heads == 0):
         problems.append(f"n_head {heads!r} does not divide n_embd {width!r}")
@@ -195,10 +198,13 @@ def load_stage(path, stage, config=None, device="cpu", dtype=torch.float32):
     )
 
 
+ENCODER_FILE = "encoder.safetensors"  # in a converted folder, beside the codec
+
+
 def load_encoder(path, config=None, device="cpu"):
     """The EnCodec encoder of a converted folder, in eval mode: encoder.safetensors, plus the codebooks, which
     are the codec's and are read (alone) from codec.safetensors. Only voice cloning needs it."""
-    cfg, file = (config or load_config(path)).codec, os.path.join(path, "encoder.safetensors")
+    cfg, file = (config or load_config(path)).codec, os.path.join(path, ENCODER_FILE)
     if not os.path.isfile(file):
         raise CheckpointError(
             f"{path} has no encoder.safetensors, the EnCodec encoder that voice cloning needs (it was converted "

@@ -42,15 +42,21 @@ def prompt_from_tokens(semantic, codes):
 
 
 @torch.inference_mode()
-def clone(wav24, wav16, encoder, hubert, quantizer):
-    """24 kHz and 16 kHz mono float32 tensors of one recording -> its voice dict (the three int64 arrays)."""
+def tokens(wav24, wav16, encoder, hubert, quantizer):
+    """24 kHz and 16 kHz mono float32 tensors of one recording -> all of its semantic ids (S,) and codes (8, T),
+    int64 numpy: what a voice keeps the end of, and what fine-tuning trains on (nanobark prepare)."""
     device = next(encoder.parameters()).device
     codes = encoder.encode(wav24[None].to(device))[0]  # (8, ceil(L24 / 320))
     features = hubert(wav16[None].to(next(hubert.parameters()).device))  # (1, F, 768)
     semantic = quantizer(features.to(next(quantizer.parameters()).device))[0]  # (F,) ids 0..9999
     if len(semantic) == 0 or math.isnan(float(features.abs().max())):
         raise ValueError("HuBERT made no usable features from this recording; the clip is too short or damaged")
-    return prompt_from_tokens(semantic.cpu().numpy(), codes.cpu().numpy())
+    return semantic.cpu().numpy().astype(np.int64), codes.cpu().numpy().astype(np.int64)
+
+
+def clone(wav24, wav16, encoder, hubert, quantizer):
+    """24 kHz and 16 kHz mono float32 tensors of one recording -> its voice dict (the three int64 arrays)."""
+    return prompt_from_tokens(*tokens(wav24, wav16, encoder, hubert, quantizer))
 
 
 def check_clip(clip, sample_rate=None):
@@ -85,15 +91,20 @@ def clone_voice(model, audio, sample_rate=None, quantizer=None, hubert=None, dev
     """
     wav24, wav16 = check_clip(audio, sample_rate) if isinstance(audio, tuple) else load_clip(audio, sample_rate)
     bar = progress_bar("cloning", "steps") if progress else lambda done, total: None
-    path = resolve(os.fspath(model))[0]  # a converted folder as it is; a Hub id or snapshot: converted once
-    hubert_dir, quantizer_dir = cloning_weights(quantizer, hubert)  # downloaded and converted once
-    device = check_device(device)
-    models = (
-        load_encoder(path, device=device),
-        load_hubert(hubert_dir, device=device),
-        load_quantizer(quantizer_dir, device=device),
-    )
+    models = cloning_models(model, quantizer, hubert, device)
     bar(1, 2)
     voice = clone(wav24, wav16, *models)
     bar(2, 2)
     return voice
+
+
+def cloning_models(model, quantizer=None, hubert=None, device=None):
+    """-> (EnCodec encoder of `model`, HuBERT, quantizer) on `device`, as clone_voice loads them (arguments alike)."""
+    path = resolve(os.fspath(model))[0]  # a converted folder as it is; a Hub id or snapshot: converted once
+    hubert_dir, quantizer_dir = cloning_weights(quantizer, hubert)  # downloaded and converted once
+    device = check_device(device)
+    return (
+        load_encoder(path, device=device),
+        load_hubert(hubert_dir, device=device),
+        load_quantizer(quantizer_dir, device=device),
+    )

@@ -36,6 +36,7 @@ SPEAK_EPILOG = f"""other commands:
   nanobark clone RECORDING --out VOICE.npz   make a voice from 5-12 s of someone speaking
   nanobark convert SRC OUT              convert a checkpoint folder into nanobark's layout
   nanobark synthesize --help            many texts (a manifest) to audio files, resumable; torchrun: many GPUs
+  nanobark prepare --help               clips and their texts to token files for fine-tuning (docs/finetuning.md)
   (to speak the word "voices" itself: nanobark -- voices)
 
 examples:

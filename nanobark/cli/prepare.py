@@ -20,7 +20,7 @@ from ..files import MB, read_bounded, write_atomic
 from ..layout import COARSE_RATE_HZ, CODEBOOK_SIZE, N_FINE, SEMANTIC_VOCAB_SIZE, TEXT_LENGTH, check_ids
 from ..tokenizer import normalize_text
 from .manifest import ManifestError, Problem, read_manifest
-from .parser import EXIT_CODES, Parser, device_options, model_options, run_options
+from .parser import EXIT_CODES, Parser, cloning_options, device_options, model_options, run_options
 from .speak import check_cloning_weights, check_model
 from .synthesize import check_foreign, check_out_dir, rank_device
 
@@ -57,14 +57,11 @@ def prepare_parser():
     p = Parser(prog="nanobark prepare", epilog=PREPARE_EPILOG,
                parents=[model_options("the Bark model whose tokenizer and codec encoder make the tokens"),
                         device_options("; under torchrun, cuda is each process's GPU: cuda:LOCAL_RANK",
-                                       precision=False), run_options()],
+                                       precision=False), cloning_options(), run_options()],
                description="Turn a manifest of clips (id, text, audio) into the token files that fine-tuning "
                            "trains on, resumably; under torchrun the clips are shared out among the processes.")
     p.add_argument("manifest", help="a .jsonl, .csv or .tsv file with the columns id, text and audio")
     p.add_argument("--out-dir", required=True, help="the folder for tokens/ and manifest.jsonl (created if missing)")
-    p.add_argument("--quantizer", help="a quantizer file (e.g. one trained for another language), or the name of "
-                   "another file in the quantizers' Hub repository (default: the English one, downloaded)")
-    p.add_argument("--hubert", help="a local copy of HuBERT base (default: downloaded)")
     p.add_argument("--overwrite", action="store_true", help="make every clip's tokens again, even those done")
     # fmt: on
     return p

@@ -158,6 +158,10 @@ def test_a_file_it_did_not_make_is_not_overwritten_and_plain_text_is_refused(
     text.write_text("Hello.\n")
     err = usage_error(command(str(text), str(tmp_path / "o2"), converted, weights), capsys)
     assert "a training manifest is .jsonl, .csv or .tsv, with the columns id, text, audio" in err
+    table = tmp_path / "clips.tsv"
+    table.write_text("id\ttext\nclip1\tHello.\n")
+    err = usage_error(command(str(table), str(tmp_path / "o3"), converted, weights), capsys)
+    assert "line 1: the header has no audio column; it needs id, text and audio" in err
 
 
 @pytest.mark.slow

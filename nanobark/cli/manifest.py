@@ -241,10 +241,12 @@ def _csv(data, name, delimiter, known=COLUMNS):
         unknown = [c for c in header if c not in known]
         if unknown:
             raise ManifestError(f"{name} line {header_line}: {_unknown(unknown, known)}")
-        missing = [c for c in ("id", "text") if c not in header]
+        required = [c for c in TRAINING_COLUMNS if c in known]  # id and text; and audio in a training manifest
+        missing = [c for c in required if c not in header]
         if missing or len(set(header)) != len(header):
             what = f"no {' and no '.join(missing)} column" if missing else "a column named twice"
-            raise ManifestError(f"{name} line {header_line}: the header has {what}; it needs id and text")
+            needs = ", ".join(required[:-1]) + " and " + required[-1]
+            raise ManifestError(f"{name} line {header_line}: the header has {what}; it needs {needs}")
         end = rows.line_num
         for cells in rows:
             n, end = end + 1, rows.line_num  # a quoted cell may span lines: report the row's first

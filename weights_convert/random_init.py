@@ -4,12 +4,15 @@ A freshly built model hides bugs: LayerNorms are ones and zeros, EnCodec's codeb
 and weight-norm gains equal |v|, so a broken decode or a dropped LayerNorm bias would go unseen.
 """
 
+import argparse
 import json
 import os
+import tempfile
 
 import numpy as np
 import torch
 
+from nanobark.weights.convert.folder import convert
 from weights_convert.references import suno_voice
 
 # fmt: off
@@ -117,9 +120,6 @@ def main(argv=None):
     python -m weights_convert.random_init bark OUT [--size tiny]   a converted model folder (nanobark's layout)
     python -m weights_convert.random_init cloning OUT              OUT/hubert-base-ls960/ and OUT/quantizer/*.pth
     """
-    import argparse
-    import tempfile
-
     p = argparse.ArgumentParser(prog="python -m weights_convert.random_init", description=main.__doc__)
     p.add_argument("what", choices=("bark", "cloning"))
     p.add_argument("out")
@@ -128,8 +128,6 @@ def main(argv=None):
     if args.what == "cloning":
         print("\n".join(random_cloning_weights(args.out)))
         return
-    from nanobark.weights.convert.folder import convert
-
     with tempfile.TemporaryDirectory() as snapshot:
         random_bark(args.size).save_pretrained(snapshot)
         write_hub_extras(snapshot)

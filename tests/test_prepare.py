@@ -70,6 +70,7 @@ def corpus(tmp_path_factory):
             {"id": "voice", "text": "Hello.", "audio": "wavs/mono.flac", "voice": "v2/en_speaker_6"},
             "unknown column",
         ),
+        15: ({"id": "nul", "text": "Hello.", "audio": "wavs/a\u0000.wav"}, "holds a NUL character"),
     }
     rows += [row for row, _ in bad.values()]
     manifest = folder / "clips.jsonl"
@@ -137,7 +138,10 @@ def test_a_rerun_skips_what_is_done_and_makes_a_cut_file_again(prepared, corpus,
     cut = os.path.join(prepared, "tokens", "mono.npz")
     with open(cut, "r+b") as f:  # a full disk or a copy cut short
         f.truncate(os.path.getsize(cut) // 2)
+    killed = os.path.join(prepared, "tokens", ".third.npz.0123456789ab.tmp")  # what a killed write leaves
+    open(killed, "wb").close()
     assert cli.main(command(corpus[0], prepared, converted, weights)) == 0
+    assert not os.path.exists(killed)
     assert f"1 done, {len(corpus[1])} failed, {len(GOOD) - 1} skipped" in capsys.readouterr().out
     for i in GOOD:
         after = tokens(prepared, i)

@@ -74,6 +74,8 @@ def clip_paths(folder):
     root = os.path.realpath(folder)
 
     def check(audio):
+        if "\0" in audio:
+            raise ValueError(f"audio {audio!r} holds a NUL character; a path cannot")
         path = os.path.realpath(os.path.join(root, audio))
         if os.path.commonpath([root, path]) != root:
             raise ValueError(

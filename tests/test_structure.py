@@ -12,7 +12,9 @@ PACKAGES = ("nanobark", "weights_convert")
 
 # The folders are the architecture: the files at the top of nanobark/ are Bark (the book); weights/ turns a
 # name into tensors and modules; cli/ is the command. Imports run one way: book <- weights <- cli.
-SHELL = ("nanobark.weights", "nanobark.cli")
+# train/ is fine-tuning (scripts/train.py): it runs the book's own context code and writes model folders as
+# weights/ does, and the command's data preparation writes its clips: book <- weights <- train <- cli.
+SHELL = ("nanobark.weights", "nanobark.cli", "nanobark.train")
 # the networks are pure nn.Modules: they import only the configs, the token layout and each other
 NETWORKS = {"nanobark.gpt", "nanobark.fine", "nanobark.codec", "nanobark.hubert", "nanobark.quantizer"}
 GROUND = {"nanobark.config", "nanobark.layout"}
@@ -139,6 +141,15 @@ def test_weights_use_only_the_ground_and_the_networks_of_the_book():
         for b, _ in targets:
             if part(a) == "weights" and part(b) == "book" and b != "nanobark":
                 assert b in WEIGHTS_USES, f"{a} imports {b}: weights/ builds networks, it never runs them"
+
+
+def test_training_sits_between_weights_and_the_command():
+    for a, targets in graph().items():
+        for b, _ in targets:
+            if part(b) == "train":
+                assert part(a) in ("train", "cli"), f"{a} imports {b}: only train/, cli/ and scripts use train/"
+            if part(a) == "train":
+                assert part(b) != "cli", f"{a} imports {b}: train/ uses the book and weights/, never the command"
 
 
 def test_the_networks_are_pure_modules():

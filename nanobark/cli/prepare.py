@@ -7,28 +7,24 @@ under torchrun the clips are shared out among the processes (the work itself: co
     OUT/manifest.jsonl    a line per clip done; OUT/errors.jsonl: the wrong rows and failed clips, by line
 
 The semantic ids and codes come from cloning.tokens, the function voice cloning calls: a clip prepared here
-and the same recording cloned give the same ids (a voice keeps their last 256).
+and the same recording cloned give the same ids (a voice keeps their last 256). The file format, and its
+checks, are train/data.py's, which training reads them with.
 """
 
-import io
 import os
 import time
 
-import numpy as np
-
-from ..files import MB, read_bounded, write_atomic
-from ..layout import COARSE_RATE_HZ, CODEBOOK_SIZE, N_FINE, SEMANTIC_VOCAB_SIZE, TEXT_LENGTH, check_ids
+from ..layout import COARSE_RATE_HZ, TEXT_LENGTH
 from ..tokenizer import normalize_text
+from ..train.data import TOKENS, Clip, check_clip, read_clip, write_clip
 from .manifest import ManifestError, Problem, read_manifest
 from .parser import EXIT_CODES, Parser, cloning_options, device_options, model_options, run_options
 from .speak import check_cloning_weights, check_model
 from .synthesize import check_foreign, check_out_dir, rank_device
 
-TOKENS = "tokens"  # OUT/tokens/<id>.npz
 # one generation makes at most 767 semantic ids and the EOS, ~15.3 s at HuBERT's 50 frames a second: the
 # semantic stage cannot learn to speak a longer clip whole
 MAX_CLIP_SECONDS = 15.0
-MAX_TOKEN_FILE = 16 * MB  # a 15 s clip's arrays are ~80 kB
 
 PREPARE_EPILOG = f"""the manifest:
   clips.jsonl   one JSON object per line: {{"id": "utt1", "text": "Hello there.", "audio": "wavs/utt1.wav"}}
@@ -106,31 +102,18 @@ def check_prepare(p, args, ranks):
     return device, rows, problems
 
 
-# ---------------------------------------------------------------- the token files
-
-
-def save_tokens(path, arrays):
-    """One clip's text, semantic and codes -> path (.npz), atomically, and only once it reads back whole."""
-
-    def write(tmp):
-        with open(tmp, "wb") as f:  # a file object: np.savez would add ".npz" to the temporary name
-            np.savez(f, **arrays)
-
-    def whole(tmp):
-        return None if token_frames(tmp) == arrays["codes"].shape[1] else "its arrays do not read back"
-
-    write_atomic(path, write, check=whole)
-
-
-def token_frames(path):
-    """The codec frames of a token file whose three arrays read back valid, else None (a cut or foreign file)."""
+def clip_frames(path):
+    """The codec frames of a token file that reads back whole and valid (train.data's checks), else None."""
+    folder, name = os.path.split(path)
     try:
-        with np.load(io.BytesIO(read_bounded(path, MAX_TOKEN_FILE, "a token file")), allow_pickle=False) as z:
-            check_ids(z["text"], "text", 2**31)
-            check_ids(z["semantic"], "semantic", SEMANTIC_VOCAB_SIZE)
-            return check_ids(z["codes"], "codes", CODEBOOK_SIZE, rows=N_FINE).shape[1]
-    except Exception:  # OSError, ValueError, KeyError, zipfile.BadZipFile: whatever a damaged archive raises
+        return read_clip(os.path.dirname(folder), name.removesuffix(".npz")).codes.shape[1]
+    except Exception:  # DataError, and zipfile.BadZipFile for a file cut short
         return None
+
+
+def save_clip(path, clip):
+    """write_clip, to path's clip (OUT/tokens/<id>.npz): atomically."""
+    write_clip(os.path.dirname(os.path.dirname(path)), clip.id, clip.text, clip.semantic, clip.codes)
 
 
 # ---------------------------------------------------------------- the work
@@ -178,7 +161,8 @@ class Preparation:
         try:
             wav24, wav16 = load_clip(item.row.audio_ref, max_seconds=MAX_CLIP_SECONDS, whole=True)
             semantic, codes = tokens(wav24, wav16, *self.models)
-            result = {"text": np.array(self.text_ids(item.row), np.int64), "semantic": semantic, "codes": codes}
+            clip = Clip(item.row.id, self.text_ids(item.row), semantic, codes)
+            result = check_clip(clip, f"clip {item.row.id!r}")  # what training will accept, checked now
         except Exception as e:  # this clip fails; the others go on
             result = e
         return [(item, result, time.perf_counter() - t0)]
@@ -207,9 +191,9 @@ def prepare(argv):
         ext="npz",
         overwrite=args.overwrite,
         progress=not args.quiet,
-        save=save_tokens,
-        frames=token_frames,
-        length=lambda arrays: arrays["codes"].shape[1],
+        save=save_clip,
+        frames=clip_frames,
+        length=lambda clip: clip.codes.shape[1],
         rate=COARSE_RATE_HZ,
         folder=TOKENS,
     )

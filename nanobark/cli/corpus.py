@@ -209,6 +209,8 @@ def batches(items, size):
 def record(item, job):
     """What a manifest line must say for the item to count as done."""
     r = item.row
+    if r.audio is not None:  # a training clip (nanobark prepare): its tokens depend on the clip and the models
+        return {"id": r.id, "file": item.file, "text": r.text, "audio": r.audio, "model": job.model}
     return {
         "id": r.id,
         "file": item.file,
@@ -217,7 +219,6 @@ def record(item, job):
         "seed": item.seed,
         "model": job.model,
         "settings": item.settings,
-        **({"audio": r.audio} if r.audio is not None else {}),  # a training clip (nanobark prepare)
     }
 
 

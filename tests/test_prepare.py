@@ -124,6 +124,7 @@ def test_every_bad_clip_and_row_is_named_by_its_line_and_the_rest_are_done(prepa
     with open(os.path.join(prepared, "manifest.jsonl"), encoding="utf-8") as f:
         lines = [json.loads(line) for line in f]
     assert [e["id"] for e in lines] == list(GOOD) and all(e["file"] == f"tokens/{e['id']}.npz" for e in lines)
+    assert set(lines[0]) == {"id", "file", "text", "audio", "model", "duration", "seconds"}
     assert lines[0]["audio"] == "wavs/stereo.wav" and lines[0]["duration"] == pytest.approx(3.0, abs=0.02)
     assert leftovers(prepared) == [] and leftovers(os.path.join(prepared, "tokens")) == []
 

@@ -32,6 +32,7 @@ data_dir = ""  # a folder `nanobark prepare` wrote: manifest.jsonl and tokens/<i
 init_from = ""  # a converted model folder: the starting weights and the stages not trained
 scratch = False  # True: start the stage from random weights of the sizes below (a small model)
 n_layer, n_head, n_embd = 4, 4, 256
+freeze_layers = 0  # the lowest blocks left as they start (fine-tuning only the upper ones)
 out_dir = "out-train"
 # data
 val_fraction = 0.1  # clips held out for the evaluation loss, chosen by a hash of their id
@@ -69,7 +70,7 @@ def main(argv):
     from nanobark.train.data import DataError, read_clips
     from nanobark.train.export import export as export_folder
     from nanobark.train.loss import StageLoss, count_targets
-    from nanobark.train.optim import build, lr_at, make_optimizer
+    from nanobark.train.optim import build, freeze_blocks, lr_at, make_optimizer
     from nanobark.train.sequences import STAGES, Examples
     from nanobark.train.state import Ranks, load_checkpoint, log_line, restore_rng, save_checkpoint, trim_log
     from nanobark.weights.checkpoint import CheckpointError, load_config
@@ -104,7 +105,11 @@ def main(argv):
     if ckpt is not None:  # resume: the model of the checkpoint's sizes, its weights loaded below
         sizes = {k: ckpt["model_config"][k] for k in ("n_layer", "n_head", "n_embd")}
     model, cfg = build(s["stage"], config, s["init_from"], sizes)
-    model.to(dev)
+    try:
+        freeze_blocks(model, s["freeze_layers"]).to(dev)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     optimizer = make_optimizer(model, s["lr"], s["weight_decay"], (s["beta1"], s["beta2"]), dev.type)
     scaler = torch.amp.GradScaler(dev.type, enabled=dtype == "float16")
     step = 0

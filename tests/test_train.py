@@ -10,6 +10,7 @@ import signal
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import nanobark.generation as generation
 from helpers import ROOT, python, run, wait_for
@@ -277,8 +278,11 @@ def test_a_run_killed_between_checkpoints_resumes_to_the_same_bits(three_clips, 
 def test_the_exported_folder_speaks_through_the_command(two_clips, converted, tmp_path, one_thread):
     out = tmp_path / "out"
     argv = [f"--data_dir={two_clips}", f"--init_from={converted}", "--stage=coarse", f"--out_dir={out}"]
-    assert train(*argv, "--val_fraction=0.0", "--max_steps=2", "--batch_size=1") == 0
+    assert train(*argv, "--val_fraction=0.0", "--max_steps=2", "--batch_size=1", "--freeze_layers=1") == 0
     model = out / "model"
+    before, after = (load_file(os.path.join(d, "coarse.safetensors")) for d in (converted, model))
+    for k in before:  # the frozen lowest block is the starting model's; the rest was trained
+        assert torch.equal(before[k], after[k]) == k.startswith("h.0."), k
     for folder, _, files in os.walk(converted):
         for f in files:
             rel = os.path.relpath(os.path.join(folder, f), converted)
@@ -324,3 +328,24 @@ def test_bad_data_and_settings_are_one_line_each(converted, tmp_path, capsys):
         write_clip(tmp_path / "bad", "x", clip.text, clip.semantic, clip.codes)
     with pytest.raises(DataError, match="semantic values must lie in 0..9999"):
         write_clip(tmp_path / "bad", "x", [1], [10_000], np.zeros((8, 3), np.int64))
+
+
+def test_settings_come_from_defaults_then_a_config_file_then_overrides(tmp_path):
+    from nanobark.train.configure import ConfigError, configure
+
+    defaults = dict(stage="semantic", lr=1e-4, max_steps=500, decay_lr=True)
+    run_file = tmp_path / "run.py"
+    run_file.write_text('import math\nstage = "coarse"\nlr = 3e-5\nmax_steps = 2 * 50\n')
+    got = configure(defaults, [str(run_file), "--lr=1", "--decay_lr=False", "--stage=fine"])
+    assert got == dict(stage="fine", lr=1.0, max_steps=100, decay_lr=False)  # an int where a float goes is fine
+    with pytest.raises(ConfigError, match="write settings as --key=value"):
+        configure(defaults, ["--lr"])
+    with pytest.raises(ConfigError, match="decay_lr takes a bool"):
+        configure(defaults, ["--decay_lr=1"])
+
+
+@pytest.mark.slow
+def test_the_training_benchmark_runs(one_thread):
+    r = run(os.path.join(ROOT, "scripts", "train_bench.py"), "--tiny", "--steps=1", "--warmup=0", "--threads=1")
+    assert r.returncode == 0, r.stderr
+    assert [line.split("|")[1].strip() for line in r.stdout.splitlines()[3:]] == ["semantic", "coarse", "fine"]

@@ -6,6 +6,7 @@
     optim.py      AdamW (decay on matrices only), warm-up + cosine learning rate
     state.py      process group (torchrun), atomic checkpoints and resume, the JSON-lines log
     export.py     a trained stage -> a converted model folder that Bark.from_pretrained loads
+    configure.py  a script's settings: defaults, a config file, --key=value overrides
 
 The book (generation, gpt, fine, layout, cloning) and weights/ are used, never the other way round.
 """

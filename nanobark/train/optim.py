@@ -29,6 +29,15 @@ def build(stage, config, init_from=None, sizes=None):
     return model.requires_grad_(True).train(), cfg
 
 
+def freeze_blocks(model, n):
+    """Leave the lowest n transformer blocks out of training (their weights stay the starting model's)."""
+    if not 0 <= n <= len(model.h):
+        raise ValueError(f"freeze_layers must be 0..{len(model.h)} (the model's blocks), got {n}")
+    for block in model.h[:n]:
+        block.requires_grad_(False)
+    return model
+
+
 @torch.no_grad()
 def init_weights(model, n_layer):
     """nanoGPT's: N(0, 0.02) weights and zero biases, residual projections scaled by 1/sqrt(2 n_layer)."""

@@ -123,8 +123,9 @@ def tail_start(length, keep, orig_rate, new_rate):
 # ---- loading -----------------------------------------------------------------------------------------
 
 
-def _read_file(path, keep, rate):
-    """The used part of a sound file -> ((frames, channels) float32 from `start` on, rate, seconds, start)."""
+def _read_file(path, keep, rate, longest=None):
+    """The used part of a sound file -> ((frames, channels) float32 from `start` on, rate, seconds, start).
+    longest: seconds a recording may last (read from its header, so a long file is refused unread)."""
     name = os.fspath(path)
     if not os.path.exists(name):
         raise AudioFileNotFoundError(f"{name}: no such audio file")
@@ -143,6 +144,7 @@ def _read_file(path, keep, rate):
                     f"{name} has a sample rate of {f.samplerate:,} Hz, over {MAX_RATE:,}; convert it to a common "
                     f"rate first (ffmpeg -i '{name}' -ar 48000 clip.wav)"
                 )
+            _check_length(name, f.frames / f.samplerate, longest)
             start = 0 if keep is None else tail_start(f.frames, keep, f.samplerate, rate)[0]
             if (f.frames - start) * f.channels > MAX_SAMPLES:  # checked from the header, before reading
                 raise AudioError(
@@ -186,7 +188,12 @@ def _as_samples(audio, name):
     return audio.astype(np.float32, copy=False)
 
 
-def load_audio(audio, sample_rate=None, rate=SAMPLE_RATE, max_seconds=MAX_SECONDS):
+def _check_length(name, seconds, longest):
+    if longest is not None and seconds > longest:
+        raise AudioError(f"{name} is {seconds:.2f} s long, over the {longest:g} s allowed; cut it into shorter clips")
+
+
+def load_audio(audio, sample_rate=None, rate=SAMPLE_RATE, max_seconds=MAX_SECONDS, whole=False):
     """A recording -> (L,) float32 mono at `rate`: its last `max_seconds` (None: all of it), checked.
 
     audio: a path to any file soundfile reads (wav, flac, ogg, mp3; any channels and sample rate), or a numpy
@@ -194,6 +201,8 @@ def load_audio(audio, sample_rate=None, rate=SAMPLE_RATE, max_seconds=MAX_SECOND
     averaged, then resampled. A file longer than max_seconds is read from where its used tail starts.
     Raises AudioError (a ValueError) for what cannot be cloned: non-audio, empty, shorter than MIN_SECONDS,
     silent, NaN, infinite or far-out-of-range samples; warns for clips far outside the advised length.
+    whole=True (a clip to train on, not a voice): all of it or nothing: longer than max_seconds is an
+    AudioError, not cut to its tail, and no advice on the length (that is cloning's).
     """
     if max_seconds is not None and not max_seconds >= MIN_SECONDS:
         raise ValueError(f"max_seconds must be at least {MIN_SECONDS:g} (or None for all), got {max_seconds}")
@@ -202,7 +211,7 @@ def load_audio(audio, sample_rate=None, rate=SAMPLE_RATE, max_seconds=MAX_SECOND
         name = os.fspath(audio)
         if sample_rate is not None:
             raise ValueError(f"sample_rate is for arrays; {name} carries its own")
-        data, sample_rate, seconds, start = _read_file(audio, keep, rate)
+        data, sample_rate, seconds, start = _read_file(audio, keep, rate, max_seconds if whole else None)
     else:
         name = f"the {type(audio).__name__} given"
         if sample_rate is None:
@@ -210,6 +219,7 @@ def load_audio(audio, sample_rate=None, rate=SAMPLE_RATE, max_seconds=MAX_SECOND
         _reduced(sample_rate, rate)  # a clear error for a bad rate before any work
         data = _as_samples(audio, name)
         seconds = len(data) / sample_rate
+        _check_length(name, seconds, max_seconds if whole else None)
         start = 0 if keep is None else tail_start(len(data), keep, sample_rate, rate)[0]
         data = data[start:]
     if seconds < MIN_SECONDS:
@@ -235,7 +245,7 @@ def load_audio(audio, sample_rate=None, rate=SAMPLE_RATE, max_seconds=MAX_SECOND
         used = "" if start == 0 else f"the last {max_seconds:g} s of "
         raise AudioError(f"{used}{name} is silent (RMS below {SILENCE_RMS:g}); record some speech")
     lo, hi = ADVISED_SECONDS
-    if not lo <= seconds <= hi:
+    if not whole and not lo <= seconds <= hi:
         used = "" if start == 0 else f"; only its last {max_seconds:g} s are read"
         warnings.warn(
             f"{name} is {seconds:.1f} s long{used}. Cloning works best from 5-12 s of clean speech by one "
@@ -245,11 +255,11 @@ def load_audio(audio, sample_rate=None, rate=SAMPLE_RATE, max_seconds=MAX_SECOND
     return out.contiguous()
 
 
-def load_clip(audio, sample_rate=None, max_seconds=MAX_SECONDS):
+def load_clip(audio, sample_rate=None, max_seconds=MAX_SECONDS, whole=False):
     """A recording -> (24 kHz (L24,), 16 kHz (L16,)) float32 mono: what the EnCodec encoder and HuBERT read.
 
     The 16 kHz signal is made from the 24 kHz one (file -> 24 kHz -> 16 kHz), like the quantizer's training
     data. Arguments and errors as load_audio.
     """
-    wav24 = load_audio(audio, sample_rate, SAMPLE_RATE, max_seconds)
+    wav24 = load_audio(audio, sample_rate, SAMPLE_RATE, max_seconds, whole)
     return wav24, resample(wav24, SAMPLE_RATE, HUBERT_RATE)

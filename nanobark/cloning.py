@@ -44,8 +44,9 @@ def prompt_from_tokens(semantic, codes):
 
 
 @torch.inference_mode()
-def clone(wav24, wav16, encoder, hubert, quantizer):
-    """24 kHz and 16 kHz mono float32 tensors of one recording -> its voice dict (the three int64 arrays)."""
+def tokens(wav24, wav16, encoder, hubert, quantizer):
+    """24 kHz and 16 kHz mono float32 tensors of one recording -> all of its semantic ids (S,) and codes (8, T),
+    int64 numpy: what a voice keeps the end of, and what fine-tuning trains on (nanobark prepare)."""
     device = next(encoder.parameters()).device
     codes = encoder.encode(wav24[None].to(device))[0]  # (8, ceil(L24 / 320))
     features = hubert(wav16[None].to(next(hubert.parameters()).device))  # (1, F, 768)
@@ -57,7 +58,12 @@ def clone(wav24, wav16, encoder, hubert, quantizer):
             "the codec encoded this recording as code 0 in every frame (its samples overflowed the encoder, or "
             "the encoder's weights are damaged); use a recording of speech with samples in [-1, 1]"
         )
-    return prompt_from_tokens(semantic.cpu().numpy(), codes.cpu().numpy())
+    return semantic.cpu().numpy().astype(np.int64), codes.cpu().numpy().astype(np.int64)
+
+
+def clone(wav24, wav16, encoder, hubert, quantizer):
+    """24 kHz and 16 kHz mono float32 tensors of one recording -> its voice dict (the three int64 arrays)."""
+    return prompt_from_tokens(*tokens(wav24, wav16, encoder, hubert, quantizer))
 
 
 def check_clip(clip, sample_rate=None):
@@ -118,11 +124,8 @@ def clone_voice(model, audio, sample_rate=None, quantizer=None, hubert=None, dev
     progress: a bar, and a line saying what is done, on stderr.
     """
     wav24, wav16 = check_clip(audio, sample_rate) if isinstance(audio, tuple) else load_clip(audio, sample_rate)
-    path = resolve(os.fspath(model))[0]  # a converted folder as it is; a Hub id or snapshot: converted once
-    hubert_dir, quantizer_dir = cloning_weights(quantizer, hubert)  # downloaded and converted once
-    device = check_device(device)
-    parts = [(path, ENCODER_FILE), (hubert_dir, HUBERT_FILE), (quantizer_dir, QUANTIZER_FILE)]
-    files = [os.path.join(folder, name) for folder, name in parts]
+    folders = cloning_folders(model, quantizer, hubert)
+    files = [os.path.join(folder, name) for folder, name in zip(folders, (ENCODER_FILE, HUBERT_FILE, QUANTIZER_FILE))]
     kept = kept_voice_file(wav24, files) if cache and all(map(os.path.isfile, files)) else None
     if kept is not None and os.path.isfile(kept):
         try:
@@ -134,11 +137,7 @@ def clone_voice(model, audio, sample_rate=None, quantizer=None, hubert=None, dev
     later = f"; the voice is kept in {os.path.dirname(kept)} for the next run" if kept else ""
     _say(progress, f"making a voice of the recording (the EnCodec encoder, HuBERT and the quantizer){later}")
     bar = progress_bar("cloning", "steps") if progress else lambda done, total: None
-    models = (
-        load_encoder(path, device=device),
-        load_hubert(hubert_dir, device=device),
-        load_quantizer(quantizer_dir, device=device),
-    )
+    models = cloning_models(folders, device)
     bar(1, 2)
     voice = clone(wav24, wav16, *models)
     bar(2, 2)
@@ -149,3 +148,19 @@ def clone_voice(model, audio, sample_rate=None, quantizer=None, hubert=None, dev
         except OSError as e:  # a read-only or full cache: the voice is made, only not kept
             _say(progress, f"the voice could not be kept in the cache ({e}); the next run clones it again")
     return voice
+
+
+def cloning_folders(model, quantizer=None, hubert=None):
+    """(folder of `model`, HuBERT's, the quantizer's): a Hub id or snapshot is downloaded and converted once."""
+    return (resolve(os.fspath(model))[0], *cloning_weights(quantizer, hubert))
+
+
+def cloning_models(folders, device=None):
+    """cloning_folders' answer -> (EnCodec encoder, HuBERT, quantizer) on `device`, as clone_voice loads them."""
+    path, hubert_dir, quantizer_dir = folders
+    device = check_device(device)
+    return (
+        load_encoder(path, device=device),
+        load_hubert(hubert_dir, device=device),
+        load_quantizer(quantizer_dir, device=device),
+    )

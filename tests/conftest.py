@@ -8,7 +8,7 @@ import torch
 
 from helpers import references, write_hf_cache
 from nanobark import Bark
-from weights_convert.random_init import random_bark, write_hub_extras
+from weights_convert.random_init import random_bark, random_cloning_weights, write_hub_extras
 
 torch.set_num_threads(2)
 
@@ -49,17 +49,7 @@ def cloning_sources(tmp_path_factory):
     quantizer file): random weights in the layouts users download (a version-0 quantizer, saved as its
     authors save it: a state dict)."""
     references()
-    from transformers import HubertConfig, HubertModel
-
-    root = tmp_path_factory.mktemp("cloning_sources")
-    torch.manual_seed(0)
-    HubertModel(HubertConfig()).save_pretrained(root / "hubert-base-ls960")
-    lstm, fc = torch.nn.LSTM(768, 1024, 2, batch_first=True), torch.nn.Linear(1024, 10_000)
-    state = {f"lstm.{k}": v for k, v in lstm.state_dict().items()}
-    state.update({"fc.weight": fc.weight.detach() * 30, "fc.bias": fc.bias.detach()})  # ids that vary
-    (root / "quantizer").mkdir()
-    torch.save(state, root / "quantizer" / "quantifier_hubert_base_ls960_14.pth")
-    return str(root / "hubert-base-ls960"), str(root / "quantizer")
+    return random_cloning_weights(str(tmp_path_factory.mktemp("cloning_sources")))
 
 
 @pytest.fixture(scope="session")

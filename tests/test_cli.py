@@ -134,7 +134,7 @@ def test_speed_options_reach_the_model_and_cpu_notes_are_printed(converted, tmp_
     assert "on the CPU it does nothing" in err
 
 
-@pytest.mark.parametrize("command", ["voices", "clone", "convert", "synthesize"])
+@pytest.mark.parametrize("command", ["voices", "clone", "convert", "synthesize", "prepare"])
 def test_every_command_s_help_shows_the_exit_codes(command, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main([command, "--help"])

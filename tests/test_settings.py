@@ -107,7 +107,7 @@ def test_help_version_and_usage_errors_answer_without_torch():
     argvs = [
         ["--help"],
         ["--version"],
-        *([c, "--help"] for c in ("voices", "clone", "convert", "synthesize")),
+        *([c, "--help"] for c in ("voices", "clone", "convert", "synthesize", "prepare")),
         ["Hi", "--top-k", "0"],
         ["synthesize", "x.jsonl", "--out-dir", "o", "--batch-size", "0"],
     ]

@@ -28,7 +28,7 @@ ENTRIES = {"nanobark.__main__", "weights_convert.convert"}
 DEFERRED = {("nanobark.__main__", "nanobark.cli"): "a Ctrl-C while torch loads ends the command quietly"}
 # the commands import the model (and so torch) inside their bodies, once their arguments are read, so that
 # --help, --version and argparse's usage errors answer at once (test_cli checks torch is not imported for them)
-COMMAND_BODIES = {"nanobark.cli.speak", "nanobark.cli.synthesize", "nanobark.cli.convert"}
+COMMAND_BODIES = {"nanobark.cli.speak", "nanobark.cli.synthesize", "nanobark.cli.convert", "nanobark.cli.prepare"}
 
 
 def part(name):

@@ -4,12 +4,15 @@ A freshly built model hides bugs: LayerNorms are ones and zeros, EnCodec's codeb
 and weight-norm gains equal |v|, so a broken decode or a dropped LayerNorm bias would go unseen.
 """
 
+import argparse
 import json
 import os
+import tempfile
 
 import numpy as np
 import torch
 
+from nanobark.weights.convert.folder import convert
 from weights_convert.references import suno_voice
 
 # fmt: off
@@ -92,3 +95,44 @@ def write_hub_extras(path, presets=PRESETS_USED):
             np.save(os.path.join(path, rel), array)
     with open(os.path.join(path, "speaker_embeddings_path.json"), "w") as f:
         json.dump(index, f)
+
+
+def random_cloning_weights(folder, seed=0):
+    """facebook/hubert-base-ls960 and GitMylo/bark-voice-cloning's default quantizer, random, in the layouts users
+    download (a version-0 quantizer saved as its authors save it: a state dict), drawn after manual_seed(seed)
+    -> (the HuBERT snapshot folder, the folder holding the quantizer file)."""
+    from transformers import HubertConfig, HubertModel
+
+    hubert, quantizer = os.path.join(folder, "hubert-base-ls960"), os.path.join(folder, "quantizer")
+    torch.manual_seed(seed)
+    HubertModel(HubertConfig()).save_pretrained(hubert)
+    lstm, fc = torch.nn.LSTM(768, 1024, 2, batch_first=True), torch.nn.Linear(1024, 10_000)
+    state = {f"lstm.{k}": v for k, v in lstm.state_dict().items()}
+    state.update({"fc.weight": fc.weight.detach() * 30, "fc.bias": fc.bias.detach()})  # ids that vary
+    os.makedirs(quantizer, exist_ok=True)
+    torch.save(state, os.path.join(quantizer, "quantifier_hubert_base_ls960_14.pth"))
+    return hubert, quantizer
+
+
+def main(argv=None):
+    """Random weights with the real layouts, for offline smoke runs (they speak noise, not speech):
+
+    python -m weights_convert.random_init bark OUT [--size tiny]   a converted model folder (nanobark's layout)
+    python -m weights_convert.random_init cloning OUT              OUT/hubert-base-ls960/ and OUT/quantizer/*.pth
+    """
+    p = argparse.ArgumentParser(prog="python -m weights_convert.random_init", description=main.__doc__)
+    p.add_argument("what", choices=("bark", "cloning"))
+    p.add_argument("out")
+    p.add_argument("--size", choices=SHAPES, default="tiny", help="the three GPTs' shapes (bark)")
+    args = p.parse_args(argv)
+    if args.what == "cloning":
+        print("\n".join(random_cloning_weights(args.out)))
+        return
+    with tempfile.TemporaryDirectory() as snapshot:
+        random_bark(args.size).save_pretrained(snapshot)
+        write_hub_extras(snapshot)
+        print(convert(snapshot, args.out))
+
+
+if __name__ == "__main__":
+    main()

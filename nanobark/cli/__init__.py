@@ -1,10 +1,12 @@
-"""The `nanobark` command: speak a text, list the voices, clone a voice, convert a checkpoint, synthesize a corpus.
+"""The `nanobark` command: speak a text, list the voices, clone a voice, convert a checkpoint, synthesize a corpus,
+prepare clips for fine-tuning.
 
     nanobark "Hello, my dog is cute" --out hello.wav       speak.py
     nanobark voices --language fr                           speak.py
     nanobark clone me.wav --out me.npz                      speak.py
     nanobark convert SNAPSHOT_FOLDER OUT_FOLDER             convert.py
     torchrun --nproc_per_node=8 -m nanobark synthesize corpus.jsonl --out-dir out    synthesize.py
+    nanobark prepare clips.jsonl --out-dir prepared        prepare.py (token files for fine-tuning)
 
 Every argument is checked before a model is loaded, with the library's own checks, and a bad one exits 2
 with one line (parser.py); a failure while working exits 1; a signal exits 128 + its number, leaving nothing
@@ -17,7 +19,7 @@ import sys
 import warnings
 
 from ..progress import close_bars
-from . import convert, speak, synthesize
+from . import convert, prepare, speak, synthesize
 
 # A first argument naming a command picks it; anything else is a text to speak. add_subparsers cannot do this:
 # its first positional must be one of the commands, so `nanobark "Hello"` would be an error.
@@ -26,6 +28,7 @@ COMMANDS = {
     "clone": speak.clone,
     "convert": convert.convert,
     "synthesize": synthesize.synthesize,
+    "prepare": prepare.prepare,
 }
 FAILED, USAGE, INTERRUPTED, BROKEN_PIPE = 1, 2, 130, 141  # parser.EXIT_CODES: 128 + SIGINT, 128 + SIGPIPE
 CLOSED_STDOUT = "every command prints its result there; give it a file, or /dev/null to discard it (>/dev/null)"

@@ -31,6 +31,7 @@ import inspect
 import json
 import os
 import re
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -44,7 +45,7 @@ from .. import settings
 from ..files import cut_short, read_bounded, remove_temp_files, write_atomic
 from ..layout import SAMPLE_RATE, TEXT_LENGTH
 from ..longform import generate_long
-from ..progress import counter
+from ..progress import close_bars, counter
 from ..settings import MAX_SEED
 from ..tokenizer import normalize_text
 from .manifest import MAX_MANIFEST_BYTES, Problem, Row
@@ -56,10 +57,8 @@ RANK_FILE = re.compile(r"^\.(manifest|errors)\.rank(\d+)\.jsonl$")
 # is torchrun's to notice: it stops the others)
 WAIT = datetime.timedelta(days=7)
 MAX_RECORDS_BYTES = 2 * MAX_MANIFEST_BYTES  # manifest.jsonl: every text of the input, and a little about each
-SHOWN_PROBLEMS = 10
-SILENCE = (
-    inspect.signature(generate_long).parameters["silence"].default
-)  # its default, read from its owner  # printed at the start; all of them go to errors.jsonl
+SHOWN_PROBLEMS = 10  # printed at the start; all of them go to errors.jsonl
+SILENCE = inspect.signature(generate_long).parameters["silence"].default  # its default, read from its owner
 
 
 # ---------------------------------------------------------------- the ranks
@@ -136,6 +135,12 @@ class Job:
     defaults: dict = field(default_factory=dict)  # Settings fields from the command, under each row's own
     overwrite: bool = False
     progress: bool = True
+    # what the items' files are: a file's length in frames as it reads back (None: not whole) and a result's,
+    # at `rate` frames a second: the line's "duration" (audio here; token files for nanobark prepare)
+    frames: Callable = audio_frames
+    length: Callable = len
+    rate: float = SAMPLE_RATE
+    folder: str = ""  # the items' files are in this folder of out_dir (the manifests are in out_dir)
 
 
 class Item(NamedTuple):
@@ -211,6 +216,8 @@ def batches(items, size):
 def record(item, job):
     """What a manifest line must say for the item to count as done."""
     r = item.row
+    if r.audio is not None:  # a training clip (nanobark prepare): its tokens depend on the clip and the models
+        return {"id": r.id, "file": item.file, "text": r.text, "audio": r.audio, "model": job.model}
     return {
         "id": r.id,
         "file": item.file,
@@ -283,7 +290,7 @@ def recorded_lines(out_dir):
         yield from read_jsonl(path)
 
 
-def merge(out_dir, order):
+def merge(out_dir, order, folder=""):
     """manifest.jsonl and the rank manifests -> one manifest.jsonl: the latest line per id whose file is there,
     in the input's order (ids it no longer has last); then the rank files go. -> {id: line}.
 
@@ -291,7 +298,7 @@ def merge(out_dir, order):
     found = {}
     for entry in recorded_lines(out_dir):
         name = entry.get("file")
-        if isinstance(entry.get("id"), str) and isinstance(name, str) and os.path.basename(name) == name:
+        if isinstance(entry.get("id"), str) and isinstance(name, str) and os.path.split(name)[0] == folder:
             found[entry["id"]] = entry
     entries = {i: e for i, e in found.items() if os.path.isfile(os.path.join(out_dir, e["file"]))}
     lines = sorted(entries.values(), key=lambda e: (order.get(e["id"], len(order)), e["id"]))
@@ -307,11 +314,11 @@ def unrecorded(out_dir, names):
     return [n for n in names if n not in recorded and os.path.lexists(os.path.join(out_dir, n))]
 
 
-def _whole(out_dir, entry):
+def _whole(job, entry):
     """An item's file reads back to the duration its line records (not cut by a full disk, nor emptied since)."""
     duration = entry.get("duration")
-    frames = audio_frames(os.path.join(out_dir, entry["file"]))
-    return isinstance(duration, (int, float)) and frames == round(duration * SAMPLE_RATE)
+    frames = job.frames(os.path.join(job.out_dir, entry["file"]))
+    return isinstance(duration, (int, float)) and frames == round(duration * job.rate)
 
 
 def write_errors(out_dir, problems):
@@ -328,18 +335,18 @@ def start(job, items, problems, rows):
     """Rank 0, before any rank writes: fold an earlier run's leftovers into manifest.jsonl, delete the temporary
     files of killed writes, list the wrong rows -> the ids already done (none with overwrite)."""
     remove_temp_files(job.out_dir)
+    if job.folder:
+        remove_temp_files(os.path.join(job.out_dir, job.folder))
     for path in rank_files(job.out_dir, "errors"):  # an earlier run's failures are tried again
         os.remove(path)
-    entries = merge(job.out_dir, {r.id: i for i, r in enumerate(rows)})
+    entries = merge(job.out_dir, {r.id: i for i, r in enumerate(rows)}, job.folder)
     write_errors(job.out_dir, problems)
     if job.overwrite:
         return []
     return [
         it.row.id
         for it in items
-        if it.row.id in entries
-        and _matches(entries[it.row.id], record(it, job))
-        and _whole(job.out_dir, entries[it.row.id])
+        if it.row.id in entries and _matches(entries[it.row.id], record(it, job)) and _whole(job, entries[it.row.id])
     ]
 
 
@@ -375,6 +382,24 @@ def _attempt(bark, unit, voices):
     return [(it, audio, seconds) for it, audio in zip(unit, audios)]
 
 
+class Synthesis:
+    """What `synthesize` makes of its items: audio, a batch of one voice and settings at a time. A maker
+    plans the rows into items, groups them into units, and attempts a unit -> [(item, result or error, seconds)].
+    """
+
+    def __init__(self, bark):
+        self.bark, self.voices = bark, _voices(bark)
+
+    def plan(self, rows, job):
+        return plan(rows, job, self.bark.tokenizer)
+
+    def units(self, items, job):
+        return batches(items, job.batch_size)
+
+    def attempt(self, unit):
+        return _attempt(self.bark, unit, self.voices)
+
+
 def _voices(bark):
     """voice_ref -> the loaded voice, each read once."""
     loaded = {}
@@ -393,15 +418,15 @@ def _progress(job, ranks, total):
     return counter("items" if ranks.world == 1 else f"rank {ranks.rank}", "item", total)
 
 
-def work(bark, items, job, ranks):
+def work(maker, items, job, ranks):
     """Make this rank's items -> (done, failed, seconds of audio)."""
     mine = os.path.join(job.out_dir, f".manifest.rank{ranks.rank}.jsonl")
     failures = os.path.join(job.out_dir, f".errors.rank{ranks.rank}.jsonl")
-    advance, voices = _progress(job, ranks, len(items)), _voices(bark)
+    advance = _progress(job, ranks, len(items))
     done = failed = 0
     audio_seconds = 0.0
-    for unit in batches(items, job.batch_size):
-        for item, audio, seconds in _attempt(bark, unit, voices):
+    for unit in maker.units(items, job) if items else []:  # no maker when every row was wrong
+        for item, audio, seconds in maker.attempt(unit):
             if isinstance(audio, Exception):
                 why = str(audio) or type(audio).__name__
                 message = f"{job.manifest} line {item.row.line}: id {item.row.id!r} failed: {why}"
@@ -410,7 +435,7 @@ def work(bark, items, job, ranks):
                 failed += 1
                 continue
             job.save(os.path.join(job.out_dir, item.file), audio)  # renamed into place, then recorded
-            duration = len(audio) / bark.sample_rate
+            duration = job.length(audio) / job.rate
             append_line(mine, {**record(item, job), "duration": round(duration, 6), "seconds": round(seconds, 3)})
             done, audio_seconds = done + 1, audio_seconds + duration
         advance(len(unit))
@@ -440,12 +465,12 @@ class Totals(NamedTuple):
         )
 
 
-def run(bark, rows, problems, job, ranks):
-    """Synthesize the rows on this rank's share; every rank calls it -> the job's Totals (the same on every rank).
+def run(maker, rows, problems, job, ranks):
+    """Make the rows on this rank's share; every rank calls it -> the job's Totals (the same on every rank).
 
-    bark may be None when there are no rows (every row was wrong)."""
+    maker (Synthesis, or prepare's) may be None when there are no rows (every row was wrong)."""
     t0 = time.perf_counter()
-    items, unusable = plan(rows, job, bark.tokenizer) if rows else ([], [])
+    items, unusable = maker.plan(rows, job) if rows else ([], [])
     problems = [*problems, *unusable]
     done = None
     if ranks.rank == 0:
@@ -456,13 +481,36 @@ def run(bark, rows, problems, job, ranks):
         done = start(job, items, problems, rows)
     done = set(ranks.from_rank0(done))  # every rank has read the same state, before any rank writes
     pending = [it for it in items if it.row.id not in done]
-    made, failed, audio_seconds = work(bark, share(pending, ranks.rank, ranks.world), job, ranks)
+    made, failed, audio_seconds = work(maker, share(pending, ranks.rank, ranks.world), job, ranks)
     ranks.barrier()  # the last rank is done: every rank file is complete
     if ranks.rank == 0:
-        merge(job.out_dir, {r.id: i for i, r in enumerate(rows)})
+        merge(job.out_dir, {r.id: i for i, r in enumerate(rows)}, job.folder)
         write_errors(job.out_dir, problems)
     made, failed, audio_seconds = (sum(x) for x in zip(*ranks.gather((made, failed, audio_seconds))))
     wall = ranks.from_rank0(time.perf_counter() - t0)
     return Totals(
         len(rows) + len(problems) - len(unusable), made, failed + len(problems), len(done), audio_seconds, wall
     )
+
+
+def execute(job, rows, problems, ranks, load):
+    """A corpus command's work, on every rank: join the others, load() the maker (only when there are rows),
+    run, leave -> the exit code. On a signal what is finished stays, and one rank says so."""
+    ranks.start()
+    finished = False
+    try:
+        totals = run(load() if rows else None, rows, problems, job, ranks)
+        finished = True
+    except KeyboardInterrupt as e:
+        close_bars()
+        if ranks.rank == 0:  # every rank gets the signal; one says so
+            print(
+                f"interrupted; the items finished so far are in {job.out_dir}: the same command again makes the rest",
+                file=sys.stderr,
+            )
+        return 128 + getattr(e, "signum", signal.SIGINT)
+    finally:
+        ranks.stop(finished)
+    if ranks.rank == 0:
+        print(totals.summary(job.out_dir))
+    return totals.exit_code()

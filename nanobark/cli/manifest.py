@@ -6,6 +6,9 @@
     corpus.csv     a header row naming the same columns, then one row per utterance (.tsv: tab-separated)
     anything else  plain text, one utterance per line; the ids come from the line numbers (line-0007)
 
+A training manifest (nanobark prepare: read_manifest(..., check_audio=...)) has the columns id, text and audio,
+all three required, in JSON Lines or CSV/TSV: {"id": "utt1", "text": "Hello.", "audio": "clips/utt1.wav"}.
+
 Only `id` and `text` are required (plain text has neither column). Blank lines are skipped. A row that is
 wrong (not JSON, no text, a duplicate or unsafe id, an unknown column or voice, a bad number) becomes a
 Problem naming its line, and the others go on; a file that cannot be read at all raises ManifestError.
@@ -28,6 +31,7 @@ from ..tokenizer import MAX_TEXT_CHARS, normalize_text
 # the per-row sampling settings, a column per Settings field: column -> (parse a CSV cell, Settings' check)
 SETTINGS = {f.name: (f.metadata["parse"], f.metadata["check"]) for f in dataclasses.fields(Settings)}
 COLUMNS = ("id", "text", "voice", "seed", "long", "silence", *SETTINGS)
+TRAINING_COLUMNS = ("id", "text", "audio")  # a clip and what it says
 MAX_MANIFEST_BYTES = 256 << 20  # ~1 million rows of 250 characters; a larger corpus is split into manifests
 MAX_ID_BYTES = 200  # a file name is at most 255 bytes, and the atomic write's temporary name adds ~20
 BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False, "": None}
@@ -53,6 +57,8 @@ class Row(NamedTuple):
     long: bool
     settings: dict  # only the settings the row gives; the job's defaults fill in the rest
     silence: Optional[float] = None  # seconds between the segments of a long item; None: the job's
+    audio: Optional[str] = None  # a training manifest's clip, as written (recorded in the output)
+    audio_ref: Optional[str] = None  # the file that is read: check_audio's answer
 
 
 class RowError(ValueError):
@@ -118,19 +124,21 @@ def _boolean(value):
     return value
 
 
-def _unknown(columns):
+def _unknown(columns, known=COLUMNS):
     hints = []
     for c in columns:
-        close = difflib.get_close_matches(str(c), COLUMNS, n=1)
+        close = difflib.get_close_matches(str(c), known, n=1)
         hints.append(f"{c!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-    return f"unknown column {', '.join(hints)}; the columns are {', '.join(COLUMNS)}"
+    return f"unknown column {', '.join(hints)}; the columns are {', '.join(known)}"
 
 
 class _Reader:
     """Checks fields into Rows, remembering the ids seen (case-insensitively: a file on macOS or Windows)."""
 
-    def __init__(self, check_voice):
+    def __init__(self, check_voice, check_audio=None):
         self.check_voice = check_voice  # name -> what load_voice gets, or raises ValueError/OSError
+        self.check_audio = check_audio  # a training manifest's clip -> the file to read, or raises ValueError
+        self.columns = COLUMNS if check_audio is None else TRAINING_COLUMNS
         self.voices = {}  # voice name -> its ref, or the RowError it gave (each voice checked once)
         self.seen = {}  # id.casefold() -> (line, id)
 
@@ -155,15 +163,17 @@ class _Reader:
 
     def row(self, line, fields):
         """A dict of column -> JSON value or CSV cell (None or "" for not given) -> Row."""
-        unknown = [c for c in fields if c not in COLUMNS]
+        unknown = [c for c in fields if c not in self.columns]
         if unknown:
-            raise RowError(_unknown(unknown))
+            raise RowError(_unknown(unknown, self.columns))
         given = {c: v for c, v in fields.items() if v is not None and v != ""}
         if "id" not in given:
             raise RowError("no id; every row needs a unique id, the name of its audio file")
         id_ = self.claim(line, given["id"])
         if "text" not in given:
             raise RowError("no text")
+        if self.check_audio is not None:
+            return self.clip(line, id_, given)
         voice = given.get("voice")
         if voice is not None and not isinstance(voice, str):
             raise RowError(f"voice must be a preset name or a .npz file, got {voice!r}")
@@ -183,6 +193,17 @@ class _Reader:
             settings=settings,
             silence=silence,
         )
+
+    def clip(self, line, id_, given):
+        """A training manifest's row: its id, text and clip."""
+        audio = given.get("audio")
+        if not isinstance(audio, str):
+            raise RowError("no audio; every row names its clip (a path from the manifest's folder)")
+        try:
+            ref = self.check_audio(audio)
+        except ValueError as e:
+            raise RowError(str(e)) from None
+        return Row(line, id_, check_text(given["text"]), None, None, None, False, {}, audio=audio, audio_ref=ref)
 
 
 def _lines(data):
@@ -211,7 +232,7 @@ def _text(data):
         yield n, {"id": f"line-{n:04d}", "text": line}, None
 
 
-def _csv(data, name, delimiter):
+def _csv(data, name, delimiter, known=COLUMNS):
     rows = csv.reader(io.StringIO(data, newline=""), delimiter=delimiter)
     try:
         header = next(rows, None)
@@ -221,13 +242,15 @@ def _csv(data, name, delimiter):
             raise ManifestError(f"{name} has no header row; its first line names the columns (id,text,...)")
         header_line = rows.line_num
         header = [c.strip() for c in header]
-        unknown = [c for c in header if c not in COLUMNS]
+        unknown = [c for c in header if c not in known]
         if unknown:
-            raise ManifestError(f"{name} line {header_line}: {_unknown(unknown)}")
-        missing = [c for c in ("id", "text") if c not in header]
+            raise ManifestError(f"{name} line {header_line}: {_unknown(unknown, known)}")
+        required = [c for c in TRAINING_COLUMNS if c in known]  # id and text; and audio in a training manifest
+        missing = [c for c in required if c not in header]
         if missing or len(set(header)) != len(header):
             what = f"no {' and no '.join(missing)} column" if missing else "a column named twice"
-            raise ManifestError(f"{name} line {header_line}: the header has {what}; it needs id and text")
+            needs = ", ".join(required[:-1]) + " and " + required[-1]
+            raise ManifestError(f"{name} line {header_line}: the header has {what}; it needs {needs}")
         end = rows.line_num
         for cells in rows:
             n, end = end + 1, rows.line_num  # a quoted cell may span lines: report the row's first
@@ -261,17 +284,22 @@ def _read(path):
         raise ManifestError(f"{name} line {line} is not UTF-8 (byte {raw[e.start]:#04x}); save it as UTF-8") from None
 
 
-def read_manifest(path, check_voice=None):
+def read_manifest(path, check_voice=None, check_audio=None):
     """-> (rows, problems), both in file order. check_voice(name) -> what load_voice gets, or raises.
+    check_audio(path as written) -> the clip's file, or raises ValueError: given, a training manifest is read.
 
     Raises ManifestError when the file cannot be read at all: then no row can be trusted."""
     name, data = os.fspath(path), _read(path)
     ext = os.path.splitext(name)[1].lower()
-    reader = _Reader(check_voice)
+    reader = _Reader(check_voice, check_audio)
     if ext in (".jsonl", ".ndjson"):
         lines = _jsonl(data)
     elif ext in (".csv", ".tsv"):
-        lines = _csv(data, name, "\t" if ext == ".tsv" else ",")
+        lines = _csv(data, name, "\t" if ext == ".tsv" else ",", reader.columns)
+    elif check_audio is not None:
+        raise ManifestError(
+            f"{name}: a training manifest is .jsonl, .csv or .tsv, with the columns {', '.join(TRAINING_COLUMNS)}"
+        )
     else:
         lines = _text(data)
     rows, problems = [], []

@@ -82,6 +82,17 @@ def device_options(note="", precision=True):
     return p
 
 
+def cloning_options():
+    """--quantizer and --hubert: the weights that make a recording's semantic ids (clone, prepare)."""
+    p = Parser(add_help=False)
+    # fmt: off
+    p.add_argument("--quantizer", help="a quantizer file (e.g. one trained for another language), or the name of "
+                   "another file in the quantizers' Hub repository (default: the English one, downloaded)")
+    p.add_argument("--hubert", help="a local copy of HuBERT base (default: downloaded)")
+    # fmt: on
+    return p
+
+
 def run_options():
     p = Parser(add_help=False)
     p.add_argument("--quiet", action="store_true", help="no progress bars (the result is still printed)")

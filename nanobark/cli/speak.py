@@ -30,7 +30,16 @@ from ..voices import (
     save_voice,
     voice_file_name,
 )
-from .parser import EXIT_CODES, Parser, checked, device_options, generation_options, given_settings, model_options
+from .parser import (
+    EXIT_CODES,
+    Parser,
+    checked,
+    cloning_options,
+    device_options,
+    generation_options,
+    given_settings,
+    model_options,
+)
 
 FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
 if sf.check_format("MP3", "MPEG_LAYER_III"):  # libsndfile 1.1 and later, built with LAME (soundfile's wheels are)
@@ -41,6 +50,7 @@ SPEAK_EPILOG = f"""other commands:
   nanobark clone RECORDING --out VOICE.npz   make a voice from 5-12 s of someone speaking
   nanobark convert SRC OUT              convert a checkpoint folder into nanobark's layout
   nanobark synthesize --help            many texts (a manifest) to audio files, resumable; torchrun: many GPUs
+  nanobark prepare --help               clips and their texts to token files for fine-tuning (docs/finetuning.md)
   (to speak the word "voices" itself: nanobark -- voices)
 
 examples:
@@ -442,15 +452,12 @@ def clone(argv):
     # fmt: off
     p = Parser(prog="nanobark clone", epilog=EXIT_CODES,
                parents=[model_options("the Bark model whose codec encodes the recording (the voice works with "
-                                      "suno/bark too)"), device_options(precision=False)],
+                                      "suno/bark too)"), device_options(precision=False), cloning_options()],
                description="Make a Bark voice from a recording of someone speaking (5-12 s of clean speech by one "
                "speaker, ending at the end of a sentence, work best). The first run downloads HuBERT base and the "
                "community's semantic quantizer (English) once.")
     p.add_argument("recording", help="a .wav, .flac or .ogg file (any sample rate, mono or stereo)")
     p.add_argument("--out", required=True, help="the voice file to write (.npz), for --voice")
-    p.add_argument("--quantizer", help="a quantizer file (e.g. one trained for another language), or the name of "
-                   "another file in the quantizers' Hub repository (default: the English one, downloaded)")
-    p.add_argument("--hubert", help="a local copy of HuBERT base (default: downloaded)")
     # fmt: on
     args = p.parse_args(argv)
     from ..audio import AudioError, load_clip

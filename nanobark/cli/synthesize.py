@@ -2,12 +2,9 @@
 torchrun the items are shared out among the processes (the work itself: corpus.py)."""
 
 import os
-import signal
-import sys
 
 from ..files import check_utf8_name
 from ..longform import check_silence
-from ..progress import close_bars
 from ..settings import check_seed
 from ..voices import find_voice, load_voice
 from .manifest import ManifestError, read_manifest
@@ -108,15 +105,10 @@ def check_out_dir(p, args):
         p.error(f"{args.manifest} is the manifest this command writes; give the manifest of texts to speak")
 
 
-def check_synthesize(p, args, ranks):
-    """-> (device, rows, problems); every usage error exits 2 here, before a model is loaded."""
+def rank_device(p, device, ranks):
+    """cuda without an index, under torchrun: this process's own GPU, cuda:LOCAL_RANK."""
     import torch
 
-    device = check_runtime(p, args)
-    try:
-        check_model(args.model)
-    except ValueError as e:
-        p.error(str(e))
     if device.type == "cuda" and device.index is None and ranks.world > 1:  # one GPU per process
         if ranks.local >= torch.cuda.device_count():
             p.error(
@@ -124,6 +116,33 @@ def check_synthesize(p, args, ranks):
                 "GPUs): start at most one process per GPU (torchrun --nproc_per_node)"
             )
         device = torch.device("cuda", ranks.local)
+    return device
+
+
+def check_foreign(p, out_dir, names):
+    """Refuse to write over files in out_dir (`names`, relative to it) that no manifest line of the job records."""
+    from .corpus import unrecorded
+
+    try:
+        foreign = unrecorded(out_dir, names)
+    except OSError as e:  # a manifest.jsonl in --out-dir that is a device, a FIFO, or far too large
+        p.error(str(e))
+    if foreign:
+        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        p.error(
+            f"{os.path.join(out_dir, foreign[0])}{more} is in --out-dir but no manifest line of this job "
+            "records it, so this job did not make it; move it away, or pass --overwrite to replace it"
+        )
+
+
+def check_synthesize(p, args, ranks):
+    """-> (device, rows, problems); every usage error exits 2 here, before a model is loaded."""
+    device = check_runtime(p, args)
+    try:
+        check_model(args.model)
+    except ValueError as e:
+        p.error(str(e))
+    device = rank_device(p, device, ranks)
     check_out_dir(p, args)
     folder = os.path.dirname(os.path.abspath(args.manifest))
     try:
@@ -158,20 +177,12 @@ def synthesize(argv):
 
     from ..bark import Bark
     from ..weights.hub import resolve
-    from .corpus import Job, Ranks, local_rank_first, run, unrecorded
+    from .corpus import Job, Ranks, Synthesis, execute, local_rank_first
 
     ranks = Ranks()
     device, rows, problems = check_synthesize(p, args, ranks)
-    try:
-        foreign = [] if args.overwrite else unrecorded(args.out_dir, [f"{r.id}.{args.format}" for r in rows])
-    except OSError as e:  # a manifest.jsonl in --out-dir that is a device, a FIFO, or far too large
-        p.error(str(e))
-    if foreign:
-        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
-        p.error(
-            f"{os.path.join(args.out_dir, foreign[0])}{more} is in --out-dir but no manifest line of this job "
-            "records it, so this job did not make it; move it away, or pass --overwrite to replace it"
-        )
+    if not args.overwrite:
+        check_foreign(p, args.out_dir, [f"{r.id}.{args.format}" for r in rows])
     model = args.model + (" int8" if args.int8 else "") + (f" {args.dtype}" if args.dtype != "float32" else "")
     job = Job(
         out_dir=args.out_dir,
@@ -185,27 +196,11 @@ def synthesize(argv):
         progress=not args.quiet,
         save=lambda path, audio: write_audio(path, audio, Bark.sample_rate),
     )
-    ranks.start()
-    finished = False
-    try:
+
+    def load():  # a first run downloads and converts the model once per machine, then every rank loads it
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        bark = None  # every row wrong: nothing to load
-        if rows:  # a first run downloads and converts the model once per machine, then every rank loads it
-            local_rank_first(ranks, lambda: resolve(args.model))
-            bark = Bark.from_pretrained(args.model, device=device, dtype=args.dtype, int8=args.int8)
-        totals = run(bark, rows, problems, job, ranks)
-        finished = True
-    except KeyboardInterrupt as e:
-        close_bars()
-        if ranks.rank == 0:  # every rank gets the signal; one says so
-            print(
-                f"interrupted; the items finished so far are in {args.out_dir}: the same command again makes the rest",
-                file=sys.stderr,
-            )
-        return 128 + getattr(e, "signum", signal.SIGINT)
-    finally:
-        ranks.stop(finished)
-    if ranks.rank == 0:
-        print(totals.summary(args.out_dir))
-    return totals.exit_code()
+        local_rank_first(ranks, lambda: resolve(args.model))
+        return Synthesis(Bark.from_pretrained(args.model, device=device, dtype=args.dtype, int8=args.int8))
+
+    return execute(job, rows, problems, ranks, load)

@@ -108,3 +108,27 @@ def test_fine_logits_equal_transformers_and_suno(hf_bark, converted):
         assert (logits - ref(k, codes)).abs().max() <= TOL
     with pytest.raises(ValueError, match="pred_idx"):
         ours(0, codes)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("start, padded", [(0, False), (25, False), (0, True), (25, True)])
+def test_last_only_equals_the_last_row_of_all_logits(start, padded):
+    """last_only runs the last block for the last token only (is_causal from slot 0, the explicit mask after
+    cached slots or padding): its logits, the cache it leaves and the next step equal a full forward's."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=16, input_vocab_size=50, output_vocab_size=50)).eval()
+    seq = torch.randint(0, 50, (2, 40))
+    pad = torch.tensor([3, 0]) if padded else None
+
+    def prefill_then_step(last_only):
+        model.setup_cache(2)
+        if start:
+            model(seq[:, :start], pad=pad)
+        logits = model(seq[:, start:], start=start, pad=pad, last_only=last_only)[:, -1:]
+        cache = torch.cat([torch.cat([b.attn.cache.k, b.attn.cache.v]) for b in model.h])
+        step = model(seq[:, :1], start=40, pad=pad)  # reads the keys and values the prefill cached
+        model.clear_cache()
+        return logits, cache, step
+
+    for full, last in zip(prefill_then_step(False), prefill_then_step(True)):
+        assert (full - last).abs().max() <= TOL

@@ -279,7 +279,7 @@ MUTANTS = [
       "1 if self.failed and not self.done and not self.skipped else 0",
       "a rerun that makes nothing and fails a row exits 0 (the items done before count as made)",
       (SYNTH + "a_rerun_that_makes_nothing_and_fails_a_row_exits_1",)),
-    M("pcm_unclipped", SPEAK, "np.clip(np.floor(np.asarray(audio, np.float32) * 32768), -32768, 32767)",
+    M("pcm_unclipped", "nanobark/audio_out.py", "np.clip(np.floor(np.asarray(audio, np.float32) * 32768), -32768, 32767)",
       "np.floor(np.asarray(audio, np.float32) * 32768)",
       "samples beyond [-1, 1] wrap around in 16-bit PCM (loud clicks)", (PCM,)),
     M("pcm_own_conversion", SPEAK, "out.write(pcm16(chunk).tobytes())",

@@ -4,7 +4,7 @@
     GET  /health               200 {"status": "ok"} once the model is loaded; 503 {"status": "loading"} before
     GET  /v1/models            OpenAI's model list: this server's model, under its own name and OpenAI's
     POST /v1/audio/speech      OpenAI's request (speech.py) -> audio, whole or streamed (formats.py)
-    GET  /v1/voices            {"presets": {"English": [names], ...}, "cloned": [{"id", "name"}], "openai": {name: preset}}
+    GET  /v1/voices            {"presets": {"English": [names]}, "cloned": [{"id", "name"}], "openai": {name: preset}}
     POST /v1/voices            multipart `file` (a recording) and optional `name` -> {"id", "name"}
     DELETE /v1/voices/{id}     -> {"id", "object": "voice", "deleted": true}
 

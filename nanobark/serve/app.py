@@ -267,10 +267,10 @@ def create_app(worker, store, model_name, api_key=None, clone_options=None):
         stem, ext = os.path.splitext(os.path.basename(upload.filename or ""))
         data = await upload.read()
         clip = await run_in_threadpool(read_clip, data, ext)
-        try:
+        try:  # the recording was checked (read_clip): what fails now is the server's (its cloning weights)
             voice = await asyncio.wrap_future(worker.call(lambda bark: bark.clone_voice(clip, **(clone_options or {}))))
-        except ValueError as e:  # HuBERT made nothing of it
-            raise ApiError(400, str(e), "file", "bad_audio") from None
+        except Exception as e:
+            raise ApiError(500, f"cloning failed: {e}", None, "cloning_failed") from None
         return await run_in_threadpool(store.add, voice, form.get("name") or stem)
 
     @v1.delete("/voices/{voice_id}")

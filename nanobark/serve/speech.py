@@ -7,7 +7,7 @@ fields are the library's own (Settings, check_seed, check_silence), so a request
 what the command refuses.
 """
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Optional
 
 from ..longform import check_silence
@@ -116,12 +116,13 @@ def _text(text):
 
 
 def _nanobark_fields(body, overrides):
-    """seed, silence, long -> checked values; the Settings fields are checked by Settings itself."""
-    for name, value in overrides.items():
-        try:
-            replace(Settings(), **{name: value})
-        except (ValueError, TypeError) as e:
-            raise bad(str(e), name) from None
+    """The Settings fields, checked by Settings' own checks; seed, silence, long -> checked values."""
+    for f in fields(Settings):
+        if f.name in overrides:
+            try:
+                f.metadata["check"](overrides[f.name], name=f.name)  # the message names the field
+            except (ValueError, TypeError) as e:
+                raise bad(str(e), f.name) from None
     checks = {"seed": check_seed, "silence": check_silence}
     values = []
     for name in ("seed", "silence"):

@@ -66,7 +66,7 @@ def start(model, max_batch, args):
 
 def speak(port, text, seed, args, long=False):
     """One streamed request -> (seconds to the first byte, seconds to the last, bytes)."""
-    body = {"model": "tts-1", "input": text, "voice": "v2/en_speaker_6", "response_format": "pcm"}
+    body = {"model": "tts-1", "input": text, "voice": args.voice, "response_format": "pcm"}
     body.update(stream_format="audio", seed=seed, max_duration=args.max_duration, long=long)
     t0 = time.perf_counter()
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=3600)
@@ -116,6 +116,7 @@ def main():
     p.add_argument("--max-duration", type=float, default=0.5, help="seconds of speech per text, at most")
     p.add_argument("--max-wait-ms", type=float, default=50)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--voice", default="v2/en_speaker_6", help="a preset; random: no voice prompt")
     args = p.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
     model = args.model or build(args.size, os.path.join(args.workdir, args.size))

@@ -448,8 +448,9 @@ def run_jobs(worker, specs, before_go=None):
     async def main():
         loop = asyncio.get_running_loop()
         jobs = [Job(texts, None, settings, seed, loop) for texts, settings, seed in specs]
-        for job in jobs:
-            worker.submit(job)
+        with worker.lock:  # all in before the worker looks (the lock is re-entrant: submit takes it too)
+            for job in jobs:
+                worker.submit(job)
         if before_go:
             before_go(jobs)
         worker.bark.go.set()

@@ -332,6 +332,24 @@ def test_every_bad_request_gets_its_status_and_openais_error_and_the_next_good_o
     assert got == 200 and headers["content-type"] == "audio/wav" and answer[:4] == b"RIFF"
 
 
+def test_each_offered_format_holds_the_same_speech(local):
+    from nanobark.serve.formats import offered
+
+    same = dict(model="tts-1", input="Hi", voice="alloy", seed=3, **FAST)
+    wav = pcm_of_wav(local.speak(response_format="wav", **same)[2])
+    for fmt in offered():
+        status, headers, data = local.speak(response_format=fmt, **same)
+        assert status == 200 and headers["content-type"].startswith("audio/"), fmt
+        if fmt == "pcm":
+            np.testing.assert_array_equal(np.frombuffer(data, "<i2"), wav)
+        elif fmt == "flac":  # lossless
+            np.testing.assert_array_equal(pcm_of_wav(data), wav)
+        else:  # lossy: a decoder's length, within a frame's padding
+            assert abs(len(sf.read(io.BytesIO(data))[0]) - len(wav)) < 2048, fmt
+    status, _, answer = local.speak(response_format="aac", **same)
+    assert status == 400 and ", ".join(offered()) in openai_error(answer)["message"]
+
+
 def test_health_and_speech_say_503_until_the_model_is_loaded(bark, tmp_path):
     loaded = threading.Event()
 

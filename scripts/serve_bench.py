@@ -34,7 +34,12 @@ TEXTS = [
     "He plays the piano every night.",
     "Good morning, how are you?",
 ]
-LONG = " ".join(TEXTS[:4])  # four sentences: spoken as segments with `long`
+# four sentences that the random models' tokenizer packs into four segments (each 37-46 tokens of 50)
+LONG = (
+    "The dog ran to the park today and then it ran back home again. The cat slept in the sun all day long "
+    "and did not wake up once. The bird sang a song at night and all the other birds sang with it. The fish "
+    "swam up the river all morning and then it swam back down."
+)
 
 
 def build(size, folder):
@@ -160,7 +165,7 @@ def main():
         )
     one, first, last = long_row
     print(
-        f"\nlong text of 4 segments: first byte after {first:.2f} s (one segment alone: {one:.2f} s), "
+        f"\nlong text (four sentences, long form): first byte after {first:.2f} s (one segment alone: {one:.2f} s), "
         f"last byte after {last:.2f} s"
     )
 

@@ -516,3 +516,13 @@ def test_the_worker_batches_what_waits_together_by_settings_first_segments_alone
     assert out[0] == [(0, 1)] and out[2] == [(0, 3)] and "stopped" in out[1]  # one failure fails one request
     assert fake.batches == [["ok1", "fail", "ok2"], ["ok1"], ["fail"], ["ok2"]]
     worker.stop()
+
+
+def test_serve_help_answers_without_torch_or_the_server_stack():
+    code = (
+        "import sys, nanobark.cli as cli\n"
+        "try:\n    cli.main(['serve', '--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
+        "print(sorted(m for m in ('torch', 'fastapi', 'uvicorn') if m in sys.modules))"
+    )
+    r = run("-c", code)
+    assert r.returncode == 0 and "exit codes:" in r.stdout and r.stdout.strip().endswith("[]"), r.stdout + r.stderr

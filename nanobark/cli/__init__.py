@@ -7,6 +7,7 @@ prepare clips for fine-tuning.
     nanobark convert SNAPSHOT_FOLDER OUT_FOLDER             convert.py
     torchrun --nproc_per_node=8 -m nanobark synthesize corpus.jsonl --out-dir out    synthesize.py
     nanobark prepare clips.jsonl --out-dir prepared        prepare.py (token files for fine-tuning)
+    nanobark serve --port 8000                               serve.py (OpenAI's speech API)
 
 Every argument is checked before a model is loaded, with the library's own checks, and a bad one exits 2
 with one line (parser.py); a failure while working exits 1; a signal exits 128 + its number, leaving nothing
@@ -19,7 +20,7 @@ import sys
 import warnings
 
 from ..progress import close_bars
-from . import convert, prepare, speak, synthesize
+from . import convert, prepare, serve, speak, synthesize
 
 # A first argument naming a command picks it; anything else is a text to speak. add_subparsers cannot do this:
 # its first positional must be one of the commands, so `nanobark "Hello"` would be an error.
@@ -29,6 +30,7 @@ COMMANDS = {
     "convert": convert.convert,
     "synthesize": synthesize.synthesize,
     "prepare": prepare.prepare,
+    "serve": serve.serve,
 }
 FAILED, USAGE, INTERRUPTED, BROKEN_PIPE = 1, 2, 130, 141  # parser.EXIT_CODES: 128 + SIGINT, 128 + SIGPIPE
 CLOSED_STDOUT = "every command prints its result there; give it a file, or /dev/null to discard it (>/dev/null)"

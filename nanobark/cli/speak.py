@@ -14,6 +14,7 @@ import numpy as np
 import soundfile as sf
 
 from .. import __version__
+from ..audio_out import pcm16, write_sound
 from ..files import NAME_MAX, check_regular, check_utf8_name, read_bounded, read_stream, same_file, write_atomic
 from ..layout import TEXT_LENGTH
 from ..longform import check_silence, generate_long, stream
@@ -25,6 +26,7 @@ from ..voices import (
     SUNO_PRESETS,
     PresetIndex,
     VoiceError,
+    by_language,
     find_voice,
     load_voice,
     save_voice,
@@ -273,12 +275,6 @@ def parse_speak(argv):
     return args
 
 
-def pcm16(audio):
-    """Float samples -> 16-bit little-endian PCM, for the .wav and .flac files and for --out -: x * 32768
-    rounded down, as libsndfile converts floats, and clipped (beyond [-1, 1], int16 would wrap into loud clicks)."""
-    return np.clip(np.floor(np.asarray(audio, np.float32) * 32768), -32768, 32767).astype("<i2")
-
-
 def audio_frames(path):
     """The frames a read of an audio file to its end gives, or None if it cannot be read to its end (a file cut
     short: a FLAC header may still claim every frame)."""
@@ -292,20 +288,19 @@ def write_audio(path, audio, sample_rate):
     """Write atomically (a temporary file beside `path`, then renamed): an interrupted run leaves no partial file,
     and a file that does not read back whole (a full disk) replaces nothing."""
     fmt, subtype = FORMATS[os.path.splitext(path)[1].lower()]
-    samples = pcm16(audio) if subtype == "PCM_16" else audio  # Vorbis and MP3 encode the floats themselves
     if fmt != "MP3":
 
         def whole(tmp):
             n = audio_frames(tmp)
             return None if n == len(audio) else f"{n or 0} of its {len(audio)} samples read back"
 
-        write_atomic(path, lambda tmp: sf.write(tmp, samples, sample_rate, format=fmt, subtype=subtype), check=whole)
+        write_atomic(path, lambda tmp: write_sound(tmp, audio, sample_rate, fmt, subtype=subtype), check=whole)
         return
     # LAME's writer says nothing when a full disk cuts the file, and a cut MP3 still reads back whole (its header
     # counts the frames; and mpg123, reading it, prints notes on stderr): it is encoded in memory, its bytes
     # written here (a short write raises), and their count checked
     encoded = io.BytesIO()
-    sf.write(encoded, samples, sample_rate, format=fmt, subtype=subtype)
+    write_sound(encoded, audio, sample_rate, fmt, subtype=subtype)
     data = encoded.getvalue()
 
     def write(tmp):
@@ -406,15 +401,11 @@ def voices(argv):
     names = preset_names(args.model)  # a damaged index is the model's failure: exit 1
     if not names:
         p.error(f"{args.model} has no voice presets (no speaker_embeddings_path.json); use a .npz voice file")
-    by_language = {}
-    for name in names:
-        code = name.rsplit("/", 1)[-1].split("_")[0]
-        by_language.setdefault(code if code in LANGUAGES else "other", []).append(name)
-    for code in [c for c in LANGUAGES if c in by_language] + (["other"] if "other" in by_language else []):
+    for code, group in by_language(names).items():
         if args.language and code != args.language:
             continue
         print(f"{LANGUAGES.get(code, 'other')} ({code}):" if code != "other" else "other:")
-        print("  " + " ".join(sorted(by_language[code], key=lambda n: (not n.startswith("v2/"), n))))
+        print("  " + " ".join(group))
     if not args.language:
         print(
             f'\n{len(names)} presets. Use one with: nanobark "..." --voice v2/en_speaker_6 (presets download '

@@ -31,6 +31,7 @@ from .voices import VoiceError, validate_voice
 
 MAX_TOKENS = 50  # default budget: ~35 English words, ~10-13 s of speech, safely under Bark's ~15 s
 CONTINUITY = ("voice", "previous")
+SILENCE = 0.25  # seconds between segments, by default
 MAX_SILENCE = 60.0  # seconds between segments
 
 SENTENCE_ENDS = ".!?…‼⁇⁈⁉。！？｡．؟۔।॥።"
@@ -233,7 +234,7 @@ def generate_long(
     text,
     voice=None,
     continuity="voice",
-    silence=0.25,
+    silence=SILENCE,
     seed=None,
     max_tokens=MAX_TOKENS,
     batch_size=16,
@@ -276,7 +277,7 @@ def stream(
     text,
     voice=None,
     continuity="voice",
-    silence=0.25,
+    silence=SILENCE,
     seed=None,
     max_tokens=MAX_TOKENS,
     progress=False,

@@ -163,9 +163,24 @@ def find_voice_file(voice):
     return os.path.join(folder, found[0]) if found else None
 
 
-def _unknown_preset(name, names):
+def close_names(name, names):
+    """What to say of an unknown `name`: "close names: ..." of `names`, else a few of them as examples."""
     close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
-    hint = f"close names: {', '.join(close)}" if close else f"e.g. {', '.join(sorted(names)[:5])}"
+    return f"close names: {', '.join(close)}" if close else f"e.g. {', '.join(sorted(names)[:5])}"
+
+
+def by_language(names):
+    """Preset names -> {language code: names, v2/ first}, in LANGUAGES' order; "other" last for the rest."""
+    groups = {}
+    for name in names:
+        code = name.rsplit("/", 1)[-1].split("_")[0]
+        groups.setdefault(code if code in LANGUAGES else "other", []).append(name)
+    order = [c for c in LANGUAGES if c in groups] + (["other"] if "other" in groups else [])
+    return {c: sorted(groups[c], key=lambda n: (not n.startswith("v2/"), n)) for c in order}
+
+
+def _unknown_preset(name, names):
+    hint = close_names(name, names)
     return f"unknown voice preset {name!r}; {hint} (`nanobark voices` lists them all, or PresetIndex.names())"
 
 

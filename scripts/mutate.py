@@ -59,6 +59,7 @@ GEN_T = GEN + "::test_"
 CKPT_SIZES = "tests/test_checkpoint.py::test_a_config_asking_for_more_than_the_weights_hold_is_refused_before_building"
 HUB_FORMAT = "tests/test_hub.py::test_a_folder_of_an_older_format_is_refused_and_the_cache_converts_it_again"
 CORPUS, SPEAK, SYNTH = "nanobark/cli/corpus.py", "nanobark/cli/speak.py", "tests/test_synthesize.py::test_"
+AUDIO_OUT = "nanobark/audio_out.py"
 CORPUS_EOS = SYNTH + "a_long_item_stops_at_0_05_and_a_short_one_at_0_2_unless_the_flag_or_row_says"
 CLI_SEED = "tests/test_cli.py::test_the_command_takes_the_largest_seed_and_refuses_one_long_form_cannot_use"
 PCM = "tests/test_cli.py::test_raw_audio_to_standard_output_is_the_wav_file_s_samples_clipped_not_wrapped"
@@ -279,7 +280,7 @@ MUTANTS = [
       "1 if self.failed and not self.done and not self.skipped else 0",
       "a rerun that makes nothing and fails a row exits 0 (the items done before count as made)",
       (SYNTH + "a_rerun_that_makes_nothing_and_fails_a_row_exits_1",)),
-    M("pcm_unclipped", SPEAK, "np.clip(np.floor(np.asarray(audio, np.float32) * 32768), -32768, 32767)",
+    M("pcm_unclipped", AUDIO_OUT, "np.clip(np.floor(np.asarray(audio, np.float32) * 32768), -32768, 32767)",
       "np.floor(np.asarray(audio, np.float32) * 32768)",
       "samples beyond [-1, 1] wrap around in 16-bit PCM (loud clicks)", (PCM,)),
     M("pcm_own_conversion", SPEAK, "out.write(pcm16(chunk).tobytes())",

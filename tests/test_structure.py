@@ -11,8 +11,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("nanobark", "weights_convert")
 
 # The folders are the architecture: the files at the top of nanobark/ are Bark (the book); weights/ turns a
-# name into tensors and modules; cli/ is the command. Imports run one way: book <- weights <- cli.
-SHELL = ("nanobark.weights", "nanobark.cli")
+# name into tensors and modules; cli/ is the command; serve/ is the HTTP server (`nanobark serve`), a command
+# kept apart because it needs the serve extra (FastAPI). Imports run one way: book <- weights <- cli, serve.
+SHELL = ("nanobark.weights", "nanobark.cli", "nanobark.serve")
 # the networks are pure nn.Modules: they import only the configs, the token layout and each other
 NETWORKS = {"nanobark.gpt", "nanobark.fine", "nanobark.codec", "nanobark.hubert", "nanobark.quantizer"}
 GROUND = {"nanobark.config", "nanobark.layout"}
@@ -26,7 +27,7 @@ ENTRIES = {"nanobark.__main__", "weights_convert.convert"}
 DEFERRED = {("nanobark.__main__", "nanobark.cli"): "a Ctrl-C while torch loads ends the command quietly"}
 # the commands import the model (and so torch) inside their bodies, once their arguments are read, so that
 # --help, --version and argparse's usage errors answer at once (test_cli checks torch is not imported for them)
-COMMAND_BODIES = {"nanobark.cli.speak", "nanobark.cli.synthesize", "nanobark.cli.convert"}
+COMMAND_BODIES = {"nanobark.cli.speak", "nanobark.cli.synthesize", "nanobark.cli.convert", "nanobark.cli.serve"}
 
 
 def part(name):
@@ -124,6 +125,15 @@ def test_the_book_never_imports_the_command():
         for b, _ in targets:
             assert part(b) != "cli" or part(a) == "cli" or a in ENTRIES, (
                 f"{a} imports {b}: only the command's own files (and its entry points) import nanobark/cli/"
+            )
+
+
+def test_only_the_command_imports_the_server():
+    """nanobark/serve/ needs the serve extra (FastAPI): nothing else may need it, but `nanobark serve`."""
+    for a, targets in graph().items():
+        for b, _ in targets:
+            assert part(b) != "serve" or part(a) == "serve" or a == "nanobark.cli.serve", (
+                f"{a} imports {b}: only nanobark/serve/ itself and the serve command import nanobark/serve/"
             )
 
 

@@ -5,6 +5,7 @@
     nanobark clone me.wav --out me.npz                      speak.py
     nanobark convert SNAPSHOT_FOLDER OUT_FOLDER             convert.py
     torchrun --nproc_per_node=8 -m nanobark synthesize corpus.jsonl --out-dir out    synthesize.py
+    nanobark serve --port 8000                               serve.py (OpenAI's speech API)
 
 Every argument is checked before a model is loaded, with the library's own checks, and a bad one exits 2
 with one line (parser.py); a failure while working exits 1; a signal exits 128 + its number, leaving nothing
@@ -16,7 +17,7 @@ import signal
 import sys
 import warnings
 
-from . import convert, speak, synthesize
+from . import convert, serve, speak, synthesize
 
 # A first argument naming a command picks it; anything else is a text to speak. add_subparsers cannot do this:
 # its first positional must be one of the commands, so `nanobark "Hello"` would be an error.
@@ -25,6 +26,7 @@ COMMANDS = {
     "clone": speak.clone,
     "convert": convert.convert,
     "synthesize": synthesize.synthesize,
+    "serve": serve.serve,
 }
 FAILED, INTERRUPTED, BROKEN_PIPE = 1, 130, 141  # parser.EXIT_CODES: 128 + SIGINT, 128 + SIGPIPE
 

@@ -12,6 +12,7 @@ from dataclasses import replace
 import numpy as np
 
 from .. import __version__
+from ..audio_out import pcm16, write_sound
 from ..files import NAME_MAX, read_bounded, same_file, write_atomic
 from ..layout import TEXT_LENGTH
 from ..longform import check_silence, generate_long, stream
@@ -22,6 +23,7 @@ from ..voices import (
     LANGUAGES,
     SUNO_PRESETS,
     PresetIndex,
+    by_language,
     find_voice,
     load_voice,
     save_voice,
@@ -242,12 +244,6 @@ def parse_speak(argv):
     return args
 
 
-def pcm16(audio):
-    """Float samples -> 16-bit little-endian PCM, for the .wav and .flac files and for --out -: x * 32768
-    rounded down, as libsndfile converts floats, and clipped (beyond [-1, 1], int16 would wrap into loud clicks)."""
-    return np.clip(np.floor(np.asarray(audio, np.float32) * 32768), -32768, 32767).astype("<i2")
-
-
 def audio_frames(path):
     """The frames a read of an audio file to its end gives, or None if it cannot be read to its end (a file cut
     short: a FLAC header may still claim every frame)."""
@@ -262,15 +258,13 @@ def audio_frames(path):
 def write_audio(path, audio, sample_rate):
     """Write atomically (a temporary file beside `path`, then renamed): an interrupted run leaves no partial file,
     and a file that does not read back whole (a full disk) replaces nothing."""
-    import soundfile as sf
 
     def whole(tmp):
         n = audio_frames(tmp)
         return None if n == len(audio) else f"{n or 0} of its {len(audio)} samples read back"
 
     fmt, subtype = FORMATS[os.path.splitext(path)[1].lower()]
-    samples = pcm16(audio) if subtype == "PCM_16" else audio  # Vorbis encodes the floats themselves
-    write_atomic(path, lambda tmp: sf.write(tmp, samples, sample_rate, format=fmt, subtype=subtype), check=whole)
+    write_atomic(path, lambda tmp: write_sound(tmp, audio, sample_rate, fmt, subtype=subtype), check=whole)
 
 
 def write_pcm(chunks, out):
@@ -348,15 +342,11 @@ def voices(argv):
         p.error(str(e))
     if not names:
         p.error(f"{args.model} has no voice presets (no speaker_embeddings_path.json); use a .npz voice file")
-    by_language = {}
-    for name in names:
-        code = name.rsplit("/", 1)[-1].split("_")[0]
-        by_language.setdefault(code if code in LANGUAGES else "other", []).append(name)
-    for code in [c for c in LANGUAGES if c in by_language] + (["other"] if "other" in by_language else []):
+    for code, group in by_language(names).items():
         if args.language and code != args.language:
             continue
         print(f"{LANGUAGES.get(code, 'other')} ({code}):" if code != "other" else "other:")
-        print("  " + " ".join(sorted(by_language[code], key=lambda n: (not n.startswith("v2/"), n))))
+        print("  " + " ".join(group))
     if not args.language:
         print(
             f'\n{len(names)} presets. Use one with: nanobark "..." --voice v2/en_speaker_6 (presets download '

@@ -63,12 +63,14 @@ def browser():
 
 @pytest.fixture(scope="module")
 def server(browser, converted, cloning_sources, tmp_path_factory):
-    """`nanobark serve` with the tiny model and cloning's random HuBERT and quantizer (test_serve's start)."""
-    from test_serve import start
+    """`nanobark serve` with the tiny model, cloning's random HuBERT and quantizer, and an API key (test_serve's
+    start)."""
+    from test_serve import KEY, start
 
     hubert, quantizer_dir = cloning_sources
     quantizer = os.path.join(quantizer_dir, "quantifier_hubert_base_ls960_14.pth")
-    p, served = start(converted, str(tmp_path_factory.mktemp("serve")), "--hubert", hubert, "--quantizer", quantizer)
+    folder = str(tmp_path_factory.mktemp("serve"))
+    p, served = start(converted, folder, "--api-key", KEY, "--hubert", hubert, "--quantizer", quantizer)
     served.url = f"http://127.0.0.1:{served.port}/"
     yield served
     p.send_signal(signal.SIGTERM)
@@ -87,8 +89,11 @@ def wait(driver, condition, timeout=HANG):
     return WebDriverWait(driver, timeout).until(done)
 
 
-def open_page(driver, url):
-    driver.get(url)
+def open_page(driver, server):
+    """Load the page with the server's API key in the browser's storage, as a person who typed it once."""
+    driver.get(server.url)
+    driver.execute_script("localStorage.setItem('nanobark-api-key', arguments[0])", server.key)
+    driver.refresh()
     wait(driver, lambda d: d.find_elements("css selector", "#voice option"))
 
 
@@ -102,7 +107,7 @@ def voices(driver):
     )
 
 
-def speak(driver, text, voice, seed=None):
+def speak(driver, text, voice, seed=None, long=False):
     """Type the text, pick the voice, press Speak; wait until the <audio> element holds the audio: -> its WAV bytes."""
     from selenium.webdriver.support.ui import Select
 
@@ -115,6 +120,8 @@ def speak(driver, text, voice, seed=None):
     seed_box.clear()
     if seed is not None:
         seed_box.send_keys(str(seed))
+    if driver.find_element("id", "long").is_selected() != long:
+        driver.find_element("id", "long").click()
     driver.find_element("id", "speak").click()
     wait(driver, lambda d: d.execute_script("return document.getElementById('audio').duration > 0"))
     assert driver.find_element("id", "download").is_displayed()
@@ -154,7 +161,7 @@ def samples(wav):
 def test_speak_streams_into_the_audio_element_the_same_samples_as_the_api(browser, server):
     """Type, pick a preset, press Speak: the <audio> element ends up with a duration, and its WAV holds the very
     samples the API gives for the same seed (the page's pcm-to-WAV framing adds or drops nothing)."""
-    open_page(browser, server.url)
+    open_page(browser, server)
     groups = voices(browser)
     assert "v2/en_speaker_6" in [v for names in groups.values() for v in names]
     wav = speak(browser, "Hello from the page.", "v2/en_speaker_6", seed=7)
@@ -163,8 +170,47 @@ def test_speak_streams_into_the_audio_element_the_same_samples_as_the_api(browse
     np.testing.assert_array_equal(samples(wav), samples(expected))
 
 
+def test_a_long_text_plays_before_its_last_segment_arrives(browser, server):
+    """Sentence by sentence, three segments: the page schedules the first one's samples to play (its status says
+    "playing: ...") before the response's last byte has arrived (the browser's resource timing says when)."""
+    from test_serve import THREE
+
+    open_page(browser, server)
+    browser.execute_script(  # every status the page shows, with the time it showed it
+        "window.statuses = [];"
+        "new MutationObserver(() => statuses.push([performance.now(), document.getElementById('status').textContent]))"
+        "  .observe(document.getElementById('status'), {childList: true, characterData: true, subtree: true});"
+    )
+    wav = speak(browser, THREE, "v2/en_speaker_6", long=True)
+    statuses = browser.execute_script("return statuses")
+    (speech,) = browser.execute_script("return performance.getEntriesByName(new URL('/v1/audio/speech', location))")
+    first = min(at for at, status in statuses if status.startswith("playing:"))
+    assert first < speech["responseEnd"], (statuses, speech)
+    assert statuses[-1][1] == f"done: {len(samples(wav)) / 24_000:.1f} s of audio", statuses
+
+
+def test_without_the_key_the_page_says_so_and_takes_one(browser, server):
+    """The server has a key: with none stored, the page shows the 401's message and how to fix it; the key typed
+    into the field is kept in the browser's storage, so that the next visit needs nothing."""
+    browser.get(server.url)
+    browser.execute_script("localStorage.clear()")
+    browser.refresh()
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    error = browser.find_element("id", "error")
+    WebDriverWait(browser, HANG).until(lambda d: error.is_displayed())
+    assert error.text.endswith("Enter the server's API key below.")
+    assert not browser.find_elements("css selector", "#voice option")
+
+    browser.find_element("id", "api-key").send_keys(server.key, "\t")  # the change event: on leaving the field
+    wait(browser, lambda d: d.find_elements("css selector", "#voice option"))
+    browser.refresh()
+    wait(browser, lambda d: d.find_elements("css selector", "#voice option"))
+    assert browser.find_element("id", "api-key").get_attribute("value") == server.key
+
+
 def test_a_cloned_voice_from_a_file_is_listed_and_speaks(browser, server, tmp_path):
-    open_page(browser, server.url)
+    open_page(browser, server)
     sf.write(tmp_path / "me.wav", speech(seconds=4.0, rate=24_000, channels=1), 24_000)
     browser.find_element("id", "clone-name").send_keys("me from a file")
     browser.find_element("id", "clone-file").send_keys(str(tmp_path / "me.wav"))
@@ -181,7 +227,7 @@ def test_a_cloned_voice_from_a_file_is_listed_and_speaks(browser, server, tmp_pa
 def test_a_voice_recorded_from_the_microphone_is_cloned_then_deleted(browser, server):
     """Chromium's fake microphone (a beep) stands in for a person: Record, Stop recording, and the page uploads
     the browser's recording as a WAV the server reads (MediaRecorder's own webm it would refuse)."""
-    open_page(browser, server.url)
+    open_page(browser, server)
     before = {v["id"] for v in listed(server)["cloned"]}
     browser.find_element("id", "clone-name").clear()
     browser.find_element("id", "clone-name").send_keys("me on the microphone")
@@ -202,7 +248,7 @@ def test_a_voice_recorded_from_the_microphone_is_cloned_then_deleted(browser, se
 
 def test_the_servers_error_message_is_shown(browser, server):
     """An empty text is refused by the server (400); the page shows the server's own message, and stays usable."""
-    open_page(browser, server.url)
+    open_page(browser, server)
     browser.find_element("id", "text").clear()
     browser.find_element("id", "speak").click()
     from selenium.webdriver.support.ui import WebDriverWait

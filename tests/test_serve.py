@@ -16,6 +16,7 @@ import signal
 import struct
 import threading
 
+import numpy as np
 import pytest
 import soundfile as sf
 
@@ -26,7 +27,7 @@ from helpers import HANG, python, run, speech, wait_for  # noqa: E402
 from nanobark.cli.serve import listen  # noqa: E402
 from nanobark.serve.app import create_app  # noqa: E402
 from nanobark.serve.store import VoiceStore  # noqa: E402
-from nanobark.serve.worker import Worker  # noqa: E402
+from nanobark.serve.worker import Job, QueueFull, Worker  # noqa: E402
 
 KEY = "test-key"
 FAST = {"max_duration": 0.2}  # seconds of speech per segment at most: the tiny model's runs stay short
@@ -125,6 +126,18 @@ def cli_wav(converted, tmp_path, text, *flags):
     return out.read_bytes()
 
 
+def streaming(served, text, **extra):
+    """A request for `text` streamed as pcm (the client's context manager); extra: nanobark's fields."""
+    return served.client.audio.speech.with_streaming_response.create(
+        model="tts-1",
+        voice="alloy",
+        input=text,
+        response_format="pcm",
+        stream_format="audio",
+        extra_body={**FAST, **extra},
+    )
+
+
 def openai_error(body):
     """OpenAI's error shape, checked -> its "error" object."""
     error = json.loads(body)["error"]
@@ -207,14 +220,7 @@ def test_a_full_queue_a_client_that_leaves_and_sigterm(converted, tmp_path):
     p, served = start(converted, str(tmp_path), "--max-batch", "1", "--max-queue", "1", "--max-wait-ms", "0")
     try:
         long_text = " ".join([THREE] * 3)  # over 256 tokens: spoken in segments without asking
-        with served.client.audio.speech.with_streaming_response.create(
-            model="tts-1",
-            voice="alloy",
-            input=long_text,
-            response_format="pcm",
-            stream_format="audio",
-            extra_body={"seed": 1, **FAST},
-        ) as r:
+        with streaming(served, long_text, seed=1) as r:
             next(r.iter_bytes())  # the first segment's audio; the others are still to be made
             with pytest.raises(openai.RateLimitError) as e:
                 served.client.audio.speech.create(model="tts-1", voice="alloy", input="Hi", response_format="wav")
@@ -230,14 +236,7 @@ def test_a_full_queue_a_client_that_leaves_and_sigterm(converted, tmp_path):
         assert hi.content[:4] == b"RIFF"
 
         # SIGTERM while a request is being served: it completes, then the server exits 0
-        with served.client.audio.speech.with_streaming_response.create(
-            model="tts-1",
-            voice="alloy",
-            input=THREE,
-            response_format="pcm",
-            stream_format="audio",
-            extra_body={"seed": 2, "long": True, **FAST},
-        ) as r:
+        with streaming(served, THREE, seed=2, long=True) as r:
             chunks = r.iter_bytes()
             first = next(chunks)
             p.send_signal(signal.SIGTERM)
@@ -249,6 +248,44 @@ def test_a_full_queue_a_client_that_leaves_and_sigterm(converted, tmp_path):
     finally:
         p.kill()
         p.wait()
+
+
+@pytest.mark.slow
+def test_a_second_sigterm_stops_at_once(converted, tmp_path):
+    p, served = start(converted, str(tmp_path), "--max-batch", "1")
+    try:
+        with streaming(served, " ".join([THREE] * 3), seed=1) as r:  # nine segments, made one by one
+            next(r.iter_bytes())
+            p.send_signal(signal.SIGTERM)
+            wait_for(lambda: "no new requests" in served.log())
+            p.send_signal(signal.SIGTERM)
+            assert p.wait(HANG) == 128 + signal.SIGTERM
+        assert "stopped at once" in served.log() and "batch of 1" in served.log()
+        assert served.log().count("batch of 1") < 9  # it did not wait for the request in flight
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_listening_beyond_loopback_without_a_key_warns(converted, tmp_path, monkeypatch, capsys):
+    import socket
+
+    import nanobark.cli as cli
+
+    busy = socket.socket()
+    busy.bind(("0.0.0.0", 0))
+    busy.listen()
+    flags = ["serve", "--model", converted, "--voices-dir", str(tmp_path), "--port", str(busy.getsockname()[1])]
+    with busy:
+        assert cli.main([*flags, "--host", "0.0.0.0"]) == 1  # the port is taken: one line, exit 1
+        err = capsys.readouterr().err
+        assert "warning: listening on 0.0.0.0 without an API key" in err and "cannot listen on 0.0.0.0:" in err
+        monkeypatch.setenv("NANOBARK_API_KEY", "secret")
+        assert cli.main([*flags, "--host", "0.0.0.0"]) == 1
+        assert "warning" not in capsys.readouterr().err
+        monkeypatch.delenv("NANOBARK_API_KEY")
+        cli.main([*flags, "--host", "127.0.0.1"])
+        assert "warning" not in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- errors, limits, voices (in this process)
@@ -383,3 +420,75 @@ def test_wait_time_is_read_before_anything_loads(capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["serve", "--max-batch", "0"])
     assert e.value.code == 2 and "--max-batch must be at least 1" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the worker alone (a stand-in model)
+
+
+class FakeBark:
+    """Bark's generate as the worker calls it: each item's audio is its generator's seed; "fail" fails."""
+
+    device = "cpu"
+
+    def __init__(self):
+        self.batches, self.go = [], threading.Event()
+
+    def generate(self, texts, voice, seed, settings):
+        self.go.wait(HANG)
+        self.batches.append(list(texts))
+        if "fail" in texts:
+            raise RuntimeError("the semantic model stopped before producing any token")
+        return [np.full(4, g.initial_seed(), np.float32) for g in seed]
+
+
+def run_jobs(worker, specs, before_go=None):
+    """Submit Jobs of (texts, settings, seed) together, let the model go -> each job's [(index, seed)] or error."""
+    import asyncio
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        jobs = [Job(texts, None, settings, seed, loop) for texts, settings, seed in specs]
+        for job in jobs:
+            worker.submit(job)
+        if before_go:
+            before_go(jobs)
+        worker.bark.go.set()
+
+        async def collect(job):
+            try:
+                return [(i, int(a[0])) async for i, a in job.segments()]
+            except RuntimeError as e:
+                return str(e)
+
+        return await asyncio.gather(*(collect(j) for j in jobs))
+
+    return asyncio.run(main())
+
+
+def test_the_worker_batches_what_waits_together_by_settings_first_segments_alone():
+    from nanobark.settings import LONG_FORM, Settings
+
+    fake = FakeBark()
+    worker = Worker(lambda: fake, max_batch=4, max_wait=0.2, max_queue=3)
+    worker.start()
+    worker.ready.wait(HANG)
+    specs = [(["a1", "a2", "a3"], LONG_FORM, 10), (["b"], Settings(), 20), (["c1", "c2"], LONG_FORM, 30)]
+
+    def full_queue(jobs):
+        with pytest.raises(QueueFull) as e:  # --max-queue 3: a fourth request waits outside
+            worker.submit(Job(["d"], None, Settings(), 0, jobs[0].loop))
+        assert e.value.retry_after >= 1
+
+    out = run_jobs(worker, specs, before_go=full_queue)
+    assert out == [[(0, 10), (1, 11), (2, 12)], [(0, 20)], [(0, 30), (1, 31)]]  # seed + segment, in order
+    # the oldest waiting request sets a batch's settings, and others of the same settings join it; a request's
+    # first segment goes alone (a1, c1), its others together later (a2, a3 with c2); b has other settings
+    assert fake.batches == [["a1", "c1"], ["a2", "a3", "c2"], ["b"]]
+    assert not worker.active  # every place free again
+
+    fake.batches.clear()
+    fake.go.clear()
+    out = run_jobs(worker, [(["ok1"], Settings(), 1), (["fail"], Settings(), 2), (["ok2"], Settings(), 3)])
+    assert out[0] == [(0, 1)] and out[2] == [(0, 3)] and "stopped" in out[1]  # one failure fails one request
+    assert fake.batches == [["ok1", "fail", "ok2"], ["ok1"], ["fail"], ["ok2"]]
+    worker.stop()

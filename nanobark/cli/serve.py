@@ -64,7 +64,7 @@ def serve(argv):
     args = p.parse_args(argv)
     try:
         import fastapi  # noqa: F401
-        import multipart  # noqa: F401
+        import python_multipart  # noqa: F401
         import uvicorn
     except ImportError:
         print(EXTRA, file=sys.stderr)

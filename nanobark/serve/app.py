@@ -37,7 +37,7 @@ from ..settings import MAX_SEED, check_seed, defaults
 from ..tokenizer import TextError, normalize_text
 from ..voices import AUDIO_FILES, LANGUAGES, by_language, close_names
 from .formats import Streamer, encode, media_type, offered
-from .speech import OPENAI_VOICES, ApiError, parse_speech
+from .speech import OPENAI_VOICES, RANDOM_VOICE, ApiError, parse_speech
 from .worker import Job, QueueFull
 
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "page.html")
@@ -98,6 +98,10 @@ def create_app(worker, store, model_name, api_key=None, clone_options=None):
             ApiError(e.status_code, str(e.detail), None, "not_found" if e.status_code == 404 else None)
         )
 
+    @app.exception_handler(Exception)
+    async def server_error(request, e):  # a generation that failed (logged by the worker), or a bug
+        return error_response(ApiError(500, f"{type(e).__name__}: {e}", None, "server_error"))
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(request, e):
         return error_response(ApiError(400, str(e.errors()[0].get("msg", e)), None, "invalid_value"))
@@ -123,7 +127,10 @@ def create_app(worker, store, model_name, api_key=None, clone_options=None):
         return bark.presets.names() if bark.presets is not None else []
 
     def resolve_voice(bark, name):
-        """A cloned voice's id, an OpenAI name or a preset -> the voice dict; else a 400 with close names."""
+        """A cloned voice's id, an OpenAI name or a preset -> the voice dict; "random" -> None (no voice prompt:
+        a speaker of the seed's choosing, as the command without --voice); else a 400 with close names."""
+        if name == RANDOM_VOICE:
+            return None
         preset = OPENAI_VOICES.get(name, name)
         if store.has(preset):
             return store.load(preset)
@@ -133,7 +140,7 @@ def create_app(worker, store, model_name, api_key=None, clone_options=None):
                 return bark.load_voice(preset)
             except ConnectionError as e:  # a preset not downloaded yet, and the Hub out of reach
                 raise ApiError(503, str(e), "voice", "voice_unavailable") from None
-        known = names + list(OPENAI_VOICES) + [v["id"] for v in store.list()]
+        known = names + list(OPENAI_VOICES) + [v["id"] for v in store.list()] + [RANDOM_VOICE]
         hint = close_names(name, known)
         raise ApiError(400, f"unknown voice {name!r}; {hint} (GET /v1/voices lists them)", "voice", "voice_not_found")
 

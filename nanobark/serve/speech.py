@@ -32,6 +32,7 @@ OPENAI_VOICES = {
     "marin": "v2/en_speaker_9",
     "cedar": "v2/en_speaker_8",
 }
+RANDOM_VOICE = "random"  # no voice prompt: the speaker is the seed's choice, as without the command's --voice
 OPENAI_FIELDS = ("model", "input", "voice", "response_format", "speed", "stream_format", "instructions")
 SETTINGS_FIELDS = tuple(f.name for f in fields(Settings))  # text_temp, waveform_temp, fine_temp, top_k, ...
 NANOBARK_FIELDS = ("seed", "silence", "long") + SETTINGS_FIELDS

@@ -44,7 +44,10 @@ class Job:
 
     def put(self, item):
         """From the worker thread: (index, audio) or an exception, to the handler."""
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+        except RuntimeError:  # the event loop has closed: the server stopped at once, nobody is waiting
+            pass
 
     async def segments(self):
         """(index, float32 audio) of each segment, in order; an error in generation is raised here."""
@@ -178,8 +181,13 @@ class Worker:
                 seed=generators,
                 settings=batch[0][0].settings,
             )
-        except Exception as e:  # the batch's requests fail with it; the server goes on
-            log.exception("a batch of %d segments failed", len(batch))
+        except Exception as e:
+            if len(batch) > 1:  # one item's failure (no semantic token drawn) must not fail the others:
+                log.warning("a batch of %d segments failed (%s); making them one by one", len(batch), e)
+                for item in batch:  # each gives alone what it gives batched: its own generator
+                    self._generate([item])
+                return
+            log.error("a segment failed: %s", e)
             with self.lock:
                 for job in jobs:
                     job.put(e)

@@ -5,6 +5,7 @@ writer, tqdm) are allowed.
 """
 
 import ast
+import configparser
 import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -183,3 +184,13 @@ def test_the_readme_layout_table_names_every_file():
         folder = os.path.dirname(rel) + "/"
         listed = f"`{rel}`" in table or (folder != "nanobark/" and f"`{folder}`" in table)
         assert listed, f"{rel} is missing from the README's layout table"
+
+
+def test_setup_cfg_installs_every_package_folder():
+    """A folder missing from setup.cfg's `packages` is left out of the wheel: its imports then fail only once
+    installed (nanobark/train/, imported by `nanobark prepare`, was missed once)."""
+    cfg = configparser.ConfigParser()
+    cfg.read(os.path.join(ROOT, "setup.cfg"))
+    listed = {p.strip() for p in cfg["options"]["packages"].split(",")}
+    folders = {name for name, path in modules().items() if path.endswith("__init__.py") and name.startswith("nanobark")}
+    assert folders == listed, f"setup.cfg's packages differ from the package folders: {sorted(folders ^ listed)}"

@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import struct
+import tempfile
 import threading
 
 import numpy as np
@@ -407,7 +408,10 @@ def test_a_cloned_voice_is_listed_speaks_and_is_deleted(bark, cloning_sources, c
 
         body, kind = multipart({"file": ("notes.wav", b"not audio at all")})
         status, _, answer = served.request("POST", "/v1/voices", body, {"Content-Type": kind})
-        assert status == 400 and openai_error(answer)["param"] == "file"
+        error = openai_error(answer)
+        assert status == 400 and error["param"] == "file"
+        # the message names the client's file, never the server's temporary one
+        assert "'notes.wav'" in error["message"] and tempfile.gettempdir() not in error["message"], error
         huge = struct.pack("<I", 0) * (26 << 18)  # 26 MB of silence
         body, kind = multipart({"file": ("huge.wav", huge)})
         assert served.request("POST", "/v1/voices", body, {"Content-Type": kind})[0] == 413

@@ -30,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from ..audio import load_clip
+from ..audio import AudioError, load_clip
 from ..layout import SAMPLE_RATE, TEXT_LENGTH
 from ..longform import SILENCE, split_text
 from ..settings import MAX_SEED, check_seed, defaults
@@ -273,9 +273,11 @@ def create_app(worker, store, model_name, api_key=None, clone_options=None):
             raise ApiError(400, "send the recording as a multipart file field named `file`", "file", "missing_file")
         stem, ext = os.path.splitext(os.path.basename(upload.filename or ""))
         data = await upload.read()
-        clip = await run_in_threadpool(read_clip, data, ext)
-        try:  # the recording was checked (read_clip): what fails now is the server's (its cloning weights)
+        clip = await run_in_threadpool(read_clip, data, ext, upload.filename)
+        try:  # the recording was checked (read_clip); what fails now is the recording's codes, or the server
             voice = await asyncio.wrap_future(worker.call(lambda bark: bark.clone_voice(clip, **(clone_options or {}))))
+        except AudioError as e:  # e.g. codes all 0: a recording the encoder cannot take
+            raise ApiError(400, f"cannot use this recording: {e}", "file", "bad_audio") from None
         except Exception as e:
             raise ApiError(500, f"cloning failed: {e}", None, "cloning_failed") from None
         return await run_in_threadpool(store.add, voice, form.get("name") or stem)
@@ -292,8 +294,9 @@ def create_app(worker, store, model_name, api_key=None, clone_options=None):
     return app
 
 
-def read_clip(data, ext):
-    """An uploaded recording's bytes -> the (24 kHz, 16 kHz) clip load_clip makes, or a 400 saying why not."""
+def read_clip(data, ext, filename=None):
+    """An uploaded recording's bytes -> the (24 kHz, 16 kHz) clip load_clip makes, or a 400 saying why not
+    (naming the upload, never the server's temporary file)."""
     suffix = ext.lower() if ext.lower() in AUDIO_FILES else ".wav"
     with tempfile.NamedTemporaryFile(suffix=suffix) as f:
         f.write(data)
@@ -301,4 +304,5 @@ def read_clip(data, ext):
         try:
             return load_clip(f.name)
         except (ValueError, RuntimeError) as e:  # AudioError, or libsndfile's "not a known format"
-            raise ApiError(400, f"cannot use this recording: {e}", "file", "bad_audio") from None
+            message = str(e).replace(f.name, repr(filename or "the upload"))
+            raise ApiError(400, f"cannot use this recording: {message}", "file", "bad_audio") from None

@@ -128,6 +128,17 @@ def _split(span, cuts, level, fits):
     return out + _pack(run, fits)
 
 
+def count_tokens(text, tokenizer):
+    """How many text tokens `text` is, normalized as generation normalizes it. More than TEXT_LENGTH (256, what one
+    generation reads; `needs_segments`) and the command, synthesize and the server speak it in segments."""
+    return len(tokenizer.encode(normalize_text(text)))
+
+
+def needs_segments(n):
+    """A text of n tokens is more than one generation reads (the rest would be cut): spoken in segments."""
+    return n > TEXT_LENGTH
+
+
 def split_text(text, tokenizer, max_tokens=MAX_TOKENS):
     """`text`, whitespace-normalized, -> segments of at most `max_tokens` tokens each (as `tokenizer.encode` counts).
 

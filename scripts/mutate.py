@@ -275,7 +275,7 @@ MUTANTS = [
     M("corpus_form_by_flag", CORPUS, "item_settings(row, job.defaults, long)",
       "item_settings(row, job.defaults, row.long)",
       "a text over 256 tokens, spoken in long form, gets the one-generation settings", (CORPUS_EOS,)),
-    M("corpus_long_at_256", CORPUS, "row.long or n > TEXT_LENGTH", "row.long or n >= TEXT_LENGTH",
+    M("corpus_long_at_256", "nanobark/longform.py", "return n > TEXT_LENGTH", "return n >= TEXT_LENGTH",
       "a text of exactly 256 tokens is spoken in long form",
       (SYNTH + "a_text_of_exactly_256_tokens_is_one_generation_and_257_is_long_form",)),
     M("corpus_rerun_exit_0", CORPUS, "1 if self.failed and not self.done else 0",

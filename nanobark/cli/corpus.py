@@ -43,11 +43,10 @@ import torch.distributed as dist
 
 from .. import settings
 from ..files import cut_short, read_bounded, remove_temp_files, write_atomic
-from ..layout import SAMPLE_RATE, TEXT_LENGTH
-from ..longform import generate_long
+from ..layout import SAMPLE_RATE
+from ..longform import count_tokens, generate_long, needs_segments
 from ..progress import close_bars, counter
 from ..settings import MAX_SEED
-from ..tokenizer import normalize_text
 from .manifest import MAX_MANIFEST_BYTES, Problem, Row
 from .speak import audio_frames
 
@@ -174,12 +173,12 @@ def plan(rows, job, tokenizer):
     """Rows -> (items, problems): each item's file, seed, settings and length (a text of no tokens is a problem)."""
     items, problems = [], []
     for row in rows:
-        n = len(tokenizer.encode(normalize_text(row.text)))
+        n = count_tokens(row.text, tokenizer)
         if n == 0:
             message = f"{job.manifest} line {row.line}: the text gives no tokens (only control characters?)"
             problems.append(Problem(row.line, row.id, message))
             continue
-        long = row.long or n > TEXT_LENGTH  # one generation reads 256 tokens: more are spoken in segments
+        long = row.long or needs_segments(n)
         seed = row.seed if row.seed is not None else item_seed(row.id, job.seed)
         items.append(Item(row, f"{row.id}.{job.ext}", seed, item_settings(row, job.defaults, long), n))
     return items, problems

@@ -17,9 +17,9 @@ from .. import __version__
 from ..audio_out import pcm16, write_sound
 from ..files import NAME_MAX, check_regular, check_utf8_name, read_bounded, read_stream, same_file, write_atomic
 from ..layout import TEXT_LENGTH
-from ..longform import check_silence, generate_long, stream
+from ..longform import check_silence, count_tokens, generate_long, needs_segments, stream
 from ..settings import check_seed, defaults
-from ..tokenizer import MAX_TEXT_CHARS, match_slow_cleanup, normalize_text
+from ..tokenizer import MAX_TEXT_CHARS, match_slow_cleanup
 from ..voices import (
     AUDIO_FILES,
     LANGUAGES,
@@ -328,10 +328,10 @@ def audio_chunks(bark, args, voice):
     """The audio as a list of one array, or for --stream an iterator with one chunk per segment as it is done."""
     long = args.long or args.stream
     if not long:
-        n_tokens = len(bark.tokenizer.encode(normalize_text(args.text)))
-        if n_tokens > TEXT_LENGTH:
+        n = count_tokens(args.text, bark.tokenizer)
+        if needs_segments(n):
             print(
-                f"note: the text is {n_tokens} tokens, more than the {TEXT_LENGTH} one generation reads; "
+                f"note: the text is {n} tokens, more than the {TEXT_LENGTH} one generation reads; "
                 "speaking it in segments (--long)",
                 file=sys.stderr,
             )

@@ -31,10 +31,10 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from ..audio import AudioError, load_clip
-from ..layout import SAMPLE_RATE, TEXT_LENGTH
-from ..longform import SILENCE, split_text
+from ..layout import SAMPLE_RATE
+from ..longform import SILENCE, count_tokens, needs_segments, split_text
 from ..settings import MAX_SEED, check_seed, defaults
-from ..tokenizer import TextError, normalize_text
+from ..tokenizer import TextError
 from ..voices import AUDIO_FILES, LANGUAGES, by_language, close_names
 from .formats import Streamer, encode, media_type, offered
 from .speech import OPENAI_VOICES, RANDOM_VOICE, ApiError, parse_speech
@@ -148,8 +148,8 @@ def create_app(worker, store, model_name, api_key=None, clone_options=None):
         """A checked Speech -> (Job, samples of silence after each segment but the last, text tokens).
         A text over one generation's 256 tokens is spoken in segments, as the command does."""
         voice = resolve_voice(bark, s.voice)
-        n_tokens = len(bark.tokenizer.encode(normalize_text(s.text)))
-        long = s.long or n_tokens > TEXT_LENGTH
+        n_tokens = count_tokens(s.text, bark.tokenizer)
+        long = s.long or needs_segments(n_tokens)
         try:
             texts = split_text(s.text, bark.tokenizer) if long else [s.text]
         except TextError as e:

@@ -324,6 +324,10 @@ def test_bad_data_and_settings_are_one_line_each(converted, tmp_path, capsys):
     assert "no setting named 'max_step'" in one_line_error(capsys, *base, f"--data_dir={outside}", "--max_step=3")
     assert "max_steps takes a int" in one_line_error(capsys, *base, f"--data_dir={outside}", "--max_steps=many")
     assert "the stages are" in one_line_error(capsys, *base, f"--data_dir={outside}", "--stage=codec")
+    cut = write_data(tmp_path / "cut", [random_clip(rng, 20, "cut")])
+    with open(os.path.join(cut, "tokens", "cut.npz"), "r+b") as f:  # a clip cut short by a kill or a full disk
+        f.truncate(100)
+    assert "cut.npz is not a prepared clip" in one_line_error(capsys, *base, f"--data_dir={cut}")
     with pytest.raises(DataError, match="text is 300 tokens"):
         write_clip(tmp_path / "bad", "x", clip.text, clip.semantic, clip.codes)
     with pytest.raises(DataError, match="semantic values must lie in 0..9999"):

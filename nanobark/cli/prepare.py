@@ -16,7 +16,7 @@ import time
 
 from ..layout import COARSE_RATE_HZ, TEXT_LENGTH
 from ..tokenizer import normalize_text
-from ..train.data import TOKENS, Clip, check_clip, read_clip, write_clip
+from ..train.data import TOKENS, Clip, DataError, check_clip, read_clip, write_clip
 from .manifest import ManifestError, Problem, read_manifest
 from .parser import EXIT_CODES, Parser, cloning_options, device_options, model_options, run_options
 from .speak import check_cloning_weights, check_model
@@ -107,7 +107,7 @@ def clip_frames(path):
     folder, name = os.path.split(path)
     try:
         return read_clip(os.path.dirname(folder), name.removesuffix(".npz")).codes.shape[1]
-    except Exception:  # DataError, and zipfile.BadZipFile for a file cut short
+    except DataError:  # missing, cut short, or not what training accepts
         return None
 
 

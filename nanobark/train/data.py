@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import zipfile
 from typing import NamedTuple
 
 import numpy as np
@@ -93,7 +94,7 @@ def read_clip(folder, id_):
     try:
         with np.load(io.BytesIO(read_bounded(path, MAX_CLIP, "the clip")), allow_pickle=False) as z:
             clip = Clip(id_, z["text"], z["semantic"], z["codes"])
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as e:  # BadZipFile: a file cut short
         raise DataError(f"{path} is not a prepared clip ({e}); prepare it again") from None
     return check_clip(clip, path)
 

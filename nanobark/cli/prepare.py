@@ -15,6 +15,7 @@ import os
 import time
 
 from ..layout import COARSE_RATE_HZ, TEXT_LENGTH
+from ..longform import needs_segments
 from ..tokenizer import normalize_text
 from ..train.data import TOKENS, Clip, DataError, check_clip, read_clip, write_clip
 from .manifest import ManifestError, Problem, read_manifest
@@ -137,7 +138,7 @@ class Preparation:
         items, problems = [], []
         for row in rows:
             n = len(self.text_ids(row))
-            if 0 < n <= TEXT_LENGTH:
+            if n and not needs_segments(n):  # one generation reads it whole
                 items.append(Item(row, f"{TOKENS}/{row.id}.npz", None, {}, n))
                 continue
             why = (

@@ -56,7 +56,8 @@ class Bark:
         dtype: float32 (default), float16 or bfloat16 for the three GPTs (the codec stays float32).
         offload: keep every stage on the CPU and move only the running one to the device.
         compile: capture the one-token decode step with torch.compile (CUDA graphs on a GPU).
-        int8: int8 Linear weights for the three GPTs, for faster CPU decoding (see cpu_speed.py).
+        int8: int8 Linear weights for the decode steps, bfloat16 ones for wide passes where the CPU has them natively,
+            for faster CPU decoding (see cpu_speed.py).
         """
         device, dtype = check_device(device), check_dtype(dtype)
         check_int8(int8, device, dtype)
@@ -70,7 +71,7 @@ class Bark:
         presets = PresetIndex.from_dir(path, fetch) if has_presets else None
         if int8:
             for s in ("semantic", "coarse", "fine"):
-                quantize_int8_(models[s])
+                quantize_int8_(models[s], steps=s != "fine")  # the fine GPT has no one-token steps
         if compile:
             for s in ("semantic", "coarse"):
                 models[s].compile_step()

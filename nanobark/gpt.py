@@ -57,13 +57,17 @@ class SelfAttention(nn.Module):
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.n_head = config.n_head
         self.cache = None  # a KVCache when decoding
+        self.kv_dtype = None  # keys, values and attention in this dtype if set (int8 mode: bfloat16, cpu_speed.py)
 
     def forward(self, x, slots=None, mask=None, n_keys=None, last_only=False):
         """x (B, T, C) at cache slots (T,), attending to the first n_keys slots; mask: bool (.., T, S), True =
         may attend, CAUSAL, or None = all. Without a cache, the T tokens attend to each other.
         last_only: every key and value is cached, but only the last query's output, (B, 1, C), is returned."""
         B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)
+        qkv = self.c_attn(x)
+        if self.kv_dtype is not None:
+            qkv = qkv.to(self.kv_dtype)
+        q, k, v = qkv.split(C, dim=2)
         # (B, T, C) each -> (B, nh, T, hd)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         if self.cache is not None:
@@ -121,12 +125,11 @@ class GPT(nn.Module):
         """Preallocate the static KV cache (reused when it already fits); every forward after this uses it."""
         c = self.config
         device = device or self.wte.weight.device
-        dtype = dtype or self.wte.weight.dtype
         shape = (batch_size, c.n_head, c.block_size, c.n_embd // c.n_head)
         for block in self.h:
-            old = block.attn.cache
-            if old is None or old.k.shape != shape or old.k.dtype != dtype or old.k.device != device:
-                block.attn.cache = KVCache(*shape, device, dtype)
+            old, kv_dtype = block.attn.cache, dtype or block.attn.kv_dtype or self.wte.weight.dtype
+            if old is None or old.k.shape != shape or old.k.dtype != kv_dtype or old.k.device != device:
+                block.attn.cache = KVCache(*shape, device, kv_dtype)
 
     def clear_cache(self):
         for block in self.h:
@@ -200,7 +203,7 @@ class GPT(nn.Module):
             return self.lm_head(x)
         if isinstance(self.lm_head, nn.Linear):
             return F.linear(x, self.lm_head.weight[logit_rows])
-        return self.lm_head(x)[..., logit_rows]  # e.g. an int8 Linear, which cannot be sliced
+        return self.lm_head(x, rows=logit_rows)  # an Int8Linear (cpu_speed.py)
 
     def merged_embedding(self, text, history, tail):
         """The semantic stage's context: position i < 256 holds wte(text[i]) + wte(history[i]).

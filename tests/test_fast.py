@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from nanobark import Bark
+from nanobark import Bark, cpu_speed
 from nanobark.config import GPTConfig
 from nanobark.gpt import GPT
 
@@ -26,6 +26,15 @@ def run_steps(model, ctx, pad, steps):
         token = logits[:, -1].argmax(-1, keepdim=True)
         logits = model.decode_step(token, ctx.shape[1] + i, pad)
         out.append(logits)
+    return torch.cat(out, dim=1)
+
+
+@torch.no_grad()
+def forced_steps(model, ctx, fed):
+    """Logits of a prefill of ctx (1, L), then one decode step per id of fed (1, n): (1, 1 + n, V)."""
+    model.setup_cache(1)
+    out = [model(ctx, last_only=True)]
+    out += [model.decode_step(fed[:, i : i + 1], ctx.shape[1] + i) for i in range(fed.shape[1])]
     return torch.cat(out, dim=1)
 
 
@@ -63,21 +72,59 @@ def test_half_precision_runs_with_float32_sampling_and_codec(converted, dtype):
     assert bark.models["semantic"].h[0].attn.cache.k.dtype == getattr(torch, dtype)
 
 
+def int8_bark(converted, monkeypatch, wide):
+    """Bark with int8=True as a CPU with (wide=True) or without native bfloat16 would build it."""
+    monkeypatch.setattr(cpu_speed, "native_bf16", lambda: wide)
+    return Bark.from_pretrained(converted, device="cpu", int8=True)
+
+
+@pytest.mark.parametrize("wide", [False, True])
 @torch.no_grad()
-def test_int8_logits_track_float32(converted):
+def test_int8_logits_track_float32(converted, monkeypatch, wide):
     ref = Bark.from_pretrained(converted, device="cpu")
-    q = Bark.from_pretrained(converted, device="cpu", int8=True)
-    assert (
-        type(q.models["coarse"].h[0].attn.c_attn).__name__ == "Linear"
-        and "quantized" in type(q.models["coarse"].h[0].attn.c_attn).__module__
-    )
+    q = int8_bark(converted, monkeypatch, wide)
+    coarse, fine = q.models["coarse"], q.models["fine"]
+    assert all(type(m) is not torch.nn.Linear for s in ("semantic", "coarse", "fine") for m in q.models[s].modules())
+    c_attn = coarse.h[0].attn.c_attn
+    assert isinstance(c_attn, cpu_speed.Int8Linear) and c_attn.packed is not None
+    assert (c_attn.wide is not None) == wide and (fine.h[0].mlp.c_fc.wide is not None) == wide
+    assert (fine.h[0].mlp.c_fc.packed is None) == wide  # the fine GPT has no one-token steps to keep int8 for
     idx = torch.randint(0, 12_096, (1, 200))
-    a, b = ref.models["coarse"](idx), q.models["coarse"](idx)
+    a, b = ref.models["coarse"](idx), coarse(idx)  # a wide input: the bfloat16 copy when there is one
     assert ((a - b).abs().mean() / a.std()) < 0.05  # int8 noise, far below the spread of the logits
+    # decode steps run on the int8 weights, over a bfloat16 cache where the CPU has bfloat16
+    ctx, fed = torch.randint(0, 12_096, (1, 40)), torch.randint(0, 12_096, (1, 8))
+    a, b = (forced_steps(m, ctx, fed) for m in (ref.models["coarse"], coarse))
+    assert ((a - b).abs().mean() / a.std()) < 0.05
+    assert coarse.h[0].attn.cache.k.dtype == (torch.bfloat16 if wide else torch.float32)
     audio = q.generate("Hello", seed=0, max_duration=0.2)
     assert np.isfinite(audio).all() and audio.dtype == np.float32
     with pytest.raises(ValueError, match="int8"):
         Bark.from_pretrained(converted, device="cpu", dtype="float16", int8=True)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@torch.no_grad()
+def test_int8_linear_paths_and_head_rows(bias):
+    """Narrow inputs take the int8 kernel (float32 out), from WIDE_ROWS rows on the bfloat16 copy (bfloat16 out);
+    a slice of output rows equals those rows of the whole product on both paths."""
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 96, bias=bias)
+    q = cpu_speed.Int8Linear(linear, steps=True, wide=True)
+    for n, dtype in (
+        (1, torch.float32),
+        (cpu_speed.WIDE_ROWS - 1, torch.float32),
+        (cpu_speed.WIDE_ROWS, torch.bfloat16),
+    ):
+        x = torch.randn(1, n, 64)
+        y, ref = q(x), linear(x)
+        assert y.dtype == dtype and y.shape == ref.shape
+        assert ((y.float() - ref).norm() / ref.norm()) < 2e-2
+        rows = slice(17, 61)
+        assert torch.equal(q(x, rows=rows), y[..., rows])
+    narrow_only = cpu_speed.Int8Linear(linear, steps=True, wide=False)
+    x = torch.randn(1, 3 * cpu_speed.WIDE_ROWS, 64)
+    assert narrow_only(x).dtype == torch.float32 and narrow_only.wide is None
 
 
 def test_offload_moves_each_stage_only_while_it_runs(converted, monkeypatch):
@@ -94,14 +141,17 @@ def test_offload_moves_each_stage_only_while_it_runs(converted, monkeypatch):
 # top-1 agreement of the logits over 600 positions per causal stage and 2048 per fine codebook, and the
 # relative error of the logits. Measured on the tiny random model: fp16 99.7% / 9e-4, bf16 97% / 7e-3,
 # int8 90-97% / 2-4e-2. The tiny model's logits are nearly flat, so these floors are loose for real weights.
-FLOORS = {"float16": (0.98, 3e-3), "bfloat16": (0.93, 2e-2), "int8": (0.85, 6e-2)}
+FLOORS = {"float16": (0.98, 3e-3), "bfloat16": (0.93, 2e-2), "int8": (0.85, 6e-2), "int8+bf16": (0.95, 1.5e-2)}
 
 
 @pytest.mark.parametrize("kind", sorted(FLOORS))
 @torch.no_grad()
-def test_reduced_precision_agrees_with_float32(converted, kind):
+def test_reduced_precision_agrees_with_float32(converted, monkeypatch, kind):
     ref = Bark.from_pretrained(converted, device="cpu")
-    low = Bark.from_pretrained(converted, device="cpu", **({"int8": True} if kind == "int8" else {"dtype": kind}))
+    if kind.startswith("int8"):  # int8 alone, or with the bfloat16 copy for wide inputs (as on a CPU with AMX)
+        low = int8_bark(converted, monkeypatch, wide=kind == "int8+bf16")
+    else:
+        low = Bark.from_pretrained(converted, device="cpu", dtype=kind)
     min_agreement, max_error = FLOORS[kind]
     g = torch.Generator().manual_seed(0)
     cases = [

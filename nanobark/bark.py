@@ -60,18 +60,19 @@ class Bark:
             for faster CPU decoding (see cpu_speed.py).
         """
         device, dtype = check_device(device), check_dtype(dtype)
-        check_int8(int8, device, dtype)
+        check_int8(int8, device, dtype, compile)
         if not isinstance(name_or_path, (str, os.PathLike)):
             raise TypeError(f"name_or_path must be a Hub id or a folder, got {type(name_or_path).__name__}")
         path, fetch = resolve(os.fspath(name_or_path))
         config = load_config(path)
         home = "cpu" if offload else device
-        models = {s: load_stage(path, s, config, home, dtype if s != "codec" else torch.float32) for s in STAGES}
+        models = {}
+        for s in STAGES:
+            models[s] = load_stage(path, s, config, home, dtype if s != "codec" else torch.float32)
+            if int8 and s != "codec":  # stage by stage, so only one stage's float32 weights are held at a time
+                quantize_int8_(models[s], steps=s != "fine")  # the fine GPT has no one-token steps
         has_presets = os.path.exists(os.path.join(path, "speaker_embeddings_path.json"))
         presets = PresetIndex.from_dir(path, fetch) if has_presets else None
-        if int8:
-            for s in ("semantic", "coarse", "fine"):
-                quantize_int8_(models[s], steps=s != "fine")  # the fine GPT has no one-token steps
         if compile:
             for s in ("semantic", "coarse"):
                 models[s].compile_step()

@@ -48,7 +48,11 @@ def check_dtype(dtype=None):
     return dtype
 
 
-def check_int8(int8, device, dtype):
-    """int8 weights are for decoding on the CPU in float32 (fbgemm's kernels); anything else: one ValueError."""
+def check_int8(int8, device, dtype, compile=False):
+    """int8 weights are for eager decoding on the CPU in float32 (fbgemm's kernels); anything else: one ValueError."""
     if int8 and (torch.device(device).type != "cpu" or check_dtype(dtype) != torch.float32):
         raise ValueError("int8 is for CPU decoding in float32; use the CPU and float32, or drop int8")
+    if int8 and compile:  # it used to fail at the first decode step, deep inside torch._dynamo
+        raise ValueError(
+            "int8 does not combine with compile: torch.compile cannot trace fbgemm's int8 kernel; drop one"
+        )

@@ -130,7 +130,7 @@ def skip_reason(config, device):
     if c["offload"] and device.type == "cpu":
         return "offload moves weights to an accelerator: nothing to do on the CPU"
     try:
-        check_int8(c["int8"], device, c["dtype"])
+        check_int8(c["int8"], device, c["dtype"], c["compile"])
     except ValueError as e:
         return str(e)
     return None

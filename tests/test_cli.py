@@ -62,6 +62,7 @@ def voice_file(tmp_path):
         (["--fine-temp", "1e-39"], "--fine-temp 1e-39 is too small .* or --top-k 1"),  # was exit 1, after loading
         (["--silence", "1e9", "--long"], "--silence must be a number of seconds from 0 to 60"),
         (["--int8", "--dtype", "float16"], "--int8 is for CPU decoding in float32"),
+        (["--int8", "--compile"], "--int8 does not combine with compile: .* drop one"),  # was a dynamo error mid-run
         (["--device", "cuda:0"], "torch sees no CUDA GPU; .* install a CUDA build of torch"),
         (["--device", "mps"], "has no MPS \\(Apple silicon"),
         (["--quiet", "--out", "x.aiff"], "--out must end in .wav, .flac, .ogg, .mp3"),
@@ -125,8 +126,11 @@ def test_speed_options_reach_the_model_and_cpu_notes_are_printed(converted, tmp_
     monkeypatch.setattr(Bark, "from_pretrained", capture)
     out = str(tmp_path / "x.wav")
     with pytest.raises(Loaded):
-        speak(["Hi", "--model", converted, "--device", "cpu", "--int8", "--compile", "--out", out])
-    assert seen["int8"] is True and seen["compile"] is True and seen["device"] == "cpu"
+        speak(["Hi", "--model", converted, "--device", "cpu", "--int8", "--out", out])
+    assert seen["int8"] is True and seen["compile"] is False and seen["device"] == "cpu"
+    with pytest.raises(Loaded):
+        speak(["Hi", "--model", converted, "--device", "cpu", "--compile", "--out", out])
+    assert seen["int8"] is False and seen["compile"] is True
     with pytest.raises(Loaded):
         speak(["Hi", "--model", converted, "--device", "cpu", "--dtype", "float16", "--offload", "--out", out])
     err = capsys.readouterr().err

@@ -143,7 +143,7 @@ def check_runtime(p, args):
     except ValueError as e:
         p.error(str(e))
     try:
-        check_int8(args.int8, device, args.dtype)
+        check_int8(args.int8, device, args.dtype, getattr(args, "compile", False))  # speak alone has --compile
     except ValueError as e:
         p.error(f"--{e}")
     return device

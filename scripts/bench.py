@@ -24,6 +24,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # nanobark and weights_convert, from a checkout
 from nanobark import Bark  # noqa: E402
+from nanobark.cpu_speed import Int8Linear  # noqa: E402
 from nanobark.device import check_device, check_dtype, check_int8, default_device  # noqa: E402
 from nanobark.layout import SAMPLE_RATE, SAMPLES_PER_FRAME, SEMANTIC_RATE_HZ  # noqa: E402
 from nanobark.weights.convert import convert  # noqa: E402
@@ -147,10 +148,10 @@ def step_bytes(model, head_rows=None):
     for m in model.modules():
         if isinstance(m, torch.nn.Embedding):
             continue
-        tensors = list(m.parameters(recurse=False))
-        if callable(getattr(m, "weight", None)):  # an int8 Linear keeps its weight packed, not as a Parameter
-            tensors.append(m.weight())
-        n = sum(t.numel() * t.element_size() for t in tensors)
+        if isinstance(m, Int8Linear):  # a step reads its int8 weights (the bfloat16 copy serves wide inputs)
+            n = m.in_features * m.out_features
+        else:
+            n = sum(t.numel() * t.element_size() for t in m.parameters(recurse=False))
         # the output head
         if head_rows and getattr(m, "out_features", None) == model.config.output_vocab_size:
             n = n * head_rows // m.out_features

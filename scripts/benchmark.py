@@ -31,7 +31,7 @@ import bench
 import torch
 
 from nanobark.config import PRESETS
-from nanobark.cpu_speed import lay_out_weights, quantize_int8_
+from nanobark.cpu_speed import lay_out_weights, native_bf16, quantize_int8_
 from nanobark.fine import FineGPT
 from nanobark.gpt import GPT, attention_mask
 
@@ -72,10 +72,11 @@ e.g. offload+fp16, fp16+compile (keep --warmup >= 1 with compile, or the compila
 
 
 def peaks(seconds):
-    """This machine's float32 GEMM GFLOP/s (2048^3 matmul) and copy GB/s (256 MB read + written)."""
+    """This machine's GEMM GFLOP/s (2048^3 matmul) in float32 and in bfloat16 ({dtype name: GFLOP/s}), and its
+    copy GB/s (256 MB read + written)."""
     a, src = torch.randn(2048, 2048), torch.randn(2**26)
     dst = torch.empty_like(src)
-    gemm = 2 * 2048**3 / best_s(lambda: a @ a, seconds) / 1e9
+    gemm = {str(m.dtype)[6:]: 2 * 2048**3 / best_s(lambda m=m: m @ m, seconds) / 1e9 for m in (a, a.bfloat16())}
     return gemm, 2 * src.numel() * 4 / best_s(lambda: dst.copy_(src), seconds) / 1e9
 
 
@@ -97,10 +98,10 @@ def random_gpt(cls, config, int8):
     for p in model.parameters():
         p.data.normal_(0.0, 0.05)
     if int8:
-        return quantize_int8_(model)
+        quantize_int8_(model, steps=cls is GPT)  # as Bark.from_pretrained: the fine GPT keeps no int8 copy
     if cls is GPT:
         lay_out_weights(model, 1)
-        model.setup_cache(1)
+        model.setup_cache(1)  # after quantizing: with int8 the cache is bfloat16 where the CPU has bfloat16
     return model
 
 
@@ -109,7 +110,6 @@ def phase_rows(config, seconds, gemm, bw):
     """Workload V's phases, each the fastest of repeated calls, the rows interleaved across rounds."""
     c, int8 = PRESETS["bark-small"](), "int8" in config
     coarse, sem, fine = (random_gpt(k, cfg, int8) for k, cfg in ((GPT, c.coarse), (GPT, c.semantic), (FineGPT, c.fine)))
-    sem.setup_cache(1)
     T, C, L = 887, c.coarse.n_embd, c.coarse.n_layer  # a voice's coarse window: 256 + 1 + 630 ids
     ctx, rows, tok = torch.randint(10_000, 12_096, (1, T)), slice(10_000, 11_024), torch.tensor([[10_005]])
     slots = torch.arange(T)
@@ -118,7 +118,7 @@ def phase_rows(config, seconds, gemm, bw):
     attn = 4 * T * T * C * L  # QK^T and AV over all T x T pairs; causal attention needs half
     fine_f = 2 * 1024 * L * 12 * C * C + 4 * 1024**2 * C * L + 2 * 1024 * C * 1056
     weights = {m: bench.step_bytes(m, r) for m, r in ((coarse, 1024), (sem, None))}
-    kv = 2 * L * C * 4  # bytes of keys and values a step reads per cached slot
+    kv = 2 * L * C * coarse.h[0].attn.cache.k.element_size()  # bytes of keys and values a step reads per slot
     sem(embeds=torch.randn(1, 257, C), last_only=True)
     phases = [  # name, call, GFLOP or None, bytes read or None
         (
@@ -146,11 +146,13 @@ def phase_rows(config, seconds, gemm, bw):
     for _ in range(3):  # interleaved rounds
         for name, fn, _, _ in phases:
             best[name] = min(best.get(name, 1e9), best_s(fn, seconds / 3))
+    # int8's wide passes run on bfloat16 copies where the CPU multiplies bfloat16 natively (cpu_speed.py)
+    kind = "bfloat16" if int8 and native_bf16() else "float32"
     out = []
     for name, _, flop, nbytes in phases:
         ms = best[name] * 1e3
         rate = (
-            f"{flop / best[name] / 1e9:.0f} GFLOP/s ({flop / best[name] / 1e9 / gemm:.0%} of GEMM peak)"
+            f"{flop / best[name] / 1e9:.0f} GFLOP/s ({flop / best[name] / 1e9 / gemm[kind]:.0%} of {kind} GEMM peak)"
             if flop
             else f"{nbytes / best[name] / 1e9:.1f} GB/s ({nbytes / best[name] / 1e9 / bw:.0%} of copy)"
         )
@@ -160,11 +162,17 @@ def phase_rows(config, seconds, gemm, bw):
 
 def phases_main(args):
     gemm, bw = peaks(4.0)
-    print(f"peaks: float32 GEMM {gemm:.0f} GFLOP/s, copy {bw:.1f} GB/s (load {os.getloadavg()[0]:.1f})")
+    print(
+        f"peaks: GEMM {gemm['float32']:.0f} GFLOP/s float32, {gemm['bfloat16']:.0f} bfloat16; copy {bw:.1f} GB/s "
+        f"(load {os.getloadavg()[0]:.1f})"
+    )
     rows = [r for config in args.configs for r in phase_rows(config, 6.0, gemm, bw)]
     again = peaks(4.0)  # a busy machine: the peaks are the best of before and after the phases
-    if again[0] > gemm or again[1] > bw:
-        print(f"peaks after the phases: {again[0]:.0f} GFLOP/s, {again[1]:.1f} GB/s (the rates use those before)")
+    if again[0]["float32"] > gemm["float32"] or again[1] > bw:
+        print(
+            f"peaks after the phases: GEMM {again[0]['float32']:.0f} GFLOP/s float32, {again[0]['bfloat16']:.0f} "
+            f"bfloat16; copy {again[1]:.1f} GB/s (the rates use those before)"
+        )
     columns = [
         ("config", "{config}"),
         ("phase", "{phase}"),

@@ -79,3 +79,18 @@ def test_configs_and_their_skip_reasons():
     for config, device in [("bf16+int8", cpu), ("int8", cuda), ("offload+int8", cuda)]:
         assert "int8 is for CPU decoding in float32" in bench.skip_reason(config, device)
     assert "offload" in bench.skip_reason("offload", cpu)
+    assert "int8 does not combine with compile" in bench.skip_reason("int8+compile", cpu)
+
+
+def test_an_int8_step_reads_one_byte_a_weight():
+    """step_bytes counts an Int8Linear's int8 weights, not its bfloat16 copy for wide inputs."""
+    from nanobark.config import GPTConfig
+    from nanobark.cpu_speed import quantize_int8_
+    from nanobark.gpt import GPT
+
+    config = GPTConfig(n_layer=2, n_head=2, n_embd=32, input_vocab_size=300, output_vocab_size=300)
+    fp32, int8 = GPT(config), quantize_int8_(GPT(config), wide=True)
+    blocks = 2 * (32 * 96 + 32 * 32 + 32 * 128 + 128 * 32)  # the Linear weights; the LayerNorms stay float32
+    norms = (2 * 2 + 1) * 32
+    assert bench.step_bytes(fp32, 100) == 4 * (blocks + norms + 100 * 32)
+    assert bench.step_bytes(int8, 100) == blocks + 4 * norms + 100 * 32

@@ -20,7 +20,7 @@ from .device import check_device, check_dtype, check_int8
 from .generation import generate_coarse, generate_fine, generate_semantic, semantic_history
 from .layout import CODEBOOK_SIZE, SAMPLE_RATE, SEMANTIC_VOCAB_SIZE, check_ids
 from .progress import progress_bar
-from .settings import Settings, check_seed
+from .settings import Settings, check_seed, item_seed
 from .tokenizer import Tokenizer, normalize_text, text_prompt
 from .voices import PresetIndex, VoiceError, find_voice_file, load_voice, save_voice
 from .weights.checkpoint import load_config, load_stage
@@ -140,7 +140,11 @@ class Bark:
                 raise ValueError(f"seed must be an int, None, or a list of {n} torch.Generator")
             return list(seed)
         seed = check_seed(seed, n=n)
-        return [torch.Generator(device=self.device).manual_seed(seed + i) for i in range(n)]
+        return self.generators([item_seed(seed, i) for i in range(n)])
+
+    def generators(self, seeds):
+        """One torch.Generator on the model's device per int seed, for `seed=` of the stages and generate."""
+        return [torch.Generator(device=self.device).manual_seed(s) for s in seeds]
 
     # -------------------------------------------------------------- the stages
     # Each takes one item or a list (a batch); `voice` is one voice or one per item; `seed` is None,

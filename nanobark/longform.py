@@ -25,7 +25,7 @@ import numpy as np
 # TEXT_LENGTH: what one generation reads; a segment that cannot be cut below it is an error
 from .layout import TEXT_LENGTH
 from .progress import counter
-from .settings import LONG_FORM, check_seed
+from .settings import LONG_FORM, check_seed, item_seed
 from .tokenizer import TextError, normalize_text
 from .voices import VoiceError, validate_voice
 
@@ -185,10 +185,6 @@ class Segment(NamedTuple):
     audio: np.ndarray  # float32, 24 kHz, without the silence
 
 
-def _seed(seed, i):
-    return None if seed is None else seed + i  # segment i gets seed + i, however the segments are batched
-
-
 def _carry(prompt, full):
     """The next segment's voice: this segment's own tokens, unless too short to be a voice (< ~10 semantic
     tokens break Bark's 1.5 coarse/semantic ratio); then the prompt this segment was given goes on."""
@@ -202,7 +198,7 @@ def _one_by_one(bark, texts, voice, continuity, seed, options, advance):
     """(full, audio) of each segment in order, each generated only when the one before is done."""
     prompt = voice
     for i, text in enumerate(texts):
-        full, audio = bark.generate(text, voice=prompt, seed=_seed(seed, i), output_full=True, **options)
+        full, audio = bark.generate(text, voice=prompt, seed=item_seed(seed, i), output_full=True, **options)
         advance(1)
         yield full, audio
         if continuity == "previous":
@@ -273,7 +269,7 @@ def generate_long(
         for i in range(0, len(texts), batch_size):
             # batched: text i with seed s gives what it gives alone with seed s + i
             batch = texts[i : i + batch_size]
-            pieces += bark.generate(batch, voice=voice, seed=_seed(seed, i), output_full=True, **options)
+            pieces += bark.generate(batch, voice=voice, seed=item_seed(seed, i), output_full=True, **options)
             advance(len(batch))
     else:
         pieces = list(_one_by_one(bark, texts, voice, continuity, seed, options, advance))

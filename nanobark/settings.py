@@ -85,6 +85,11 @@ def check_seed(seed, name="seed", n=1):
     return int(seed)
 
 
+def item_seed(seed, i):
+    """Item i of a seeded batch, long text or server batch draws from seed + i: the same alone or batched."""
+    return None if seed is None else seed + i
+
+
 # ---------------------------------------------------------------- the settings
 
 

@@ -25,6 +25,7 @@ openai = pytest.importorskip("openai", reason="the serve tests need the test ext
 uvicorn = pytest.importorskip("uvicorn")
 
 from helpers import HANG, python, run, speech, wait_for  # noqa: E402
+from nanobark import Bark  # noqa: E402
 from nanobark.cli.serve import listen  # noqa: E402
 from nanobark.serve.app import create_app  # noqa: E402
 from nanobark.serve.store import VoiceStore  # noqa: E402
@@ -456,6 +457,7 @@ class FakeBark:
     """Bark's generate as the worker calls it: each item's audio is its generator's seed; "fail" fails."""
 
     device = "cpu"
+    generators = Bark.generators  # the real rule: one generator per item's seed
 
     def __init__(self):
         self.batches, self.go = [], threading.Event()

@@ -22,7 +22,7 @@ import time
 from collections import deque
 from concurrent.futures import Future
 
-import torch
+from ..settings import item_seed
 
 log = logging.getLogger("nanobark.serve")
 
@@ -173,8 +173,8 @@ class Worker:
     def _generate(self, batch):
         bark, t0 = self.bark, time.perf_counter()
         jobs = list(dict.fromkeys(job for job, _ in batch))
-        generators = [torch.Generator(device=bark.device).manual_seed(job.seed + i) for job, i in batch]
-        try:
+        try:  # anything raised in here fails these requests, never the worker thread
+            generators = bark.generators([item_seed(job.seed, i) for job, i in batch])
             audio = bark.generate(
                 [job.texts[i] for job, i in batch],
                 voice=[job.voice for job, _ in batch],

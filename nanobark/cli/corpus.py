@@ -363,8 +363,9 @@ def _generate(bark, unit, voices):
     kwargs = {k: v for k, v in s.items() if k not in ("long", "silence")}  # Settings' fields
     if unit[0].long:  # segment i gets seed + i, however generate_long batches them
         return [generate_long(bark, unit[0].row.text, voice, seed=unit[0].seed, silence=s["silence"], **kwargs)]
-    generators = [torch.Generator(device=bark.device).manual_seed(it.seed) for it in unit]
-    return bark.generate([it.row.text for it in unit], voice=voice, seed=generators, **kwargs)
+    return bark.generate(
+        [it.row.text for it in unit], voice=voice, seed=bark.generators([it.seed for it in unit]), **kwargs
+    )
 
 
 def _attempt(bark, unit, voices):

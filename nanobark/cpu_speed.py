@@ -40,6 +40,7 @@ def lay_out_weights(model, batch_size):
             m.weight.data = m.weight.t().contiguous().t() if transposed else m.weight.contiguous()
 
 
+CHUNK_ROWS = 512  # the narrowing products of more rows run in chunks of this many (see Int8Linear.forward)
 WIDE_ROWS = 32  # inputs with at least this many rows (batch x tokens) take the bfloat16 copy, when there is one
 
 
@@ -83,7 +84,13 @@ class Int8Linear(nn.Module):
                 if rows is None
                 else (self.wide[rows], None if self.wide_bias is None else self.wide_bias[rows])
             )
-            return F.linear(x.to(torch.bfloat16), w, b)
+            x = x.to(torch.bfloat16)
+            if self.in_features > self.out_features and x[..., 0].numel() > CHUNK_ROWS:
+                # oneDNN's bfloat16 GEMM slows ~1.6x from ~700 to ~1100 rows for the narrowing MLP output
+                # (3072 -> 768; measured on this CPU, docs/benchmarks.md): run it in chunks below that
+                rows2d = x.reshape(-1, self.in_features)
+                return torch.cat([F.linear(c, w, b) for c in rows2d.split(CHUNK_ROWS)]).view(*x.shape[:-1], -1)
+            return F.linear(x, w, b)
         packed = self.packed if rows is None else self._rows(rows)
         # reduce_range: 7-bit activations, as torch.ao sets for fbgemm (its VNNI sums cannot overflow then)
         return torch.ops.quantized.linear_dynamic.default(x.float(), packed, True)  # .default: no Python checks

@@ -3,7 +3,7 @@
 Same math as nanoGPT: pre-LayerNorm blocks, exact (erf) GELU, learned absolute positions,
 no bias in the released checkpoints. Attention runs through SDPA.
 
-The KV cache is preallocated once, (B, n_head, block_size, head_dim) per layer, and written
+The KV cache is preallocated once, (2, B, n_head, block_size, head_dim) per layer, and written
 at explicit slots: a prefill writes slots [start, start+T), then each decode step writes one.
 Attention reads the first n_keys slots with an explicit mask (see attention_mask), which also
 lets a batch hold contexts of different lengths; a prefill from slot 0 with nothing padded is plain
@@ -36,17 +36,24 @@ class LayerNorm(nn.Module):
 
 
 class KVCache(nn.Module):
+    """Keys and values of every slot in one buffer, (2, B, nh, block_size, hd): a step writes both in one copy."""
+
     def __init__(self, batch_size, n_head, block_size, head_dim, device=None, dtype=None):
         super().__init__()
-        shape = (batch_size, n_head, block_size, head_dim)
-        self.register_buffer("k", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
-        self.register_buffer("v", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
+        shape = (2, batch_size, n_head, block_size, head_dim)
+        self.register_buffer("kv", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
 
-    def update(self, slots, k, v):
-        """Write k, v (B, nh, T, hd) at cache slots (T,); return the whole cache, (B, nh, block_size, hd) each."""
-        self.k.index_copy_(2, slots, k)
-        self.v.index_copy_(2, slots, v)
-        return self.k, self.v
+    def update(self, slots, kv):
+        """Write kv (2, B, nh, T, hd) at cache slots, a slice or a (T,) tensor (the compiled step's slot is one);
+        return the keys and the values of every slot, (B, nh, block_size, hd) each.
+
+        A slice is one copy that also converts the dtype: on a CPU, index_copy_ and a separate conversion cost
+        ~0.4 ms more a bark-small step (two ops a layer after each weight-streaming product, docs/benchmarks.md)."""
+        if isinstance(slots, slice):
+            self.kv[:, :, :, slots] = kv
+        else:
+            self.kv.index_copy_(3, slots, kv.to(self.kv.dtype))
+        return self.kv.unbind(0)
 
 
 class SelfAttention(nn.Module):
@@ -60,18 +67,19 @@ class SelfAttention(nn.Module):
         self.kv_dtype = None  # keys, values and attention in this dtype if set (int8 mode: bfloat16, cpu_speed.py)
 
     def forward(self, x, slots=None, mask=None, n_keys=None, last_only=False):
-        """x (B, T, C) at cache slots (T,), attending to the first n_keys slots; mask: bool (.., T, S), True =
-        may attend, CAUSAL, or None = all. Without a cache, the T tokens attend to each other.
+        """x (B, T, C) at cache slots (a slice, or a (T,) tensor), attending to the first n_keys slots;
+        mask: bool (.., T, S), True = may attend, CAUSAL, or None = all. Without a cache, the T tokens attend
+        to each other.
         last_only: every key and value is cached, but only the last query's output, (B, 1, C), is returned."""
         B, T, C = x.shape
-        qkv = self.c_attn(x)
-        if self.kv_dtype is not None:
-            qkv = qkv.to(self.kv_dtype)
-        # (B, T, 3C) -> q, k, v (B, nh, T, hd) each, as views (fewer ops: a decode step runs 12 of these)
-        q, k, v = qkv.view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4).unbind(0)
+        # (B, T, 3C) -> (3, B, nh, T, hd): q, k, v as views (fewer ops: a decode step runs 12 of these)
+        qkv = self.c_attn(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
         if self.cache is not None:
-            k, v = self.cache.update(slots, k, v)
+            k, v = self.cache.update(slots, qkv[1:])
             k, v = k[:, :, :n_keys], v[:, :, :n_keys]  # (B, nh, S, hd)
+            q = qkv[0].to(k.dtype)
+        else:
+            q, k, v = (qkv if self.kv_dtype is None else qkv.to(self.kv_dtype)).unbind(0)
         if last_only:  # the last query sees every key it is allowed to: causal is then no mask at all
             q, T = q[:, :, -1:], 1
             mask = None if mask is None or mask is CAUSAL else mask[..., -1:, :]
@@ -127,7 +135,7 @@ class GPT(nn.Module):
         shape = (batch_size, c.n_head, c.block_size, c.n_embd // c.n_head)
         for block in self.h:
             old, kv_dtype = block.attn.cache, dtype or block.attn.kv_dtype or self.wte.weight.dtype
-            if old is None or old.k.shape != shape or old.k.dtype != kv_dtype or old.k.device != device:
+            if old is None or old.kv.shape[1:] != shape or old.kv.dtype != kv_dtype or old.kv.device != device:
                 block.attn.cache = KVCache(*shape, device, kv_dtype)
 
     def clear_cache(self):
@@ -177,16 +185,19 @@ class GPT(nn.Module):
             mask = CAUSAL
         else:
             mask = attention_mask(slots, start + T, pad)
-        return self._run(x, slots, start + T, pad, mask, logit_rows, last_only)
+        return self._run(x, slots, start + T, pad, mask, logit_rows, last_only, slice(start, start + T))
 
-    def _run(self, x, slots, n_keys, pad, mask, logit_rows, last_only=True):
-        """Embeddings x (B, T, C) of the tokens at cache slots (T,) -> logits, attending to the first n_keys slots."""
+    def _run(self, x, slots, n_keys, pad, mask, logit_rows, last_only=True, write=None):
+        """Embeddings x (B, T, C) of the tokens at cache slots (T,) -> logits, attending to the first n_keys slots.
+
+        write: the same slots as a slice, where the cache takes them in one copy (the compiled step's are a tensor)."""
         pos = slots if pad is None else (slots[None] - pad[:, None]).clamp(min=0)  # (T,) or (B, T)
         x = x + self.wpe(pos)
+        write = slots if write is None else write
         # speed-up: when only the last logits are read, the last block runs its attention output, projection
         # and MLP for the last token only (its keys and values are still cached): 1/12 of a bark-small prefill
         for i, block in enumerate(self.h):
-            x = block(x, slots, mask, n_keys, last_only and i == len(self.h) - 1 and x.shape[1] > 1)
+            x = block(x, write, mask, n_keys, last_only and i == len(self.h) - 1 and x.shape[1] > 1)
         x = self.ln_f(x)
         if last_only:
             x = x[:, -1:]

@@ -118,7 +118,7 @@ def phase_rows(config, seconds, gemm, bw):
     attn = 4 * T * T * C * L  # QK^T and AV over all T x T pairs; causal attention needs half
     fine_f = 2 * 1024 * L * 12 * C * C + 4 * 1024**2 * C * L + 2 * 1024 * C * 1056
     weights = {m: bench.step_bytes(m, r) for m, r in ((coarse, 1024), (sem, None))}
-    kv = 2 * L * C * coarse.h[0].attn.cache.k.element_size()  # bytes of keys and values a step reads per slot
+    kv = 2 * L * C * coarse.h[0].attn.cache.kv.element_size()  # bytes of keys and values a step reads per slot
     sem(embeds=torch.randn(1, 257, C), last_only=True)
     phases = [  # name, call, GFLOP or None, bytes read or None
         (

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from nanobark import Bark, cpu_speed
 from nanobark.config import GPTConfig
@@ -69,7 +70,7 @@ def test_half_precision_runs_with_float32_sampling_and_codec(converted, dtype):
     assert bark.models["codec"].conv_in.weight.dtype == torch.float32
     full, audio = bark.generate("Hello dog", voice="announcer", seed=0, max_duration=0.3, output_full=True)
     assert audio.dtype == np.float32 and np.isfinite(audio).all() and len(audio) == 320 * full["fine_prompt"].shape[1]
-    assert bark.models["semantic"].h[0].attn.cache.k.dtype == getattr(torch, dtype)
+    assert bark.models["semantic"].h[0].attn.cache.kv.dtype == getattr(torch, dtype)
 
 
 def int8_bark(converted, monkeypatch, wide):
@@ -96,7 +97,7 @@ def test_int8_logits_track_float32(converted, monkeypatch, wide):
     ctx, fed = torch.randint(0, 12_096, (1, 40)), torch.randint(0, 12_096, (1, 8))
     a, b = (forced_steps(m, ctx, fed) for m in (ref.models["coarse"], coarse))
     assert ((a - b).abs().mean() / a.std()) < 0.05
-    assert coarse.h[0].attn.cache.k.dtype == (torch.bfloat16 if wide else torch.float32)
+    assert coarse.h[0].attn.cache.kv.dtype == (torch.bfloat16 if wide else torch.float32)
     audio = q.generate("Hello", seed=0, max_duration=0.2)
     assert np.isfinite(audio).all() and audio.dtype == np.float32
     with pytest.raises(ValueError, match="int8"):
@@ -122,6 +123,10 @@ def test_int8_linear_paths_and_head_rows(bias):
         assert ((y.float() - ref).norm() / ref.norm()) < 2e-2
         rows = slice(17, 61)
         assert torch.equal(q(x, rows=rows), y[..., rows])
+    narrowing = cpu_speed.Int8Linear(torch.nn.Linear(96, 64, bias=bias), steps=True, wide=True)
+    x = torch.randn(2, cpu_speed.CHUNK_ROWS + 3, 96)  # more rows than a chunk, in a batch: run in chunks
+    ref = F.linear(x.bfloat16(), narrowing.wide, narrowing.wide_bias)
+    assert narrowing(x).shape == ref.shape and (narrowing(x).float() - ref.float()).abs().max() < 1e-2
     narrow_only = cpu_speed.Int8Linear(linear, steps=True, wide=False)
     x = torch.randn(1, 3 * cpu_speed.WIDE_ROWS, 64)
     assert narrow_only(x).dtype == torch.float32 and narrow_only.wide is None

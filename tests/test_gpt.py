@@ -125,7 +125,7 @@ def test_last_only_equals_the_last_row_of_all_logits(start, padded):
         if start:
             model(seq[:, :start], pad=pad)
         logits = model(seq[:, start:], start=start, pad=pad, last_only=last_only)[:, -1:]
-        cache = torch.cat([torch.cat([b.attn.cache.k, b.attn.cache.v]) for b in model.h])
+        cache = torch.cat([b.attn.cache.kv for b in model.h])
         step = model(seq[:, :1], start=40, pad=pad)  # reads the keys and values the prefill cached
         model.clear_cache()
         return logits, cache, step

@@ -21,7 +21,7 @@ from .generation import generate_coarse, generate_fine, generate_semantic, seman
 from .layout import CODEBOOK_SIZE, SAMPLE_RATE, SEMANTIC_VOCAB_SIZE, check_ids
 from .progress import progress_bar
 from .settings import Settings, check_seed, item_seed
-from .tokenizer import Tokenizer, normalize_text, text_prompt
+from .tokenizer import Tokenizer, text_prompt
 from .voices import PresetIndex, VoiceError, find_voice_file, load_voice, save_voice
 from .weights.checkpoint import load_config, load_stage
 from .weights.hub import resolve
@@ -111,7 +111,7 @@ class Bark:
 
     def encode_text(self, text):
         """Normalized, tokenized, offset and padded text block: (256,) int64 (a warning if truncated)."""
-        return text_prompt(self.tokenizer.encode(normalize_text(text)))
+        return text_prompt(self.tokenizer.text_ids(text))
 
     def _batch(self, items, voice, what):
         """One item or a list -> (list of items, list of loaded voices, was it a single item?).

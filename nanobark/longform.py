@@ -131,7 +131,7 @@ def _split(span, cuts, level, fits):
 def count_tokens(text, tokenizer):
     """How many text tokens `text` is, normalized as generation normalizes it. More than TEXT_LENGTH (256, what one
     generation reads; `needs_segments`) and the command, synthesize and the server speak it in segments."""
-    return len(tokenizer.encode(normalize_text(text)))
+    return len(tokenizer.text_ids(text))
 
 
 def needs_segments(n):

@@ -124,6 +124,11 @@ class Tokenizer:
             raise TextError(f"text must be a str, got {type(text).__name__}")
         return self._tok.encode(match_slow_cleanup(text), add_special_tokens=False).ids
 
+    def text_ids(self, text: str) -> list:
+        """The ids generation reads for `text`: whitespace normalized as Suno does (normalize_text), then encoded.
+        The one owner of that rule: prompts, token counts (segments, manifests) and training clips all call it."""
+        return self.encode(normalize_text(text))
+
 
 def text_prompt(ids, offset=TEXT_OFFSET, length=TEXT_LENGTH, pad=TEXT_PAD) -> np.ndarray:
     """The semantic model's text block: ids shifted past the semantic vocab, first `length` kept, right-padded."""

@@ -16,7 +16,6 @@ import time
 
 from ..layout import COARSE_RATE_HZ, TEXT_LENGTH
 from ..longform import needs_segments
-from ..tokenizer import normalize_text
 from ..train.data import TOKENS, Clip, DataError, check_clip, read_clip, write_clip
 from .manifest import ManifestError, Problem, read_manifest
 from .parser import EXIT_CODES, Parser, cloning_options, device_options, model_options, run_options
@@ -128,16 +127,13 @@ class Preparation:
         self.tokenizer = tokenizer
         self.models = models  # (encoder, hubert, quantizer): cloning.cloning_models
 
-    def text_ids(self, row):
-        return self.tokenizer.encode(normalize_text(row.text))
-
     def plan(self, rows, job):
         """Rows -> (items, problems): a text of no tokens, or of more than one generation reads, is a problem."""
         from .corpus import Item
 
         items, problems = [], []
         for row in rows:
-            n = len(self.text_ids(row))
+            n = len(self.tokenizer.text_ids(row.text))
             if n and not needs_segments(n):  # one generation reads it whole
                 items.append(Item(row, f"{TOKENS}/{row.id}.npz", None, {}, n))
                 continue
@@ -162,7 +158,7 @@ class Preparation:
         try:
             wav24, wav16 = load_clip(item.row.audio_ref, max_seconds=MAX_CLIP_SECONDS, whole=True)
             semantic, codes = tokens(wav24, wav16, *self.models)
-            clip = Clip(item.row.id, self.text_ids(item.row), semantic, codes)
+            clip = Clip(item.row.id, self.tokenizer.text_ids(item.row.text), semantic, codes)
             result = check_clip(clip, f"clip {item.row.id!r}")  # what training will accept, checked now
         except Exception as e:  # this clip fails; the others go on
             result = e

@@ -65,7 +65,7 @@ def browser():
 def server(browser, converted, cloning_sources, tmp_path_factory):
     """`nanobark serve` with the tiny model, cloning's random HuBERT and quantizer, and an API key (test_serve's
     start)."""
-    from test_serve import KEY, start
+    from serving import KEY, start
 
     hubert, quantizer_dir = cloning_sources
     quantizer = os.path.join(quantizer_dir, "quantifier_hubert_base_ls960_14.pth")
@@ -174,7 +174,7 @@ def test_speak_streams_into_the_audio_element_the_same_samples_as_the_api(browse
 def test_a_long_text_plays_before_its_last_segment_arrives(browser, server):
     """Sentence by sentence, three segments: the page schedules the first one's samples to play (its status says
     "playing: ...") before the response's last byte has arrived (the browser's resource timing says when)."""
-    from test_serve import THREE
+    from serving import THREE
 
     open_page(browser, server)
     browser.execute_script(  # every status the page shows, with the time it showed it

@@ -347,7 +347,7 @@ def test_a_cloned_voice_is_listed_speaks_and_is_deleted(bark, cloning_sources, c
         assert re.fullmatch(r"voice_[0-9a-f]{16}", voice["id"]) and voice["name"] == "Me, reading"
         listed = json.loads(served.request("GET", "/v1/voices")[2])
         assert listed["cloned"] == [voice] and "v2/en_speaker_6" in listed["presets"]["English"]
-        assert listed["openai"]["alloy"] == "v2/en_speaker_6"
+        assert listed["openai"]["alloy"] == "v2/en_speaker_6" and listed["random"] == "random"
         status, _, answer = served.speak(model="tts-1", input="Hi", voice=voice["id"], response_format="wav", **FAST)
         assert status == 200 and answer[:4] == b"RIFF"
 

@@ -164,6 +164,7 @@ def test_speak_streams_into_the_audio_element_the_same_samples_as_the_api(browse
     open_page(browser, server)
     groups = voices(browser)
     assert "v2/en_speaker_6" in [v for names in groups.values() for v in names]
+    assert groups["No voice prompt: the seed picks a speaker"] == [listed(server)["random"]]  # the API's name for it
     wav = speak(browser, "Hello from the page.", "v2/en_speaker_6", seed=7)
     expected = answer(server, 200, input="Hello from the page.", voice="v2/en_speaker_6", seed=7, response_format="wav")
     assert len(samples(wav)) > 0

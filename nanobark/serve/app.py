@@ -4,7 +4,8 @@
     GET  /health               200 {"status": "ok"} once the model is loaded; 503 {"status": "loading"} before
     GET  /v1/models            OpenAI's model list: this server's model, under its own name and OpenAI's
     POST /v1/audio/speech      OpenAI's request (speech.py) -> audio, whole or streamed (formats.py)
-    GET  /v1/voices            {"presets": {"English": [names]}, "cloned": [{"id", "name"}], "openai": {name: preset}}
+    GET  /v1/voices            {"presets": {"English": [names]}, "cloned": [{"id", "name"}], "openai": {name: preset},
+                               "random": the name for no voice prompt}
     POST /v1/voices            multipart `file` (a recording) and optional `name` -> {"id", "name"}
     DELETE /v1/voices/{id}     -> {"id", "object": "voice", "deleted": true}
 
@@ -262,7 +263,7 @@ def create_app(worker, store, model_name, api_key=None, clone_options=None):
         names = preset_names(model())
         openai = {alias: preset for alias, preset in OPENAI_VOICES.items() if preset in names}
         presets = {LANGUAGES.get(code, "Other"): group for code, group in by_language(names).items()}
-        return {"presets": presets, "cloned": store.list(), "openai": openai}
+        return {"presets": presets, "cloned": store.list(), "openai": openai, "random": RANDOM_VOICE}
 
     @v1.post("/voices")
     async def add_voice(request: Request):

@@ -40,7 +40,10 @@ def lay_out_weights(model, batch_size):
             m.weight.data = m.weight.t().contiguous().t() if transposed else m.weight.contiguous()
 
 
-CHUNK_ROWS = 512  # the narrowing products of more rows run in chunks of this many (see Int8Linear.forward)
+# oneDNN's bfloat16 GEMM slows ~1.8x from 704 to 1024 rows for the narrowing MLP output (3072 -> 768; 1.6 TFLOP/s
+# up to 640 rows, 0.9 from 704, measured on this CPU, docs/benchmarks.md): a narrowing product of more than
+# SLOW_ROWS rows runs in chunks of CHUNK_ROWS (fewer rows run whole: chunks would only add calls)
+SLOW_ROWS, CHUNK_ROWS = 640, 512
 WIDE_ROWS = 32  # inputs with at least this many rows (batch x tokens) take the bfloat16 copy, when there is one
 
 
@@ -85,9 +88,7 @@ class Int8Linear(nn.Module):
                 else (self.wide[rows], None if self.wide_bias is None else self.wide_bias[rows])
             )
             x = x.to(torch.bfloat16)
-            if self.in_features > self.out_features and x[..., 0].numel() > CHUNK_ROWS:
-                # oneDNN's bfloat16 GEMM slows ~1.6x from ~700 to ~1100 rows for the narrowing MLP output
-                # (3072 -> 768; measured on this CPU, docs/benchmarks.md): run it in chunks below that
+            if self.in_features > self.out_features and x[..., 0].numel() > SLOW_ROWS:  # see SLOW_ROWS
                 rows2d = x.reshape(-1, self.in_features)
                 return torch.cat([F.linear(c, w, b) for c in rows2d.split(CHUNK_ROWS)]).view(*x.shape[:-1], -1)
             return F.linear(x, w, b)

@@ -126,7 +126,8 @@ class Tokenizer:
 
     def text_ids(self, text: str) -> list:
         """The ids generation reads for `text`: whitespace normalized as Suno does (normalize_text), then encoded.
-        The one owner of that rule: prompts, token counts (segments, manifests) and training clips all call it."""
+        The one owner of that rule: prompts (Bark.encode_text), a text's token count (longform.count_tokens: segments,
+        manifests) and training clips (prepare) call it."""
         return self.encode(normalize_text(text))
 
 

@@ -129,7 +129,7 @@ def phase_rows(config, seconds, gemm, bw):
         ),
         (
             "coarse prefill 887, bool mask",
-            lambda: coarse._run(coarse.wte(ctx), slots, T, None, masked, rows),
+            lambda: coarse._run(coarse.wte(ctx), slots, T, None, masked, rows, True, slice(0, T)),  # as forward writes
             linear + attn / 2,
             None,
         ),

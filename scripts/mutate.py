@@ -188,6 +188,8 @@ MUTANTS = [
       (FAST,)),
     M("kv_write_keys_only", GPT, "self.kv[:, :, :, slots] = kv", "self.kv[:1, :, :, slots] = kv[:1]",
       "the cache's one-copy write takes the keys but not the values", (GPT_TESTS,)),
+    M("text_ids_not_normalized", "nanobark/tokenizer.py", "return self.encode(normalize_text(text))",
+      "return self.encode(text)", "text -> ids skips Suno's whitespace cleanup", ("tests/test_tokenizer.py",)),
     M("int8_fine_keeps_int8", B, "quantize_int8_(models[s], steps=s != \"fine\")", "quantize_int8_(models[s])",
       "the fine GPT keeps int8 weights it never uses beside its bfloat16 copy", (FAST,)),
     M("ckpt_sizes_unchecked", CKPT, "if theirs is not None and not _at_most(ours, theirs)\n", "if False\n",

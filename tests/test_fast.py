@@ -124,7 +124,7 @@ def test_int8_linear_paths_and_head_rows(bias):
         rows = slice(17, 61)
         assert torch.equal(q(x, rows=rows), y[..., rows])
     narrowing = cpu_speed.Int8Linear(torch.nn.Linear(96, 64, bias=bias), steps=True, wide=True)
-    x = torch.randn(2, cpu_speed.CHUNK_ROWS + 3, 96)  # more rows than a chunk, in a batch: run in chunks
+    x = torch.randn(2, cpu_speed.SLOW_ROWS // 2 + 3, 96)  # more rows than SLOW_ROWS, in a batch: run in chunks
     ref = F.linear(x.bfloat16(), narrowing.wide, narrowing.wide_bias)
     assert narrowing(x).shape == ref.shape and (narrowing(x).float() - ref.float()).abs().max() < 1e-2
     narrow_only = cpu_speed.Int8Linear(linear, steps=True, wide=False)

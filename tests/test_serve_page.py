@@ -63,8 +63,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def server(browser, converted, cloning_sources, tmp_path_factory):
-    """`nanobark serve` with the tiny model, cloning's random HuBERT and quantizer, and an API key (test_serve's
-    start)."""
+    """`nanobark serve` with the tiny model, cloning's random HuBERT and quantizer, and an API key (serving.start)."""
     from serving import KEY, start
 
     hubert, quantizer_dir = cloning_sources

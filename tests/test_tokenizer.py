@@ -187,6 +187,19 @@ def test_normalize_text_matches_suno():
     assert normalize_text(" hi\u00a0\u3000 there\n") == "hi there"
 
 
+def test_text_ids_are_sunos_normalize_then_tokenize(vocab_file, slow):
+    """text_ids, the one owner of text -> ids, is what Suno's generate_text_semantic does: its whitespace cleanup,
+    then the slow BERT tokenizer."""
+    references()
+    from bark.generation import _normalize_whitespace
+
+    tok = Tokenizer.from_vocab(vocab_file)
+    for text in [t for t in TEXTS if t.strip()] + ["  hello \t\n world\u00a0\u3000 ", " [laughter]  ok\x0b\x0c"]:
+        assert tok.text_ids(text) == slow_ids(slow, _normalize_whitespace(text)), repr(text)
+    with pytest.raises(TextError, match="text is empty"):
+        tok.text_ids(" \u3000\n")
+
+
 @pytest.mark.parametrize("bad", ["", "   ", "\n\t\u3000"])
 def test_normalize_text_rejects_empty(bad):
     with pytest.raises(TextError, match="text is empty"):

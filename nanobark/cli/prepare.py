@@ -15,7 +15,7 @@ import os
 import time
 
 from ..layout import COARSE_RATE_HZ, TEXT_LENGTH
-from ..longform import needs_segments
+from ..longform import count_tokens, needs_segments
 from ..train.data import TOKENS, Clip, DataError, check_clip, read_clip, write_clip
 from .manifest import ManifestError, Problem, read_manifest
 from .parser import EXIT_CODES, Parser, cloning_options, device_options, model_options, run_options
@@ -133,7 +133,7 @@ class Preparation:
 
         items, problems = [], []
         for row in rows:
-            n = len(self.tokenizer.text_ids(row.text))
+            n = count_tokens(row.text, self.tokenizer)
             if n and not needs_segments(n):  # one generation reads it whole
                 items.append(Item(row, f"{TOKENS}/{row.id}.npz", None, {}, n))
                 continue

@@ -70,7 +70,7 @@ class Bark:
         for s in STAGES:
             models[s] = load_stage(path, s, config, home, dtype if s != "codec" else torch.float32)
             if int8 and s != "codec":  # stage by stage, so only one stage's float32 weights are held at a time
-                quantize_int8_(models[s], steps=s != "fine")  # the fine GPT has no one-token steps
+                quantize_int8_(models[s])
         has_presets = os.path.exists(os.path.join(path, "speaker_embeddings_path.json"))
         presets = PresetIndex.from_dir(path, fetch) if has_presets else None
         if compile:

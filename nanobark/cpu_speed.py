@@ -88,7 +88,7 @@ class Int8Linear(nn.Module):
                 else (self.wide[rows], None if self.wide_bias is None else self.wide_bias[rows])
             )
             x = x.to(torch.bfloat16)
-            if self.in_features > self.out_features and x[..., 0].numel() > SLOW_ROWS:  # see SLOW_ROWS
+            if self.in_features > self.out_features and x.numel() > SLOW_ROWS * self.in_features:  # see SLOW_ROWS
                 rows2d = x.reshape(-1, self.in_features)
                 return torch.cat([F.linear(c, w, b) for c in rows2d.split(CHUNK_ROWS)]).view(*x.shape[:-1], -1)
             return F.linear(x, w, b)
@@ -112,16 +112,18 @@ class Int8Linear(nn.Module):
 
 
 @torch.no_grad()
-def quantize_int8_(model, steps=True, wide=None):
+def quantize_int8_(model, steps=None, wide=None):
     """Replace every nn.Linear of `model` (in place) with an Int8Linear; CPU only. Returns the model.
 
-    steps: keep int8 weights for decode steps (False for the fine GPT, whose passes are all wide, when a
-    bfloat16 copy runs them). wide: keep a bfloat16 copy for wide inputs and run attention in bfloat16
-    (None: where the CPU multiplies bfloat16 natively, see native_bf16).
+    steps: keep int8 weights for decode steps (None: if the model decodes one token at a time, i.e. has a KV
+    cache to set up; the fine GPT's passes are all wide, and a bfloat16 copy runs them). wide: keep a bfloat16
+    copy for wide inputs and run attention in bfloat16 (None: where the CPU multiplies bfloat16 natively, see
+    native_bf16).
     """
     if next(model.parameters()).device.type != "cpu":
         raise ValueError("int8 quantization runs on the CPU only; load the model with device='cpu'")
     wide = native_bf16() if wide is None else wide
+    steps = hasattr(model, "setup_cache") if steps is None else steps
     if "x86" in torch.backends.quantized.supported_engines:
         torch.backends.quantized.engine = "x86"  # fbgemm's kernels
     model.float()

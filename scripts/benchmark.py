@@ -98,7 +98,7 @@ def random_gpt(cls, config, int8):
     for p in model.parameters():
         p.data.normal_(0.0, 0.05)
     if int8:
-        quantize_int8_(model, steps=cls is GPT)  # as Bark.from_pretrained: the fine GPT keeps no int8 copy
+        quantize_int8_(model)  # as Bark.from_pretrained: the fine GPT keeps no int8 copy (quantize_int8_'s rule)
     if cls is GPT:
         lay_out_weights(model, 1)
         model.setup_cache(1)  # after quantizing: with int8 the cache is bfloat16 where the CPU has bfloat16

@@ -20,22 +20,14 @@ def tiny_gpt():
 
 @torch.no_grad()
 def run_steps(model, ctx, pad, steps):
+    """Logits of a prefill of ctx (B, L), then one decode step per new id: (B, 1 + n, V). steps: n, each step
+    fed the argmax before it, or (B, n) ids to feed (teacher forcing: two models then see the same inputs)."""
     model.setup_cache(ctx.shape[0])
-    logits = model(ctx, pad=pad, last_only=True)
-    out = [logits]
-    for i in range(steps):
-        token = logits[:, -1].argmax(-1, keepdim=True)
-        logits = model.decode_step(token, ctx.shape[1] + i, pad)
-        out.append(logits)
-    return torch.cat(out, dim=1)
-
-
-@torch.no_grad()
-def forced_steps(model, ctx, fed):
-    """Logits of a prefill of ctx (1, L), then one decode step per id of fed (1, n): (1, 1 + n, V)."""
-    model.setup_cache(1)
-    out = [model(ctx, last_only=True)]
-    out += [model.decode_step(fed[:, i : i + 1], ctx.shape[1] + i) for i in range(fed.shape[1])]
+    out = [model(ctx, pad=pad, last_only=True)]
+    greedy = isinstance(steps, int)
+    for i in range(steps if greedy else steps.shape[1]):
+        token = out[-1][:, -1].argmax(-1, keepdim=True) if greedy else steps[:, i : i + 1]
+        out.append(model.decode_step(token, ctx.shape[1] + i, pad))
     return torch.cat(out, dim=1)
 
 
@@ -95,7 +87,7 @@ def test_int8_logits_track_float32(converted, monkeypatch, wide):
     assert ((a - b).abs().mean() / a.std()) < 0.05  # int8 noise, far below the spread of the logits
     # decode steps run on the int8 weights, over a bfloat16 cache where the CPU has bfloat16
     ctx, fed = torch.randint(0, 12_096, (1, 40)), torch.randint(0, 12_096, (1, 8))
-    a, b = (forced_steps(m, ctx, fed) for m in (ref.models["coarse"], coarse))
+    a, b = (run_steps(m, ctx, None, fed) for m in (ref.models["coarse"], coarse))
     assert ((a - b).abs().mean() / a.std()) < 0.05
     assert coarse.h[0].attn.cache.kv.dtype == (torch.bfloat16 if wide else torch.float32)
     audio = q.generate("Hello", seed=0, max_duration=0.2)
